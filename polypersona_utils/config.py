@@ -1,0 +1,303 @@
+"""Profile configuration: `params/<profile>.yaml` read into typed dataclasses.
+
+Every YAML key is a dataclass field; an unknown key, a wrong type or an impossible value raises `ConfigError`
+naming the file and the dotted key (the alignment-handbook recipe pattern, without nanoGPT's `exec`).
+`overrides` ({"training.epochs": 1}) change single values after loading, for ablation reruns.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from . import paths
+
+
+class ConfigError(ValueError):
+    """A profile file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SeedsConfig:
+    """Named seeds: each random step has its own, so changing one step leaves the others' draws alone."""
+
+    persona_sample: int = 20181
+    question_sample: int = 20182
+    split: int = 20183
+    teacher: int = 20184
+    training: int = 20185
+    sampling: int = 20186
+    bootstrap: int = 20187
+
+
+@dataclass(frozen=True)
+class PersonasConfig:
+    source: Literal["gss2018", "personahub", "file"] = "gss2018"
+    n_personas: int = 60
+    path: Optional[str] = None  # source: file (CSV or JSONL persona panel)
+    personahub_dataset: str = "proj-persona/PersonaHub"
+    personahub_config: str = "persona"
+    personahub_revision: str = "main"
+
+    def validate(self) -> None:
+        if self.n_personas < 1:
+            raise ValueError("n_personas: must be at least 1")
+        if self.source == "file" and not self.path:
+            raise ValueError("path: required when source is 'file'")
+
+
+@dataclass(frozen=True)
+class QuestionsConfig:
+    bank: str = "question_bank.yaml"  # relative to polypersona_utils/data/, or an absolute path
+    questions_per_persona: int = 8
+
+    def validate(self) -> None:
+        if self.questions_per_persona < 1:
+            raise ValueError("questions_per_persona: must be at least 1")
+
+    @property
+    def bank_path(self) -> Path:
+        path = Path(self.bank)
+        return path if path.is_absolute() else paths.PACKAGE_DATA_DIR / path
+
+
+@dataclass(frozen=True)
+class ReferencesConfig:
+    mode: Literal["build", "import"] = "build"
+    import_path: Optional[str] = None  # mode: import (Polypersona-format JSON or JSONL)
+    teacher_backend: Literal["local", "http"] = "local"
+    teacher_model: str = "smollm2-135m-instruct"  # embedded name, local directory or hub id
+    teacher_revision: Optional[str] = None  # required for a hub id
+    http_url: Optional[str] = None  # OpenAI-compatible endpoint, e.g. http://localhost:8000/v1
+    http_model: Optional[str] = None
+    max_new_tokens: int = 64
+    temperature: float = 0.0  # 0 = greedy: references do not depend on batch composition
+    top_p: float = 1.0
+    batch_size: int = 8
+
+    def validate(self) -> None:
+        if self.mode == "import" and not self.import_path:
+            raise ValueError("import_path: required when mode is 'import'")
+        if self.teacher_backend == "http" and not (self.http_url and self.http_model):
+            raise ValueError("http_url/http_model: required when teacher_backend is 'http'")
+        if self.max_new_tokens < 1 or self.batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size: must be at least 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+
+
+@dataclass(frozen=True)
+class SplitsConfig:
+    train: float = 0.8
+    val: float = 0.1
+    test: float = 0.1
+    persona_disjoint: bool = True
+
+    def validate(self) -> None:
+        fractions = (self.train, self.val, self.test)
+        if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+            raise ValueError(f"train/val/test: must be non-negative and sum to 1, got {fractions}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # short name used in file names and tables
+    model_id: str  # embedded name, local directory or hub id
+    revision: Optional[str] = None  # pinned commit for hub ids
+    chat_template: Optional[Literal["chatml"]] = None  # supplied by the project when the tokenizer has none
+    train: bool = True  # False: zero-shot comparison only (the paper's larger baselines)
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+    def validate(self) -> None:
+        if self.r < 1 or self.alpha < 1:
+            raise ValueError("r and alpha: must be at least 1")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout: must be in [0, 1)")
+        if not self.target_modules:
+            raise ValueError("target_modules: must name at least one module")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    quantization: Literal["nf4", "none"] = "nf4"  # nf4 = QLoRA (the paper's method); none = 16/32-bit LoRA
+    compute_dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    learning_rate: float = 2e-4
+    epochs: float = 3.0
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    max_grad_norm: float = 0.3
+    max_seq_length: int = 512
+    report_to: str = "none"
+
+    def validate(self) -> None:
+        if self.learning_rate <= 0 or self.epochs <= 0:
+            raise ValueError("learning_rate and epochs: must be positive")
+        if self.per_device_batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("per_device_batch_size and gradient_accumulation_steps: must be at least 1")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("warmup_ratio: must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    temperature: float = 0.7
+    top_p: float = 0.9
+    greedy_for_closed: bool = True
+    max_new_tokens: dict[str, int] = field(
+        default_factory=lambda: {"open": 96, "likert": 12, "yesno": 6, "agreement": 12}
+    )
+    batch_size: int = 16
+
+    def validate(self) -> None:
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
+        missing = {"open", "likert", "yesno", "agreement"} - set(self.max_new_tokens)
+        if missing:
+            raise ValueError(f"max_new_tokens: missing question types {sorted(missing)}")
+
+
+@dataclass(frozen=True)
+class Config:
+    profile: str
+    description: str = ""
+    seeds: SeedsConfig = field(default_factory=SeedsConfig)
+    personas: PersonasConfig = field(default_factory=PersonasConfig)
+    questions: QuestionsConfig = field(default_factory=QuestionsConfig)
+    references: ReferencesConfig = field(default_factory=ReferencesConfig)
+    splits: SplitsConfig = field(default_factory=SplitsConfig)
+    models: list[ModelSpec] = field(
+        default_factory=lambda: [ModelSpec(name="smollm2-135m", model_id="smollm2-135m-instruct")]
+    )
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    source_file: Optional[str] = None  # set by load_config, never read from YAML
+
+    def validate(self) -> None:
+        names = [m.name for m in self.models]
+        if not names or len(names) != len(set(names)):
+            raise ValueError(f"models: need at least one, with unique names, got {names}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """Check `value` against a type hint and build nested dataclasses; raise ConfigError naming `where`."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: must be one of {list(args)}, got {value!r}")
+        return value
+    if dataclasses.is_dataclass(annotation):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return _build(annotation, value, where)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_convert(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return {str(k): _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if annotation is float:
+        # YAML reads 2e-4 as a string (it wants 2.0e-4); accept numeric strings, reject bools.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported annotation {annotation!r} at {where}")
+
+
+def _build(cls: type, data: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name != "source_file"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known: {sorted(known)})")
+    kwargs = {
+        key: _convert(value, hints[key], f"{where}.{key}" if where else key) for key, value in data.items()
+    }
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{where or 'top level'}: {exc}") from None
+    if hasattr(obj, "validate"):
+        try:
+            obj.validate()
+        except ValueError as exc:
+            raise ConfigError(f"{where + '.' if where else ''}{exc}") from None
+    return obj
+
+
+def _apply_override(data: dict, dotted_key: str, value: Any) -> None:
+    node = data
+    *parents, last = dotted_key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted_key}: {part} is not a section")
+    node[last] = value
+
+
+def load_config(profile_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Read `params/<profile>.yaml` (or a YAML path) into a validated `Config`."""
+    path = paths.params_file(str(profile_or_path))
+    if not path.exists():
+        available = sorted(p.stem for p in paths.PARAMS_DIR.glob("*.yaml"))
+        raise ConfigError(f"{path}: no such profile file (available profiles: {available})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    for key, value in (overrides or {}).items():
+        _apply_override(data, key, value)
+    try:
+        config = _build(Config, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return dataclasses.replace(config, source_file=str(path))

@@ -1,0 +1,305 @@
+"""Records, references and leakage-checked splits: everything notebook 01 produces.
+
+Record (contract): id, persona_id, domain, question_id, question, question_type, options, persona, messages,
+reference, reference_source; `messages` is [system, user, assistant] from `prompts.build_messages` and the
+assistant turn equals `reference`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import paths
+from .personas import PersonaPanel, validate_card, PersonaError
+from .prompts import build_messages
+from .provenance import (atomic_write_json, provenance_record, sha256_file, sha256_json, write_jsonl)
+from .questions import CLOSED_TYPES, QUESTION_TYPES, Question, QuestionBank
+from .teacher import TeacherRequest
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+RECORD_FIELDS = ("id", "persona_id", "domain", "question_id", "question", "question_type", "options", "persona",
+                 "messages", "reference", "reference_source")
+REFERENCE_SOURCES = ("real_respondent", "teacher", "imported")
+
+
+class LeakageError(AssertionError):
+    """The splits share a persona (when persona-disjoint) or a (persona, question) pair."""
+
+
+class RecordImportError(ValueError):
+    """A malformed Polypersona-format file; the message names the record and the field."""
+
+
+def assign_questions(panel: PersonaPanel, bank: QuestionBank, per_persona: int, seed: int
+                     ) -> list[tuple[dict, Question]]:
+    """Each persona gets `per_persona` distinct questions, domains drawn in the paper's proportions.
+
+    A question's weight is its domain quota divided by the domain's number of questions. For GSS personas a
+    linked closed question whose real answer is missing is not eligible: its answer would have to be invented.
+    """
+    rng = np.random.default_rng(seed)
+    per_domain = Counter(q.domain for q in bank.questions)
+    pairs = []
+    for card in panel.cards:
+        known = panel.answers.get(card.persona_id)
+        eligible = [
+            q for q in bank.questions
+            if not (card.source == "gss2018" and q.is_closed and q.gss_item and q.gss_item not in (known or {}))
+        ]
+        weights = np.array([bank.domain_quotas[q.domain] / per_domain[q.domain] for q in eligible])
+        size = min(per_persona, len(eligible))
+        chosen = sorted(rng.choice(len(eligible), size=size, replace=False, p=weights / weights.sum()))
+        pairs += [(card.to_dict(), eligible[i]) for i in chosen]
+    return pairs
+
+
+def teacher_request(persona: dict, question: Question, stance: str | None) -> TeacherRequest:
+    """The training prompt, plus (when known) the real respondent's answer on the linked GSS item."""
+    messages = build_messages(persona, question.domain, question.text, question.question_type, question.options)
+    if stance is not None:
+        messages[0] = dict(messages[0], content=messages[0]["content"] + (
+            f"\n\nIn the real survey this person said the nation spends '{stance}' on this topic. "
+            "Your answer must agree with that view."))
+    return TeacherRequest.make(messages, question.options)
+
+
+def plan_references(pairs: list[tuple[dict, Question]], panel: PersonaPanel
+                    ) -> tuple[dict[int, str], dict[int, TeacherRequest]]:
+    """Which pairs take a real respondent's answer and which need the teacher (pair index -> answer/request)."""
+    real, requests = {}, {}
+    for index, (persona, question) in enumerate(pairs):
+        known = panel.answers.get(persona["persona_id"], {})
+        stance = known.get(question.gss_item) if question.gss_item else None
+        if question.is_closed and stance is not None:
+            real[index] = stance
+        else:
+            requests[index] = teacher_request(persona, question, stance)
+    return real, requests
+
+
+def make_record(persona: dict, question: Question, reference: str, source: str,
+                include_persona: bool = True) -> dict:
+    return {
+        "id": f"{persona['persona_id']}--{question.question_id}",
+        "persona_id": persona["persona_id"],
+        "domain": question.domain,
+        "question_id": question.question_id,
+        "question": question.text,
+        "question_type": question.question_type,
+        "options": list(question.options),
+        "persona": persona,
+        "messages": build_messages(persona, question.domain, question.text, question.question_type,
+                                   question.options, answer=reference, include_persona=include_persona),
+        "reference": reference,
+        "reference_source": source,
+    }
+
+
+def import_records(path: Path) -> list[dict]:
+    """Records of an existing Polypersona-format dataset (JSON list or JSONL), validated field by field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if path.suffix == ".json" else [json.loads(l) for l in text.splitlines() if l.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RecordImportError(f"{path}: cannot read records: {exc}") from None
+    records, seen = [], set()
+    for number, row in enumerate(raw, start=1):
+        where = f"{path}: record {number}"
+        for name in ("id", "domain", "persona", "question", "question_type", "reference", "messages"):
+            if row.get(name) in (None, "", [], {}):
+                raise RecordImportError(f"{where}: field '{name}' is missing or empty")
+        if row["question_type"] not in QUESTION_TYPES:
+            raise RecordImportError(f"{where}: field 'question_type' must be one of {QUESTION_TYPES}")
+        if str(row["id"]) in seen:
+            raise RecordImportError(f"{where}: field 'id': duplicate {row['id']!r}")
+        seen.add(str(row["id"]))
+        try:
+            persona = validate_card(row["persona"], f"{where}: persona", source="imported").to_dict()
+        except PersonaError as exc:
+            raise RecordImportError(str(exc)) from None
+        options = tuple(row.get("options") or ())
+        if row["question_type"] in CLOSED_TYPES and options and row["reference"] not in options:
+            raise RecordImportError(f"{where}: field 'reference' is not one of the options {list(options)}")
+        question = Question(row.get("question_id") or "q-" + sha256_json(row["question"])[:10],
+                            row["domain"], row["question_type"], row["question"], options)
+        record = make_record(persona, question, row["reference"], "imported")
+        record["id"] = str(row["id"])
+        records.append(record)
+    return records
+
+
+def split_personas(persona_ids: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
+    """persona_id -> split. Personas are shuffled with `seed` and cut by the fractions."""
+    ids = sorted(set(persona_ids))
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    n_val = int(round(fractions[1] * len(ids)))
+    n_test = int(round(fractions[2] * len(ids)))
+    if len(ids) >= 3:  # tiny panels still get a non-empty val and test split when asked for one
+        n_val, n_test = max(n_val, fractions[1] > 0), max(n_test, fractions[2] > 0)
+    n_train = len(ids) - n_val - n_test
+    bounds = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    return {pid: split for split, pids in bounds.items() for pid in pids}
+
+
+def split_records(records: list[dict], fractions: tuple[float, float, float], seed: int,
+                  persona_disjoint: bool = True) -> dict[str, list[dict]]:
+    if persona_disjoint:
+        assignment = split_personas([r["persona_id"] for r in records], fractions, seed)
+        key_of = lambda r: assignment[r["persona_id"]]  # noqa: E731
+    else:
+        assignment = split_personas([r["id"] for r in records], fractions, seed)
+        key_of = lambda r: assignment[r["id"]]  # noqa: E731
+    splits = {name: [] for name in SPLITS}
+    for record in sorted(records, key=lambda r: r["id"]):
+        splits[key_of(record)].append(record)
+    return splits
+
+
+def check_leakage(splits: dict[str, list[dict]], persona_disjoint: bool = True) -> None:
+    """Raise LeakageError if a persona is in two splits (when disjoint) or a (persona, question) pair repeats."""
+    pairs = Counter((r["persona_id"], r["question"]) for rows in splits.values() for r in rows)
+    repeated = [pair for pair, count in pairs.items() if count > 1]
+    if repeated:
+        raise LeakageError(f"(persona, question) pair occurs {pairs[repeated[0]]} times: {repeated[0]}")
+    ids = Counter(r["id"] for rows in splits.values() for r in rows)
+    if max(ids.values(), default=1) > 1:
+        raise LeakageError(f"record id repeated: {ids.most_common(1)[0][0]}")
+    if persona_disjoint:
+        owners: dict[str, set[str]] = {}
+        for name, rows in splits.items():
+            for r in rows:
+                owners.setdefault(r["persona_id"], set()).add(name)
+        shared = sorted(pid for pid, names in owners.items() if len(names) > 1)
+        if shared:
+            raise LeakageError(f"persona {shared[0]} is in splits {sorted(owners[shared[0]])}")
+
+
+def check_record(record: dict) -> None:
+    """The record contract; raises ValueError naming the record and field."""
+    missing = [f for f in RECORD_FIELDS if f not in record]
+    if missing:
+        raise ValueError(f"record {record.get('id')}: missing field '{missing[0]}'")
+    roles = [m["role"] for m in record["messages"]]
+    if roles != ["system", "user", "assistant"] or record["messages"][-1]["content"] != record["reference"]:
+        raise ValueError(f"record {record['id']}: messages must be [system, user, assistant=reference]")
+    if record["reference_source"] not in REFERENCE_SOURCES:
+        raise ValueError(f"record {record['id']}: unknown reference_source {record['reference_source']!r}")
+    if record["options"] and record["reference"] not in record["options"]:
+        raise ValueError(f"record {record['id']}: reference is not one of its options")
+
+
+@dataclass
+class BuildResult:
+    splits: dict[str, list[dict]]
+    counts: dict
+    data_dir: Path
+    files: dict[str, Path]
+
+
+def write_dataset(splits: dict[str, list[dict]], out_dir: Path) -> dict[str, Path]:
+    """`{train,val,test}.jsonl` (canonical JSON, sorted by id: same records, same bytes) and a DatasetDict."""
+    files = {}
+    for name in SPLITS:
+        files[name] = out_dir / f"{name}.jsonl"
+        write_jsonl(files[name], splits[name])
+    _save_dataset_dict(splits, out_dir / "hf_dataset")
+    return files
+
+
+def _save_dataset_dict(splits: dict[str, list[dict]], target: Path) -> None:
+    import shutil
+
+    from datasets import Dataset, DatasetDict
+
+    # Nested columns of varying shape (persona, options) are stored as JSON text: Arrow needs one schema.
+    def flat(rows):
+        return [{**r, "persona": json.dumps(r["persona"], sort_keys=True), "options": json.dumps(r["options"])}
+                for r in rows]
+
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    DatasetDict({name: Dataset.from_list(flat(rows)) for name, rows in splits.items() if rows}).save_to_disk(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def count_table(splits: dict[str, list[dict]]):
+    """Long table: split x domain x question_type x reference_source -> records."""
+    import pandas as pd
+
+    rows = [{"split": name, "domain": r["domain"], "question_type": r["question_type"],
+             "reference_source": r["reference_source"]} for name, recs in splits.items() for r in recs]
+    table = pd.DataFrame(rows, columns=["split", "domain", "question_type", "reference_source"])
+    return table.value_counts().rename("records").reset_index().sort_values(
+        ["split", "domain", "question_type", "reference_source"], ignore_index=True)
+
+
+def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
+    """Notebook 01 end to end: personas, questions, references, records, splits, card, figure, provenance."""
+    from . import reporting
+    from .personas import load_panel
+    from .questions import load_question_bank
+    from .teacher import make_teacher, run_teacher
+
+    profile, seeds = config.profile, config.seeds
+    out_dir = paths.data_dir(profile)
+    stats = Counter()
+    inputs = {"question_bank": sha256_file(config.questions.bank_path)}
+    if config.references.mode == "import":
+        records = import_records(Path(config.references.import_path))
+        inputs["imported"] = sha256_file(Path(config.references.import_path))
+        panel = None
+    else:
+        bank = load_question_bank(config.questions.bank_path)
+        panel = load_panel(config.personas, seeds.persona_sample)
+        if config.personas.source == "file":
+            inputs["persona_file"] = sha256_file(Path(config.personas.path))
+        pairs = assign_questions(panel, bank, config.questions.questions_per_persona, seeds.question_sample)
+        real, requests = plan_references(pairs, panel)
+        answers = {}
+        if requests:
+            backend = teacher or make_teacher(config.references, seeds.teacher)
+            answers = run_teacher(requests.values(), backend, paths.cache_dir(profile) / "teacher.jsonl",
+                                  config.references.batch_size, progress=progress)
+        records = []
+        for index, (persona, question) in enumerate(pairs):
+            if index in real:
+                records.append(make_record(persona, question, real[index], "real_respondent"))
+                continue
+            answer = answers[requests[index]]
+            if not answer:
+                stats["dropped_no_teacher_answer"] += 1  # unparseable or empty: counted, never guessed
+                continue
+            records.append(make_record(persona, question, answer, "teacher"))
+    for record in records:
+        check_record(record)
+    splits = split_records(records, (config.splits.train, config.splits.val, config.splits.test),
+                           seeds.split, config.splits.persona_disjoint)
+    check_leakage(splits, config.splits.persona_disjoint)
+    files = write_dataset(splits, out_dir)
+    counts = {
+        "records": {name: len(rows) for name, rows in splits.items()},
+        "personas": {name: len({r["persona_id"] for r in rows}) for name, rows in splits.items()},
+        **dict(stats),
+    }
+    table = count_table(splits)
+    reporting.write_dataset_card(config, splits, table, counts, panel)
+    provenance = provenance_record(
+        params=config.to_dict(), seeds=config.to_dict()["seeds"],
+        inputs={**inputs, **{f"data/{p.name}": sha256_file(p) for p in files.values()}},
+        step="01_build_dataset", counts=counts,
+    )
+    atomic_write_json(paths.results_dir(profile) / "provenance" / "01_build_dataset.json", provenance)
+    # Written last: its presence means the build finished (the Makefile target).
+    atomic_write_json(out_dir / "manifest.json", {
+        "files": {p.name: sha256_file(p) for p in files.values()}, "counts": counts,
+        "params_sha256": sha256_json(config.to_dict() | {"source_file": None}),
+    })
+    return BuildResult(splits, counts, out_dir, files)

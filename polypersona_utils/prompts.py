@@ -1,0 +1,71 @@
+"""The one prompt: (system, user, assistant) chat messages for a persona and a question.
+
+Data build, training, teacher and generation all call `build_messages`; no other module writes prompt text.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+SYSTEM_PROMPT = (
+    "You are taking part in a survey. Answer every question in the first person, as the person described "
+    "in the persona card would, consistent with their background, values and views."
+)
+SYSTEM_PROMPT_NO_PERSONA = (
+    "You are taking part in a survey. Answer every question in the first person, as a typical adult "
+    "living in the United States would."
+)
+
+
+def persona_card_text(persona: Mapping) -> str:
+    """The persona card as the model sees it: one line per field, in a fixed order."""
+    lines = []
+    if persona.get("description"):
+        lines.append(f"Description: {persona['description']}")
+    if persona.get("age"):
+        lines.append(f"Age: {persona['age']}")
+    lines += [
+        f"Gender: {persona['gender']}",
+        f"Work: {persona['occupation']}",
+        f"Education: {persona['education']}",
+        f"Home: {persona['region']}",
+        f"Personal income: {persona['income_bracket']}",
+        f"Politics: {persona['political_identity']}",
+        f"Values: {', '.join(persona['values'])}",
+        f"Traits: {', '.join(persona['traits'])}",
+        f"Interests: {', '.join(persona['interests'])}",
+    ]
+    return "\n".join(lines)
+
+
+def answer_instruction(question_type: str, options: Sequence[str]) -> str:
+    if options:
+        return "Answer with exactly one of these options: " + " / ".join(options) + "."
+    return "Answer in two or three sentences."
+
+
+def build_messages(
+    persona: Mapping,
+    domain: str,
+    question: str,
+    question_type: str,
+    options: Sequence[str] = (),
+    answer: str | None = None,
+    include_persona: bool = True,
+) -> list[dict[str, str]]:
+    """[system, user] for generation, plus the assistant turn when `answer` is given (training records).
+
+    `include_persona=False` is the persona-removed ablation: same question, no card.
+    """
+    parts = []
+    if include_persona:
+        parts.append("Persona card:\n" + persona_card_text(persona))
+    parts.append(f"Survey domain: {domain.replace('_', ' ')}")
+    parts.append(f"Question: {question}")
+    parts.append(answer_instruction(question_type, options))
+    messages = [
+        {"role": "system", "content": SYSTEM_PROMPT if include_persona else SYSTEM_PROMPT_NO_PERSONA},
+        {"role": "user", "content": "\n\n".join(parts)},
+    ]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages

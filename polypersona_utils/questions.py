@@ -1,0 +1,108 @@
+"""The question bank: a versioned YAML file (polypersona_utils/data/question_bank.yaml) and its schema.
+
+Schema: `version`, `domain_quotas` (responses per domain in the paper's 3,568), `option_sets` (name -> ordered list),
+`questions` (id, domain, type, text, options: <set name> for closed types, optional gss_item).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import yaml
+
+QUESTION_TYPES = ("open", "likert", "yesno", "agreement")
+CLOSED_TYPES = ("likert", "yesno", "agreement")
+# GSS 2018 national-spending items the bank may link to (stevedata/gss_spending codes: 1 too little,
+# 0 about right, -1 too much). The other eight items describe personas and are never asked: see personas.py.
+GSS_QUESTION_ITEMS = (
+    "natenvir", "natenrgy", "natheal", "nateduc", "natchld", "natsci", "natsoc", "natfare", "natcrime", "natmass",
+)
+
+
+class QuestionBankError(ValueError):
+    """A malformed question bank; the message names the file, the question and the field."""
+
+
+@dataclass(frozen=True)
+class Question:
+    question_id: str
+    domain: str
+    question_type: str
+    text: str
+    options: tuple[str, ...] = ()
+    gss_item: Optional[str] = None
+
+    @property
+    def is_closed(self) -> bool:
+        return self.question_type in CLOSED_TYPES
+
+
+@dataclass(frozen=True)
+class QuestionBank:
+    version: int
+    domain_quotas: dict[str, int]
+    questions: tuple[Question, ...]
+
+    @property
+    def domains(self) -> list[str]:
+        return list(self.domain_quotas)
+
+    def by_id(self) -> dict[str, Question]:
+        return {q.question_id: q for q in self.questions}
+
+
+def load_question_bank(path: Path) -> QuestionBank:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise QuestionBankError(f"{path}: cannot read the question bank: {exc}") from None
+    if not isinstance(data, dict):
+        raise QuestionBankError(f"{path}: expected a mapping at the top level")
+    for key in ("version", "domain_quotas", "option_sets", "questions"):
+        if key not in data:
+            raise QuestionBankError(f"{path}: missing top-level key '{key}'")
+    quotas = data["domain_quotas"]
+    option_sets = data["option_sets"]
+    if not isinstance(quotas, dict) or not all(isinstance(v, int) and v > 0 for v in quotas.values()):
+        raise QuestionBankError(f"{path}: domain_quotas must map each domain to a positive integer")
+    allowed = {"id", "domain", "type", "text", "options", "gss_item"}
+    questions, seen = [], set()
+    for index, raw in enumerate(data["questions"] or []):
+        where = f"{path}: question {index} ({raw.get('id', '?') if isinstance(raw, dict) else '?'})"
+        if not isinstance(raw, dict):
+            raise QuestionBankError(f"{where}: expected a mapping")
+        for key in ("id", "domain", "type", "text"):
+            if not isinstance(raw.get(key), str) or not raw[key].strip():
+                raise QuestionBankError(f"{where}: field '{key}' is missing or empty")
+        extra = set(raw) - allowed
+        if extra:
+            raise QuestionBankError(f"{where}: unknown field '{sorted(extra)[0]}'")
+        if raw["id"] in seen:
+            raise QuestionBankError(f"{where}: duplicate id")
+        seen.add(raw["id"])
+        if raw["domain"] not in quotas:
+            raise QuestionBankError(f"{where}: field 'domain': '{raw['domain']}' has no quota")
+        if raw["type"] not in QUESTION_TYPES:
+            raise QuestionBankError(f"{where}: field 'type': must be one of {QUESTION_TYPES}")
+        options: tuple[str, ...] = ()
+        if raw["type"] in CLOSED_TYPES:
+            set_name = raw.get("options")
+            if set_name not in option_sets:
+                raise QuestionBankError(f"{where}: field 'options': closed questions name a defined option set")
+            options = tuple(str(o) for o in option_sets[set_name])
+            if len(options) < 2 or len(set(options)) != len(options):
+                raise QuestionBankError(f"{where}: option set '{set_name}' needs two or more distinct options")
+        elif "options" in raw:
+            raise QuestionBankError(f"{where}: field 'options': open questions have no options")
+        gss_item = raw.get("gss_item")
+        if gss_item is not None and gss_item not in GSS_QUESTION_ITEMS:
+            raise QuestionBankError(f"{where}: field 'gss_item': '{gss_item}' is not one of {GSS_QUESTION_ITEMS}")
+        questions.append(Question(raw["id"], raw["domain"], raw["type"], raw["text"].strip(), options, gss_item))
+    if not questions:
+        raise QuestionBankError(f"{path}: no questions")
+    empty = [d for d in quotas if not any(q.domain == d for q in questions)]
+    if empty:
+        raise QuestionBankError(f"{path}: domain '{empty[0]}' has a quota but no question")
+    return QuestionBank(int(data["version"]), dict(quotas), tuple(questions))

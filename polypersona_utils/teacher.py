@@ -1,0 +1,215 @@
+"""Teacher-written references: a local model (the one loader) or any OpenAI-compatible HTTP endpoint.
+
+`run_teacher` is batched, shows a progress bar and is resumable. Every answer is appended to a JSONL cache keyed
+by a hash of everything that determines it (backend, model, settings, messages, options), as lm-evaluation-harness
+caches requests: a killed run, rerun, continues where it stopped, with no duplicate and no lost record, and
+identical inputs reuse cached outputs. Batches are fixed slices of one deterministic order, and a partly cached
+batch is recomputed whole, so an interrupted run ends with exactly the answers of an uninterrupted one.
+
+Open questions: generated text, cut after its last full sentence. Closed questions: the local teacher picks the
+option with the highest mean per-token log-likelihood as the assistant turn (lm-evaluation-harness' multiple
+choice, length-normalised); the HTTP teacher answers in text, parsed by `parsing.parse_option` (None when
+unparseable: the record is then dropped and counted, never guessed).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Protocol, Sequence
+
+from .parsing import parse_option
+from .provenance import canonical_json, sha256_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TeacherRequest:
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs: hashable, ends with the user turn
+    options: tuple[str, ...] = ()  # empty for open questions
+
+    @classmethod
+    def make(cls, messages: Sequence[dict], options: Sequence[str] = ()) -> "TeacherRequest":
+        return cls(tuple((m["role"], m["content"]) for m in messages), tuple(options))
+
+    def chat(self) -> list[dict[str, str]]:
+        return [{"role": role, "content": content} for role, content in self.messages]
+
+
+class TeacherBackend(Protocol):
+    def identity(self) -> dict: ...
+
+    def answer(self, requests: Sequence[TeacherRequest], batch_index: int) -> list[str | None]: ...
+
+
+def trim_to_sentence(text: str) -> str:
+    """Drop a trailing half sentence left by the token limit; keep the text whole if it has no sentence end."""
+    text = text.strip()
+    ends = [m.end() for m in re.finditer(r"[.!?](?=\s|$)", text)]
+    return text[: ends[-1]] if ends else text
+
+
+class LocalTeacher:
+    """A causal LM loaded through `models.load_causal_lm` (embedded, local folder or pinned hub id)."""
+
+    def __init__(self, model_id: str, revision: str | None, max_new_tokens: int, temperature: float,
+                 top_p: float, seed: int, chat_template: str | None = None):
+        from . import models
+
+        self.settings = dict(model_id=model_id, revision=revision, max_new_tokens=max_new_tokens,
+                             temperature=temperature, top_p=top_p, seed=seed, chat_template=chat_template)
+        self.tokenizer = models.load_tokenizer(model_id, revision, chat_template)
+        self.model = models.load_causal_lm(model_id, revision)
+        self.model.eval()
+
+    def identity(self) -> dict:
+        return {"backend": "local", **self.settings}
+
+    def _prompt(self, request: TeacherRequest) -> str:
+        return self.tokenizer.apply_chat_template(request.chat(), tokenize=False, add_generation_prompt=True)
+
+    def answer(self, requests: Sequence[TeacherRequest], batch_index: int) -> list[str | None]:
+        import torch
+
+        out: list[str | None] = [None] * len(requests)
+        open_idx = [i for i, r in enumerate(requests) if not r.options]
+        with torch.inference_mode():
+            if open_idx:
+                for i, text in zip(open_idx, self._generate([requests[i] for i in open_idx], batch_index)):
+                    out[i] = text
+            for i, request in enumerate(requests):
+                if request.options:
+                    out[i] = self._choose(request)
+        return out
+
+    def _generate(self, requests: Sequence[TeacherRequest], batch_index: int) -> list[str]:
+        import torch
+
+        s = self.settings
+        # A seed per batch: sampled answers do not depend on which batches an earlier, killed run finished.
+        torch.manual_seed(s["seed"] + batch_index)
+        encoded = self.tokenizer([self._prompt(r) for r in requests], return_tensors="pt", padding=True,
+                                 add_special_tokens=False).to(self.model.device)
+        sampling = dict(do_sample=True, temperature=s["temperature"], top_p=s["top_p"]) if s["temperature"] > 0 \
+            else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        generated = self.model.generate(**encoded, max_new_tokens=s["max_new_tokens"],
+                                        pad_token_id=self.tokenizer.pad_token_id, **sampling)
+        new_tokens = generated[:, encoded["input_ids"].shape[1]:]
+        return [trim_to_sentence(t) for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def _choose(self, request: TeacherRequest) -> str:
+        """The option whose assistant turn (option text and end-of-turn) has the best mean token log-prob."""
+        import torch
+
+        prompt_ids = self.tokenizer(self._prompt(request), add_special_tokens=False)["input_ids"]
+        scores = []
+        for option in request.options:
+            full = self.tokenizer.apply_chat_template(
+                request.chat() + [{"role": "assistant", "content": option}], tokenize=False)
+            ids = self.tokenizer(full, add_special_tokens=False)["input_ids"]
+            input_ids = torch.tensor([ids], device=self.model.device)
+            logprobs = torch.log_softmax(self.model(input_ids).logits[0, :-1].float(), dim=-1)
+            targets = input_ids[0, 1:]
+            start = len(prompt_ids) - 1  # logits at position t predict token t + 1
+            token_logprobs = logprobs[start:].gather(1, targets[start:, None])
+            scores.append(token_logprobs.mean().item())
+        return request.options[max(range(len(scores)), key=scores.__getitem__)]
+
+
+class HttpTeacher:
+    """An OpenAI-compatible chat-completions endpoint (vLLM, Ollama, a llama.cpp server)."""
+
+    def __init__(self, url: str, model: str, max_new_tokens: int, temperature: float, top_p: float, seed: int,
+                 timeout_s: float = 120.0):
+        self.url = url.rstrip("/") + "/chat/completions"
+        self.settings = dict(url=url, model=model, max_new_tokens=max_new_tokens, temperature=temperature,
+                             top_p=top_p, seed=seed)
+        self.timeout_s = timeout_s
+
+    def identity(self) -> dict:
+        return {"backend": "http", **self.settings}
+
+    def _complete(self, request: TeacherRequest, batch_index: int) -> str:
+        s = self.settings
+        body = json.dumps({
+            "model": s["model"], "messages": request.chat(), "max_tokens": s["max_new_tokens"],
+            "temperature": s["temperature"], "top_p": s["top_p"], "seed": s["seed"] + batch_index,
+        }).encode()
+        headers = {"Content-Type": "application/json"}
+        if os.environ.get("OPENAI_API_KEY"):
+            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
+        http_request = urllib.request.Request(self.url, data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(http_request, timeout=self.timeout_s) as response:
+                payload = json.load(response)
+        except (urllib.error.URLError, OSError) as exc:
+            raise RuntimeError(f"teacher endpoint {self.url} did not answer: {exc}") from exc
+        return payload["choices"][0]["message"]["content"] or ""
+
+    def answer(self, requests: Sequence[TeacherRequest], batch_index: int) -> list[str | None]:
+        answers: list[str | None] = []
+        for request in requests:
+            text = self._complete(request, batch_index)
+            answers.append(parse_option(text, request.options) if request.options else trim_to_sentence(text))
+        return answers
+
+
+def request_key(backend_identity: dict, request: TeacherRequest) -> str:
+    return sha256_json({"teacher": backend_identity, "messages": request.messages, "options": request.options})
+
+
+def _read_cache(path: Path) -> dict[str, str | None]:
+    """Cached answers; a last line cut short by a kill is removed so that appends stay well-formed."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        log.warning("teacher cache %s: dropping a half-written last line from an interrupted run", path)
+        with open(path, "r+b") as handle:
+            handle.truncate(len(complete))
+    cache = {}
+    for line in complete.decode("utf-8").splitlines():
+        row = json.loads(line)
+        cache[row["key"]] = row["answer"]
+    return cache
+
+
+def run_teacher(requests: Iterable[TeacherRequest], backend: TeacherBackend, cache_path: Path,
+                batch_size: int, progress: bool = True) -> dict[TeacherRequest, str | None]:
+    """Answer every distinct request once, resuming from `cache_path`; returns request -> answer."""
+    from tqdm.auto import tqdm
+
+    identity = backend.identity()
+    keyed = {request: request_key(identity, request) for request in set(requests)}
+    # One fixed order (prompt length, then key): similar lengths share a batch and batches are reproducible.
+    ordered = sorted(keyed, key=lambda r: (sum(len(c) for _, c in r.messages), keyed[r]))
+    cache_path.parent.mkdir(parents=True, exist_ok=True)
+    cache = _read_cache(cache_path)
+    batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
+    todo = [(index, batch) for index, batch in enumerate(batches) if any(keyed[r] not in cache for r in batch)]
+    log.info("teacher: %d requests, %d cached, %d batches to run", len(ordered),
+             sum(keyed[r] in cache for r in ordered), len(todo))
+    with open(cache_path, "a", encoding="utf-8") as handle:
+        for index, batch in tqdm(todo, desc="teacher batches", disable=not progress):
+            answers = backend.answer(batch, index)
+            for request, answer in zip(batch, answers):
+                if keyed[request] not in cache:
+                    cache[keyed[request]] = answer
+                    handle.write(canonical_json({"key": keyed[request], "answer": answer}) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+    return {request: cache[keyed[request]] for request in ordered}
+
+
+def make_teacher(references_config, seed: int) -> TeacherBackend:
+    c = references_config
+    if c.teacher_backend == "http":
+        return HttpTeacher(c.http_url, c.http_model, c.max_new_tokens, c.temperature, c.top_p, seed)
+    return LocalTeacher(c.teacher_model, c.teacher_revision, c.max_new_tokens, c.temperature, c.top_p, seed)
