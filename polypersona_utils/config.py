@@ -55,10 +55,26 @@ class PersonasConfig:
 class QuestionsConfig:
     bank: str = "question_bank.yaml"  # relative to polypersona_utils/data/, or an absolute path
     questions_per_persona: int = 8
+    # GSS personas: at least this many of their questions are closed GSS-linked items they answered, so the
+    # test split holds real answers to compare with (0 = pure quota sampling).
+    linked_per_persona: int = 0
+    # When set, records in all (the paper: 3,568 over 433 personas); the remainder of total / personas goes one
+    # extra question each to the first personas. Overrides questions_per_persona.
+    total_records: Optional[int] = None
 
     def validate(self) -> None:
         if self.questions_per_persona < 1:
             raise ValueError("questions_per_persona: must be at least 1")
+        if not 0 <= self.linked_per_persona <= self.questions_per_persona:
+            raise ValueError("linked_per_persona: must be between 0 and questions_per_persona")
+        if self.total_records is not None and self.total_records < 1:
+            raise ValueError("total_records: must be at least 1")
+
+    def per_persona_counts(self, n_personas: int) -> list[int]:
+        if self.total_records is None:
+            return [self.questions_per_persona] * n_personas
+        base, extra = divmod(self.total_records, n_personas)
+        return [base + (i < extra) for i in range(n_personas)]
 
     @property
     def bank_path(self) -> Path:

@@ -36,26 +36,35 @@ class RecordImportError(ValueError):
     """A malformed Polypersona-format file; the message names the record and the field."""
 
 
-def assign_questions(panel: PersonaPanel, bank: QuestionBank, per_persona: int, seed: int
-                     ) -> list[tuple[dict, Question]]:
-    """Each persona gets `per_persona` distinct questions, domains drawn in the paper's proportions.
+def assign_questions(panel: PersonaPanel, bank: QuestionBank, per_persona: list[int], seed: int,
+                     linked_per_persona: int = 0) -> list[tuple[dict, Question]]:
+    """Persona i gets `per_persona[i]` distinct questions, domains drawn in the paper's proportions.
 
     A question's weight is its domain quota divided by the domain's number of questions. For GSS personas a
-    linked closed question whose real answer is missing is not eligible: its answer would have to be invented.
+    linked closed question whose real answer is missing is not eligible (its answer would have to be invented),
+    and `linked_per_persona` of their questions are first drawn among the linked closed items they answered.
     """
     rng = np.random.default_rng(seed)
     per_domain = Counter(q.domain for q in bank.questions)
+    weight = {q.question_id: bank.domain_quotas[q.domain] / per_domain[q.domain] for q in bank.questions}
+
+    def draw(candidates: list[Question], size: int) -> list[Question]:
+        if size <= 0 or not candidates:
+            return []
+        w = np.array([weight[q.question_id] for q in candidates])
+        picked = rng.choice(len(candidates), size=min(size, len(candidates)), replace=False, p=w / w.sum())
+        return [candidates[i] for i in picked]
+
     pairs = []
-    for card in panel.cards:
-        known = panel.answers.get(card.persona_id)
-        eligible = [
-            q for q in bank.questions
-            if not (card.source == "gss2018" and q.is_closed and q.gss_item and q.gss_item not in (known or {}))
-        ]
-        weights = np.array([bank.domain_quotas[q.domain] / per_domain[q.domain] for q in eligible])
-        size = min(per_persona, len(eligible))
-        chosen = sorted(rng.choice(len(eligible), size=size, replace=False, p=weights / weights.sum()))
-        pairs += [(card.to_dict(), eligible[i]) for i in chosen]
+    for card, count in zip(panel.cards, per_persona, strict=True):
+        known = panel.answers.get(card.persona_id, {})
+        is_gss = card.source == "gss2018"
+        eligible = [q for q in bank.questions if not (is_gss and q.is_closed and q.gss_item and q.gss_item not in known)]
+        linked = [q for q in eligible if q.is_closed and q.gss_item]
+        first = draw(linked, min(linked_per_persona, count)) if is_gss else []
+        rest = draw([q for q in eligible if q not in first], count - len(first))
+        chosen = sorted(first + rest, key=lambda q: q.question_id)
+        pairs += [(card.to_dict(), q) for q in chosen]
     return pairs
 
 
@@ -261,7 +270,9 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
         panel = load_panel(config.personas, seeds.persona_sample)
         if config.personas.source == "file":
             inputs["persona_file"] = sha256_file(Path(config.personas.path))
-        pairs = assign_questions(panel, bank, config.questions.questions_per_persona, seeds.question_sample)
+        per_persona = config.questions.per_persona_counts(len(panel.cards))
+        pairs = assign_questions(panel, bank, per_persona, seeds.question_sample,
+                                 config.questions.linked_per_persona)
         real, requests = plan_references(pairs, panel)
         answers = {}
         if requests:

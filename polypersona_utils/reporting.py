@@ -66,12 +66,14 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
     profile = config.profile
     tables, figures = paths.tables_dir(profile), paths.figures_dir(profile)
     write_table(counts_long, tables / "dataset_counts")
-    by_domain = counts_long.pivot_table(index="domain", columns="split", values="records", aggfunc="sum",
-                                        fill_value=0).reset_index()
-    by_type = counts_long.pivot_table(index="question_type", columns="split", values="records", aggfunc="sum",
-                                      fill_value=0).reset_index()
-    by_source = counts_long.pivot_table(index="reference_source", columns="split", values="records",
-                                        aggfunc="sum", fill_value=0).reset_index()
+
+    def by(column: str) -> pd.DataFrame:
+        table = counts_long.pivot_table(index=column, columns="split", values="records", aggfunc="sum",
+                                        fill_value=0)
+        table = table.reindex(columns=[s for s in ("train", "val", "test") if s in table.columns])
+        return table.assign(total=table.sum(axis=1)).reset_index()
+
+    by_domain, by_type, by_source = by("domain"), by("question_type"), by("reference_source")
     cards = list({r["persona_id"]: r["persona"] for rows in splits.values() for r in rows}.values())
     demographics = demographics_comparison(cards)
     write_table(demographics, tables / "persona_demographics_vs_gss")

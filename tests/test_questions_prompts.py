@@ -1,0 +1,93 @@
+from collections import Counter
+
+import pytest
+import yaml
+
+from polypersona_utils import paths
+from polypersona_utils.dataset import make_record
+from polypersona_utils.personas import CARD_ITEMS
+from polypersona_utils.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_NO_PERSONA, build_messages, persona_card_text
+from polypersona_utils.questions import GSS_QUESTION_ITEMS, QuestionBankError, load_question_bank
+
+PERSONA = {
+    "persona_id": "p1", "source": "file", "age": 34, "gender": "woman", "occupation": "nurse",
+    "education": "bachelor's degree", "region": "lives in a city", "income_bracket": "$50,000-$74,999",
+    "political_identity": "independent, moderate", "values": ["family", "honesty"],
+    "traits": ["patient", "curious"], "interests": ["hiking", "cooking"], "description": "",
+}
+
+
+def test_bank_matches_the_papers_design():
+    bank = load_question_bank(paths.QUESTION_BANK)
+    assert len(bank.domains) == 10 and sum(bank.domain_quotas.values()) == 3568
+    assert len(bank.questions) == 82
+    types = Counter(q.question_type for q in bank.questions)
+    assert types == {"open": 35, "likert": 26, "yesno": 15, "agreement": 6}  # paper: 42.7/31.7/18.3/7.3 %
+    linked_closed = {q.gss_item for q in bank.questions if q.gss_item and q.is_closed}
+    assert linked_closed == set(GSS_QUESTION_ITEMS)
+    assert not {q.gss_item for q in bank.questions} & set(CARD_ITEMS)  # card items are never asked
+    for q in bank.questions:
+        if q.gss_item and q.is_closed:
+            assert q.options == ("Too little", "About right", "Too much")
+
+
+def bank_with(tmp_path, question):
+    data = yaml.safe_load(paths.QUESTION_BANK.read_text())
+    data["questions"][0] = question
+    path = tmp_path / "bank.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("question, message", [
+    ({"id": "dem_01", "domain": "demographics", "type": "open"}, "field 'text' is missing"),
+    ({"id": "dem_01", "domain": "nowhere", "type": "open", "text": "Q?"}, "field 'domain'"),
+    ({"id": "dem_01", "domain": "demographics", "type": "likert", "text": "Q?", "options": "nope"},
+     "field 'options'"),
+    ({"id": "dem_01", "domain": "demographics", "type": "open", "text": "Q?", "options": "yesno"},
+     "open questions have no options"),
+    ({"id": "dem_01", "domain": "demographics", "type": "yesno", "text": "Q?", "options": "yesno",
+      "gss_item": "natspac"}, "field 'gss_item'"),
+    ({"id": "dem_01", "domain": "demographics", "type": "open", "text": "Q?", "colour": "red"}, "unknown field"),
+])
+def test_malformed_bank_names_question_and_field(tmp_path, question, message):
+    with pytest.raises(QuestionBankError, match=message) as err:
+        load_question_bank(bank_with(tmp_path, question))
+    assert "question 0 (dem_01)" in str(err.value)
+
+
+def test_messages_carry_card_domain_question_and_options():
+    messages = build_messages(PERSONA, "social_issues", "Is it fair?", "yesno", ("Yes", "No"))
+    assert [m["role"] for m in messages] == ["system", "user"]
+    assert messages[0]["content"] == SYSTEM_PROMPT
+    user = messages[1]["content"]
+    assert persona_card_text(PERSONA) in user
+    assert "Survey domain: social issues" in user and "Question: Is it fair?" in user
+    assert user.endswith("Answer with exactly one of these options: Yes / No.")
+
+
+def test_answer_becomes_the_assistant_turn_and_persona_can_be_removed():
+    with_answer = build_messages(PERSONA, "finance", "How do you save?", "open", answer="I save monthly.")
+    assert with_answer[-1] == {"role": "assistant", "content": "I save monthly."}
+    assert with_answer[:2] == build_messages(PERSONA, "finance", "How do you save?", "open")
+    bare = build_messages(PERSONA, "finance", "How do you save?", "open", include_persona=False)
+    assert bare[0]["content"] == SYSTEM_PROMPT_NO_PERSONA
+    assert "nurse" not in bare[1]["content"] and "Question: How do you save?" in bare[1]["content"]
+
+
+def test_card_lists_every_field_in_fixed_order():
+    text = persona_card_text(PERSONA)
+    assert text.splitlines() == [
+        "Age: 34", "Gender: woman", "Work: nurse", "Education: bachelor's degree", "Home: lives in a city",
+        "Personal income: $50,000-$74,999", "Politics: independent, moderate", "Values: family, honesty",
+        "Traits: patient, curious", "Interests: hiking, cooking",
+    ]
+
+
+def test_records_use_the_one_prompt_function():
+    bank = load_question_bank(paths.QUESTION_BANK)
+    question = next(q for q in bank.questions if q.question_type == "agreement")
+    record = make_record(PERSONA, question, question.options[3], "teacher")
+    assert record["messages"] == build_messages(PERSONA, question.domain, question.text, question.question_type,
+                                                question.options, answer=question.options[3])
+    assert record["id"] == f"p1--{question.question_id}"
