@@ -159,7 +159,8 @@ class TrainingConfig:
     warmup_ratio: float = 0.03
     max_grad_norm: float = 0.3
     max_seq_length: int = 512
-    report_to: str = "none"
+    save_steps: int = 20  # checkpoint interval: an interrupted run resumes from the last one
+    report_to: str = "none"  # "tensorboard" writes logs under the run's folder
 
     def validate(self) -> None:
         if self.learning_rate <= 0 or self.epochs <= 0:
@@ -168,6 +169,10 @@ class TrainingConfig:
             raise ValueError("per_device_batch_size and gradient_accumulation_steps: must be at least 1")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError("warmup_ratio: must be in [0, 1)")
+        if self.save_steps < 1 or self.max_seq_length < 16:
+            raise ValueError("save_steps must be >= 1 and max_seq_length >= 16")
+        if self.report_to not in ("none", "tensorboard"):
+            raise ValueError("report_to: 'none' or 'tensorboard'")
 
 
 @dataclass(frozen=True)

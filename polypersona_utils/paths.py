@@ -49,3 +49,7 @@ def figures_dir(profile: str) -> Path:
 
 def executed_dir(profile: str) -> Path:
     return results_dir(profile) / "executed"
+
+
+def adapters_dir(profile: str) -> Path:
+    return artifacts_dir(profile) / "adapters"

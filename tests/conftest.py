@@ -33,3 +33,41 @@ class HashTeacher:
 @pytest.fixture
 def hash_teacher():
     return HashTeacher()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A randomly initialised 2-layer Llama with SmolLM2's tokenizer: trains in well under a second a step."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from polypersona_utils import models
+
+    source = models.resolve_model_path("smollm2-135m-instruct")
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def smoke_data(tmp_roots, hash_teacher):
+    """The smoke dataset, built with the deterministic stand-in teacher into the temporary roots."""
+    from polypersona_utils.config import load_config
+    from polypersona_utils.dataset import build_dataset
+
+    return build_dataset(load_config("smoke"), progress=False, teacher=hash_teacher)
+
+
+def tiny_config(model_dir, **overrides):
+    from polypersona_utils.config import load_config
+
+    return load_config("smoke", overrides={
+        "models": [{"name": "tiny", "model_id": str(model_dir)}], "training.quantization": "none",
+        "training.compute_dtype": "float32", "training.learning_rate": 1e-2, **overrides})

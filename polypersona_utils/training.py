@@ -1,0 +1,282 @@
+"""Notebook 02: LoRA / QLoRA instruction tuning with TRL's SFTTrainer.
+
+The paper's method is the default: base weights in 4-bit NF4 with double quantization (bitsandbytes; it runs on CPU
+as well as CUDA) and LoRA adapters on q/k/v/o/gate/up/down projections. Records become conversational
+prompt-completion examples through `prompts.build_messages`, so the loss falls on the assistant answer only
+(TRL masks the prompt tokens with -100). A finished run with the same fingerprint (config, data, model) is not
+trained again; an interrupted one resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import paths
+from .prompts import build_messages
+from .provenance import atomic_write_json, atomic_write_text, package_versions, read_jsonl, sha256_file, sha256_json
+
+log = logging.getLogger(__name__)
+
+# Where an architecture names the paper's projections differently. None: the architecture has no such layer.
+MODULE_ALIASES = {
+    "phi": {"o_proj": "dense", "up_proj": "fc1", "down_proj": "fc2", "gate_proj": None},
+}
+COMPLETE_MARKER = "training_complete.json"
+
+
+def prompt_completion(record: dict, include_persona: bool = True) -> dict:
+    """A record as TRL's conversational prompt-completion example (loss on the completion only)."""
+    messages = build_messages(record["persona"], record["domain"], record["question"], record["question_type"],
+                              record["options"], answer=record["reference"], include_persona=include_persona)
+    return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def resolve_target_modules(model, requested: list[str]) -> list[str]:
+    """The paper's module names mapped onto this architecture; a name that does not exist is an error."""
+    model_type = model.config.model_type
+    aliases = MODULE_ALIASES.get(model_type, {})
+    linear = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+              if "Linear" in type(module).__name__ and name}
+    resolved = []
+    for name in requested:
+        actual = aliases.get(name, name)
+        if actual is None:
+            log.info("LoRA: %s has no %s layer; skipped", model_type, name)
+            continue
+        if actual not in linear:
+            raise ValueError(f"LoRA target module '{name}'" + (f" (as '{actual}')" if actual != name else "")
+                             + f" does not exist in this {model_type} model; its linear layers: {sorted(linear)}")
+        resolved.append(actual)
+    return list(dict.fromkeys(resolved))
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """The precision and batch path a run takes, and why (logged and written into the model card)."""
+
+    device: str
+    quantization: str
+    compute_dtype: str
+    bf16_autocast: bool
+    gradient_checkpointing: bool
+    per_device_batch_size: int
+    gradient_accumulation_steps: int
+    reason: str
+
+
+def plan_training(training, cuda_available: bool, gpu_memory_gib: float | None = None) -> TrainingPlan:
+    """CUDA: bf16 compute and activation checkpointing, per-device batch fitted to memory at the same effective
+    batch. CPU: the configured precision (4-bit works here too), no checkpointing (memory is not the limit)."""
+    effective = training.per_device_batch_size * training.gradient_accumulation_steps
+    if not cuda_available:
+        return TrainingPlan("cpu", training.quantization, training.compute_dtype, False, False,
+                            training.per_device_batch_size, training.gradient_accumulation_steps,
+                            f"no CUDA device: CPU path, {training.quantization} base, {training.compute_dtype} "
+                            f"compute, batch {training.per_device_batch_size} x {training.gradient_accumulation_steps}")
+    per_device = training.per_device_batch_size
+    if gpu_memory_gib is not None:  # small cards: fewer examples per step, more accumulation, same effective batch
+        cap = 1 if gpu_memory_gib < 12 else 2 if gpu_memory_gib < 24 else per_device
+        per_device = max(d for d in range(1, min(per_device, cap) + 1) if effective % d == 0)
+    return TrainingPlan("cuda", training.quantization, "bfloat16", True, True, per_device, effective // per_device,
+                        f"CUDA ({gpu_memory_gib or 0:.0f} GiB): {training.quantization} base, bf16 compute, "
+                        f"activation checkpointing, batch {per_device} x {effective // per_device}")
+
+
+def detect_plan(training) -> TrainingPlan:
+    import torch
+
+    if torch.cuda.is_available():
+        memory = torch.cuda.get_device_properties(0).total_memory / 2**30
+        return plan_training(training, True, memory)
+    return plan_training(training, False)
+
+
+def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool):
+    """TRL's SFTConfig with every setting that matters spelled out (TRL's own defaults differ: bf16 and
+    gradient checkpointing default to on)."""
+    from trl import SFTConfig
+
+    t = config.training
+    return SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=plan.per_device_batch_size,
+        per_device_eval_batch_size=plan.per_device_batch_size,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # transformers 5: a value below 1 is a fraction of the training steps
+        max_grad_norm=t.max_grad_norm,
+        max_length=t.max_seq_length,
+        completion_only_loss=True,
+        bf16=plan.bf16_autocast,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        use_cpu=plan.device == "cpu",
+        eval_strategy="epoch",
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=2,
+        logging_steps=1,
+        seed=config.seeds.training,
+        data_seed=config.seeds.training,
+        report_to=[] if t.report_to == "none" else [t.report_to],
+        logging_dir=str(output_dir / "logs"),
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+    )
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    metrics: dict
+    trained_now: bool
+
+
+def run_fingerprint(config, spec, data_files: dict[str, Path], include_persona: bool) -> dict:
+    return {
+        "model": asdict(spec), "lora": asdict(config.lora), "training": asdict(config.training),
+        "seed": config.seeds.training, "include_persona": include_persona,
+        "data": {name: sha256_file(path) for name, path in data_files.items()},
+    }
+
+
+def train_model(config, spec, run_name: str | None = None, include_persona: bool = True, progress: bool = True,
+                data_dir: Path | None = None) -> TrainResult:
+    """Train one model of the profile; skip when an identical run finished, resume when one was interrupted."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import SFTTrainer
+
+    from . import models
+
+    run_name = run_name or spec.name
+    run_dir = paths.adapters_dir(config.profile) / run_name
+    data_dir = data_dir or paths.data_dir(config.profile)
+    data_files = {split: data_dir / f"{split}.jsonl" for split in ("train", "val")}
+    fingerprint = run_fingerprint(config, spec, data_files, include_persona)
+    key = sha256_json(fingerprint)
+    marker = run_dir / COMPLETE_MARKER
+    if marker.exists() and json.loads(marker.read_text())["fingerprint_sha256"] == key:
+        log.info("%s: finished with the same config and data; not trained again", run_name)
+        return TrainResult(run_dir, json.loads((run_dir / "metrics.json").read_text()), False)
+    checkpoints = run_dir / "checkpoints"
+    started = run_dir / "fingerprint.json"
+    if started.exists() and json.loads(started.read_text()).get("sha256") != key:
+        log.info("%s: config or data changed since the last attempt; starting over", run_name)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(started, {"sha256": key, "fingerprint": fingerprint})
+
+    set_seed(config.seeds.training)
+    plan = detect_plan(config.training)
+    log.info("%s: %s", run_name, plan.reason)
+    tokenizer = models.load_tokenizer(spec.model_id, spec.revision, spec.chat_template)
+    model = models.load_causal_lm(spec.model_id, spec.revision, plan.quantization, plan.compute_dtype,
+                                  device_map=plan.device)
+    peft_config = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                             target_modules=resolve_target_modules(model, config.lora.target_modules),
+                             task_type="CAUSAL_LM")
+    datasets = {split: Dataset.from_list([prompt_completion(r, include_persona) for r in read_jsonl(path)])
+                for split, path in data_files.items()}
+    trainer = SFTTrainer(model=model, args=sft_config(config, plan, checkpoints, progress),
+                         train_dataset=datasets["train"], eval_dataset=datasets["val"] if len(datasets["val"]) else None,
+                         processing_class=tokenizer, peft_config=peft_config)
+    resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
+    if resume_from:
+        log.info("%s: resuming from %s", run_name, resume_from)
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    outcome = trainer.train(resume_from_checkpoint=resume_from)
+    wall_s = time.perf_counter() - start
+    trainable, total = trainer.model.get_nb_trainable_parameters()
+    trainer.save_model(str(run_dir))
+    tokenizer.save_pretrained(str(run_dir))
+    history = trainer.state.log_history
+    metrics = {
+        "train_loss": outcome.training_loss,
+        "val_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
+        "global_steps": trainer.state.global_step,
+        "train_examples": len(datasets["train"]),
+        "wall_time_s_this_session": round(wall_s, 1),
+        "resumed_from": Path(resume_from).name if resume_from else None,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "trainable_share": trainable / total,
+        "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        "plan": asdict(plan),
+    }
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    atomic_write_json(run_dir / "log_history.json", history)
+    atomic_write_text(run_dir / "README.md", model_card(config, spec, run_name, fingerprint, metrics))
+    loss_figure(history, paths.figures_dir(config.profile) / f"loss_{run_name}", run_name)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the finished adapter is in run_dir
+    atomic_write_json(marker, {"fingerprint_sha256": key})  # written last: its presence means done
+    return TrainResult(run_dir, metrics, True)
+
+
+def model_card(config, spec, run_name: str, fingerprint: dict, metrics: dict) -> str:
+    from .reporting import profile_banner
+
+    t, lora = config.training, config.lora
+    lines = [
+        f"# Adapter `{run_name}`", "", profile_banner(config), "",
+        f"- Base model: `{spec.model_id}` at revision `{spec.revision or 'embedded/local'}`",
+        f"- Data: train.jsonl sha256 `{fingerprint['data']['train'][:16]}...`, "
+        f"{metrics['train_examples']} examples; persona in prompt: {fingerprint['include_persona']}",
+        f"- LoRA: r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets {lora.target_modules}",
+        f"- Trainer: lr {t.learning_rate}, {t.epochs} epochs, {t.lr_scheduler} schedule, warmup {t.warmup_ratio}, "
+        f"max grad norm {t.max_grad_norm}, max length {t.max_seq_length}, seed {config.seeds.training}",
+        f"- Path: {metrics['plan']['reason']}",
+        f"- Trainable parameters: {metrics['trainable_parameters']:,} of {metrics['total_parameters']:,} "
+        f"({100 * metrics['trainable_share']:.2f} %)",
+        f"- Train loss {metrics['train_loss']:.4f}; val loss per epoch: "
+        + ", ".join(f"{v:.4f}" for v in metrics["val_loss"]),
+        f"- Wall time: {metrics['wall_time_s_this_session']} s"
+        + (f" (resumed from {metrics['resumed_from']})" if metrics["resumed_from"] else ""),
+        f"- Versions: " + ", ".join(f"{k} {v}" for k, v in package_versions(
+            ("torch", "transformers", "peft", "trl", "bitsandbytes")).items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def loss_figure(history: list[dict], stem: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .reporting import save_figure
+
+    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
+    val = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if train:
+        ax.plot(*zip(*train), label="train loss", lw=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="val loss")
+    ax.set(xlabel="optimizer step", ylabel="loss", title=f"Training loss: {title}")
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, stem)
+    plt.close(fig)
+
+
+def train_adapters(config, progress: bool = True) -> dict[str, TrainResult]:
+    """Every trainable model of the profile; then `adapters/manifest.json`, written last (the Make target)."""
+    results = {spec.name: train_model(config, spec, progress=progress) for spec in config.models if spec.train}
+    atomic_write_json(paths.adapters_dir(config.profile) / "manifest.json", {
+        name: {"run_dir": str(r.run_dir.relative_to(paths.PROJECT_ROOT)) if r.run_dir.is_relative_to(
+            paths.PROJECT_ROOT) else str(r.run_dir),
+               "fingerprint_sha256": json.loads((r.run_dir / COMPLETE_MARKER).read_text())["fingerprint_sha256"]}
+        for name, r in results.items()})
+    return results

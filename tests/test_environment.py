@@ -1,0 +1,45 @@
+"""requirements.txt and environment.yml carry the same exact pins, and the installed environment matches them."""
+import re
+from importlib import metadata
+
+import yaml
+
+from polypersona_utils import paths
+
+FAST_MOVING = ("torch", "transformers", "peft", "trl", "bitsandbytes")
+
+
+def pins(lines):
+    found = {}
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if line:
+            name, _, version = line.partition("==")
+            assert version, f"not pinned exactly: {line}"
+            found[name.strip().lower()] = version.strip()
+    return found
+
+
+def requirements():
+    return pins((paths.PROJECT_ROOT / "requirements.txt").read_text().splitlines())
+
+
+def test_environment_yml_agrees_with_requirements():
+    env = yaml.safe_load((paths.PROJECT_ROOT / "environment.yml").read_text())
+    assert "python=3.11" in env["dependencies"] and "conda-forge" in env["channels"]
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert pins(pip_section) == requirements()
+
+
+def test_fast_moving_packages_pinned_and_torch_is_the_cpu_wheel_version():
+    reqs = requirements()
+    for name in FAST_MOVING:
+        assert re.fullmatch(r"\d+(\.\d+)+", reqs[name]), name
+    assert reqs["torch"] == "2.13.0" and reqs["transformers"].startswith("5.")
+
+
+def test_installed_versions_match_the_pins():
+    for name, version in {**requirements(), **pins((paths.PROJECT_ROOT / "requirements-nodeps.txt")
+                                                   .read_text().splitlines())}.items():
+        installed = metadata.version(name)
+        assert installed.split("+")[0] == version, f"{name}: installed {installed}, pinned {version}"

@@ -1,0 +1,119 @@
+"""The teacher: a real interrupted run resumes without duplicates or gaps; the HTTP backend over real HTTP."""
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from polypersona_utils.prompts import build_messages
+from polypersona_utils.provenance import read_jsonl
+from polypersona_utils.teacher import HttpTeacher, TeacherRequest, run_teacher, trim_to_sentence
+
+PERSONA = {"age": 50, "gender": "man", "occupation": "retired", "education": "graduate degree",
+           "region": "lives in a city", "income_bracket": "not reported", "political_identity": "independent",
+           "values": ["a", "b"], "traits": ["c", "d"], "interests": ["e", "f"]}
+
+# Shared by the test and the subprocess it kills: 12 open questions, batches of 2, the embedded SmolLM2.
+SCRIPT = textwrap.dedent("""
+    import sys
+    from polypersona_utils.prompts import build_messages
+    from polypersona_utils.teacher import LocalTeacher, TeacherRequest, run_teacher
+    PERSONA = {persona!r}
+    requests = [TeacherRequest.make(build_messages(PERSONA, "lifestyle", f"What do you do on day {{i}} of a holiday?",
+                                                   "open")) for i in range(12)]
+    requests.append(TeacherRequest.make(build_messages(PERSONA, "finance", "Do you save?", "yesno", ("Yes", "No")),
+                                        ("Yes", "No")))
+    teacher = LocalTeacher("smollm2-135m-instruct", None, max_new_tokens=12, temperature=0.7, top_p=0.9, seed=1)
+    answers = run_teacher(requests, teacher, __import__("pathlib").Path(sys.argv[1]), batch_size=2, progress=False)
+    print(len(answers))
+""").format(persona=PERSONA)
+
+
+def cache_lines(path):
+    return path.read_text().count("\\n") if path.exists() else 0
+
+
+@pytest.mark.slow
+def test_killed_teacher_run_resumes_with_no_duplicate_and_no_gap(tmp_path):
+    script = tmp_path / "teacher_run.py"
+    script.write_text(SCRIPT)
+    interrupted, clean = tmp_path / "interrupted.jsonl", tmp_path / "clean.jsonl"
+    process = subprocess.Popen([sys.executable, str(script), str(interrupted)])
+    deadline = time.time() + 240
+    while cache_lines(interrupted) < 2 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before_kill = len(read_jsonl(interrupted))
+    assert 0 < done_before_kill < 13, "the kill must land mid-run for this test to mean anything"
+    # A kill can also land mid-write: simulate the torn last line it would leave.
+    with open(interrupted, "a") as handle:
+        handle.write('{"key": "torn')
+    subprocess.run([sys.executable, str(script), str(interrupted)], check=True)
+    subprocess.run([sys.executable, str(script), str(clean)], check=True)
+    resumed_rows, clean_rows = read_jsonl(interrupted), read_jsonl(clean)
+    assert len(resumed_rows) == 13 and len({r["key"] for r in resumed_rows}) == 13  # no gap, no duplicate
+    # Sampled (temperature 0.7) and still identical: seeds are per batch and batches are fixed slices.
+    assert {r["key"]: r["answer"] for r in resumed_rows} == {r["key"]: r["answer"] for r in clean_rows}
+    assert {r["answer"] for r in resumed_rows if r["answer"] in ("Yes", "No")}  # the closed one picked an option
+    mtime = clean.stat().st_mtime_ns
+    subprocess.run([sys.executable, str(script), str(clean)], check=True)  # all cached: nothing appended
+    assert read_jsonl(clean) == clean_rows and clean.stat().st_mtime_ns >= mtime
+
+
+def test_trim_to_sentence():
+    assert trim_to_sentence("I like tea. I also like cof") == "I like tea."
+    assert trim_to_sentence("Mostly yes!  Then") == "Mostly yes!"
+    assert trim_to_sentence("no sentence end") == "no sentence end"
+    assert trim_to_sentence("  ") == ""
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """A minimal OpenAI-compatible /chat/completions endpoint on loopback."""
+    seen = []
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeOpenAI.seen.append(body)
+        question = body["messages"][-1]["content"]
+        text = "Yes, I do. Every month." if "options" in question else "I walk a lot. Then I rea"
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_http_teacher_over_real_http(tmp_path):
+    server = HTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        teacher = HttpTeacher(f"http://127.0.0.1:{server.server_port}/v1", "served-model", 32, 0.0, 1.0, seed=4)
+        open_q = TeacherRequest.make(build_messages(PERSONA, "lifestyle", "How do you relax?", "open"))
+        closed_q = TeacherRequest.make(build_messages(PERSONA, "finance", "Do you save?", "yesno", ("Yes", "No")),
+                                       ("Yes", "No"))
+        answers = run_teacher([open_q, closed_q, open_q], teacher, tmp_path / "cache.jsonl", 2, progress=False)
+        assert answers == {open_q: "I walk a lot.", closed_q: "Yes"}
+        assert len(FakeOpenAI.seen) == 2  # the repeated request was asked once
+        assert FakeOpenAI.seen[0]["model"] == "served-model" and FakeOpenAI.seen[0]["max_tokens"] == 32
+        run_teacher([open_q, closed_q], teacher, tmp_path / "cache.jsonl", 2, progress=False)
+        assert len(FakeOpenAI.seen) == 2  # cached: no new request
+    finally:
+        server.shutdown()
+
+
+def test_http_teacher_unreachable_endpoint_is_a_clear_error(tmp_path):
+    teacher = HttpTeacher("http://127.0.0.1:9/v1", "m", 8, 0.0, 1.0, seed=0, timeout_s=5)
+    request = TeacherRequest.make(build_messages(PERSONA, "lifestyle", "Q?", "open"))
+    with pytest.raises(RuntimeError, match="teacher endpoint http://127.0.0.1:9/v1/chat/completions did not answer"):
+        run_teacher([request], teacher, tmp_path / "cache.jsonl", 1, progress=False)
+    assert (tmp_path / "cache.jsonl").read_text() == ""  # nothing half-written

@@ -1,0 +1,193 @@
+"""Training: prompt masking, frozen base and moving LoRA weights (16-bit and real 4-bit on CPU), adapter reload,
+resume after a kill, the CUDA plan, and notebook 02 through Make."""
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+from polypersona_utils import paths
+from polypersona_utils.config import load_config
+from polypersona_utils.training import (plan_training, prompt_completion, resolve_target_modules, sft_config,
+                                        train_model)
+
+from conftest import tiny_config
+
+
+def lora_and_base(model):
+    lora = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" not in n}
+    return lora, base
+
+
+def make_trainer(config, records, model=None):
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import SFTTrainer
+
+    from polypersona_utils import models
+    from polypersona_utils.training import plan_training
+
+    spec = config.models[0]
+    plan = plan_training(config.training, cuda_available=False)
+    tokenizer = models.load_tokenizer(spec.model_id)
+    model = model or models.load_causal_lm(spec.model_id, None, plan.quantization, plan.compute_dtype, "cpu")
+    peft = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=0.0,
+                      target_modules=resolve_target_modules(model, config.lora.target_modules), task_type="CAUSAL_LM")
+    args = sft_config(config, plan, paths.adapters_dir(config.profile) / "scratch", progress=False)
+    dataset = Dataset.from_list([prompt_completion(r) for r in records])
+    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft)
+
+
+def test_prompt_tokens_carry_label_minus_100(smoke_data, tiny_model_dir):
+    config = tiny_config(tiny_model_dir)
+    records = smoke_data.splits["train"][:4]
+    trainer = make_trainer(config, records)
+    batch = next(iter(trainer.get_train_dataloader()))
+    tokenizer = trainer.processing_class
+    for row in range(batch["input_ids"].shape[0]):
+        labels, ids = batch["labels"][row], batch["input_ids"][row]
+        kept = labels != -100
+        assert kept.any() and (labels[kept] == ids[kept]).all()
+        first = int(kept.nonzero()[0])
+        assert (labels[:first] == -100).all()  # every prompt token is masked
+        answer = tokenizer.decode(ids[kept], skip_special_tokens=True).strip()
+        prompt = tokenizer.decode(ids[:first])
+        assert prompt.rstrip().endswith("<|im_start|>assistant")
+        assert answer in {r["reference"] for r in records}
+
+
+def test_training_step_moves_lora_weights_only(smoke_data, tiny_model_dir):
+    config = tiny_config(tiny_model_dir, **{"training.save_steps": 1000})
+    trainer = make_trainer(config, smoke_data.splits["train"][:8])
+    lora_before, base_before = lora_and_base(trainer.model)
+    trainer.args.max_steps = 2
+    trainer.train()
+    lora_after, base_after = lora_and_base(trainer.model)
+    assert all(torch.equal(base_before[n], base_after[n]) for n in base_before)
+    moved = [n for n in lora_before if not torch.equal(lora_before[n], lora_after[n])]
+    assert any("lora_B" in n for n in moved) and any("lora_A" in n for n in moved)
+    # Saved and reloaded onto a fresh base, the adapter gives the trained model's greedy tokens.
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    saved = paths.adapters_dir("smoke") / "reload-check"
+    trainer.model.save_pretrained(saved)
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), saved).eval()
+    trained = trainer.model.eval()
+    tokenizer = trainer.processing_class
+    encoded = tokenizer.apply_chat_template(prompt_completion(smoke_data.splits["test"][0])["prompt"],
+                                            add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        expected = trained.generate(**encoded, max_new_tokens=10, do_sample=False)
+        got = reloaded.generate(**encoded, max_new_tokens=10, do_sample=False)
+    assert torch.equal(expected, got)
+
+
+@pytest.mark.slow
+def test_real_4bit_training_step_on_cpu(smoke_data):
+    import bitsandbytes as bnb
+
+    config = load_config("smoke", overrides={"training.max_seq_length": 256})
+    assert config.training.quantization == "nf4"
+    trainer = make_trainer(config, smoke_data.splits["train"][:4])
+    quantised = [m for m in trainer.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(quantised) == 30 * 7  # every targeted projection of SmolLM2's 30 layers is 4-bit
+    assert quantised[0].weight.quant_state.quant_type == "nf4"
+    packed_before = {id(m): m.weight.data.clone() for m in quantised}
+    lora_before, _ = lora_and_base(trainer.model)
+    trainer.args.max_steps = 1
+    trainer.train()
+    assert all(torch.equal(packed_before[id(m)], m.weight.data) for m in quantised)
+    lora_after, _ = lora_and_base(trainer.model)
+    assert any(not torch.equal(lora_before[n], lora_after[n]) for n in lora_before if "lora_B" in n)
+
+
+def test_train_model_saves_a_reloadable_adapter_and_skips_a_finished_run(smoke_data, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    config = tiny_config(tiny_model_dir)
+    first = train_model(config, config.models[0], progress=False)
+    assert first.trained_now and (first.run_dir / "adapter_model.safetensors").exists()
+    card = (first.run_dir / "README.md").read_text()
+    assert "Trainable parameters" in card and "NOT the paper's numbers" in card
+    assert first.metrics["val_loss"] and 0 < first.metrics["trainable_share"] < 1
+    assert (paths.figures_dir("smoke") / "loss_tiny.png").exists()
+    again = train_model(config, config.models[0], progress=False)
+    assert not again.trained_now and again.metrics == first.metrics
+    lora_weights = load_file(first.run_dir / "adapter_model.safetensors")
+    assert any(w.abs().sum() > 0 for n, w in lora_weights.items() if "lora_B" in n)  # trained, not the zero init
+
+
+def test_missing_target_module_is_a_clear_error(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, PhiConfig, PhiForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with pytest.raises(ValueError, match="'qkv_proj' does not exist in this llama model"):
+        resolve_target_modules(model, ["q_proj", "qkv_proj"])
+    phi = PhiForCausalLM(PhiConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                   num_attention_heads=4))
+    names = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    assert resolve_target_modules(phi, names) == ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"]
+
+
+def test_cuda_plan_without_a_gpu():
+    paper = load_config("paper").training
+    big = plan_training(paper, cuda_available=True, gpu_memory_gib=80)
+    assert (big.device, big.bf16_autocast, big.gradient_checkpointing, big.compute_dtype) == (
+        "cuda", True, True, "bfloat16")
+    assert (big.per_device_batch_size, big.gradient_accumulation_steps) == (4, 4)
+    small = plan_training(paper, cuda_available=True, gpu_memory_gib=8)
+    assert (small.per_device_batch_size, small.gradient_accumulation_steps) == (1, 16)  # same effective batch
+    cpu = plan_training(paper, cuda_available=False)
+    assert (cpu.device, cpu.quantization, cpu.gradient_checkpointing) == ("cpu", "nf4", False)
+    args = sft_config(load_config("paper"), big, paths.ARTIFACTS_ROOT / "unused", progress=False)
+    assert args.bf16 and args.gradient_checkpointing and args.completion_only_loss
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 16
+    assert args.lr_scheduler_type == "cosine" and args.max_grad_norm == 0.3 and args.learning_rate == 2e-4
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from polypersona_utils import paths
+    from polypersona_utils.config import load_config
+    from polypersona_utils.training import train_model
+    root, model_dir, run = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    paths.ARTIFACTS_ROOT, paths.RESULTS_ROOT = root / "artifacts", root / "results"
+    config = load_config("smoke", overrides={
+        "models": [{"name": "tiny", "model_id": model_dir}], "training.quantization": "none",
+        "training.compute_dtype": "float32", "training.learning_rate": 1e-2, "training.save_steps": 1,
+        "training.epochs": 2, "training.per_device_batch_size": 2, "lora.dropout": 0.1})
+    train_model(config, config.models[0], run_name=run, progress=False)
+""")
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_to_the_same_adapter(smoke_data, tiny_model_dir, tmp_roots):
+    from safetensors.torch import load_file
+
+    script = tmp_roots / "train_run.py"
+    script.write_text(RESUME_SCRIPT)
+    command = [sys.executable, str(script), str(tmp_roots), str(tiny_model_dir)]
+    run_dir = paths.adapters_dir("smoke") / "interrupted"
+    process = subprocess.Popen(command + ["interrupted"])
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None and not (run_dir / "checkpoints" / "checkpoint-5").exists():
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "training_complete.json").exists(), "the kill must land mid-run"
+    subprocess.run(command + ["interrupted"], check=True)
+    subprocess.run(command + ["uninterrupted"], check=True)
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["resumed_from"] and resumed["resumed_from"].startswith("checkpoint-")
+    a = load_file(run_dir / "adapter_model.safetensors")
+    b = load_file(paths.adapters_dir("smoke") / "uninterrupted" / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
