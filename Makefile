@@ -17,6 +17,7 @@ PACKAGE := $(wildcard polypersona_utils/*.py) polypersona_utils/data/question_ba
 PAPERMILL := $(PY) -m papermill --cwd notebooks --log-output --request-save-on-cell-execute
 
 DATA := $(ARTIFACTS)/data/manifest.json
+ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
 
 ## help: list the targets
 .PHONY: help
@@ -37,7 +38,7 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 
 ## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)
 .PHONY: reproduce
-reproduce: data
+reproduce: data train
 
 ## data: notebook 01, build the persona-grounded dataset -> artifacts/PROFILE/data/
 .PHONY: data
@@ -46,6 +47,14 @@ $(DATA): notebooks/01_build_dataset.ipynb $(PARAMS) $(PACKAGE) | $(INSTALLED)
 	@mkdir -p $(EXECUTED)
 	$(PAPERMILL) $< $(EXECUTED)/01_build_dataset.ipynb -p profile $(PROFILE) \
 	  || { echo "notebook 01 failed; partial notebook: $(EXECUTED)/01_build_dataset.ipynb"; exit 1; }
+
+## train: notebook 02, QLoRA-tune the profile's models -> artifacts/PROFILE/adapters/
+.PHONY: train
+train: $(ADAPTERS)
+$(ADAPTERS): notebooks/02_train.ipynb $(DATA) $(PARAMS) $(PACKAGE) | $(INSTALLED)
+	@mkdir -p $(EXECUTED)
+	$(PAPERMILL) $< $(EXECUTED)/02_train.ipynb -p profile $(PROFILE) \
+	  || { echo "notebook 02 failed; partial notebook: $(EXECUTED)/02_train.ipynb"; exit 1; }
 
 ## test: run the test suite (installs first)
 .PHONY: test

@@ -95,13 +95,11 @@ def detect_plan(training) -> TrainingPlan:
     return plan_training(training, False)
 
 
-def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool):
-    """TRL's SFTConfig with every setting that matters spelled out (TRL's own defaults differ: bf16 and
-    gradient checkpointing default to on)."""
-    from trl import SFTConfig
-
+def sft_kwargs(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True) -> dict:
+    """Every SFTConfig setting that matters, spelled out (TRL's own defaults differ: bf16 and gradient
+    checkpointing default to on). A plain dict, so the CUDA path can be checked on a machine without CUDA."""
     t = config.training
-    return SFTConfig(
+    return dict(
         output_dir=str(output_dir),
         num_train_epochs=t.epochs,
         per_device_train_batch_size=plan.per_device_batch_size,
@@ -114,9 +112,11 @@ def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool):
         max_length=t.max_seq_length,
         completion_only_loss=True,
         bf16=plan.bf16_autocast,
+        # transformers 5 renamed it; TRL 1.x still defaults the old name to True, so both are set.
         gradient_checkpointing=plan.gradient_checkpointing,
+        activation_checkpointing=plan.gradient_checkpointing,
         use_cpu=plan.device == "cpu",
-        eval_strategy="epoch",
+        eval_strategy="epoch" if evaluate else "no",
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=2,
@@ -124,10 +124,31 @@ def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool):
         seed=config.seeds.training,
         data_seed=config.seeds.training,
         report_to=[] if t.report_to == "none" else [t.report_to],
-        logging_dir=str(output_dir / "logs"),
         disable_tqdm=not progress,
         dataloader_num_workers=0,
     )
+
+
+def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True):
+    from trl import SFTConfig
+
+    return SFTConfig(**sft_kwargs(config, plan, output_dir, progress, evaluate))
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint that finished saving. transformers writes trainer_state.json last, so a run killed
+    mid-save leaves a folder without a readable one: that folder is removed and the one before it is used."""
+    if not folder.exists():
+        return None
+    candidates = sorted(folder.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]), reverse=True)
+    for candidate in candidates:
+        try:
+            json.loads((candidate / "trainer_state.json").read_text(encoding="utf-8"))
+            return candidate
+        except (OSError, ValueError):
+            log.warning("%s was cut off while saving (interrupted run); removed", candidate)
+            shutil.rmtree(candidate)
+    return None
 
 
 @dataclass
@@ -152,7 +173,6 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     from . import models
@@ -186,16 +206,17 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
                              task_type="CAUSAL_LM")
     datasets = {split: Dataset.from_list([prompt_completion(r, include_persona) for r in read_jsonl(path)])
                 for split, path in data_files.items()}
-    trainer = SFTTrainer(model=model, args=sft_config(config, plan, checkpoints, progress),
-                         train_dataset=datasets["train"], eval_dataset=datasets["val"] if len(datasets["val"]) else None,
+    has_val = len(datasets["val"]) > 0
+    trainer = SFTTrainer(model=model, args=sft_config(config, plan, checkpoints, progress, evaluate=has_val),
+                         train_dataset=datasets["train"], eval_dataset=datasets["val"] if has_val else None,
                          processing_class=tokenizer, peft_config=peft_config)
-    resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.exists() else None
+    resume_from = last_complete_checkpoint(checkpoints)
     if resume_from:
         log.info("%s: resuming from %s", run_name, resume_from)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    outcome = trainer.train(resume_from_checkpoint=resume_from)
+    outcome = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     wall_s = time.perf_counter() - start
     trainable, total = trainer.model.get_nb_trainable_parameters()
     trainer.save_model(str(run_dir))
@@ -207,7 +228,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
         "global_steps": trainer.state.global_step,
         "train_examples": len(datasets["train"]),
         "wall_time_s_this_session": round(wall_s, 1),
-        "resumed_from": Path(resume_from).name if resume_from else None,
+        "resumed_from": resume_from.name if resume_from else None,
         "trainable_parameters": trainable,
         "total_parameters": total,
         "trainable_share": trainable / total,

@@ -1,4 +1,4 @@
-"""Notebook 01 through the same Make target a user runs, on the smoke profile."""
+"""Notebooks through the same Make targets a user runs, on the smoke profile."""
 import json
 import subprocess
 
@@ -25,12 +25,29 @@ def test_source_notebooks_have_no_outputs_and_one_parameters_cell():
 @pytest.mark.slow
 def test_make_data_runs_notebook_01_on_smoke_and_then_does_nothing():
     subprocess.run(["make", "data", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
-    executed = paths.executed_dir("smoke") / "01_build_dataset.ipynb"
-    notebook = json.loads(executed.read_text())
-    assert notebook["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
-    assert not any(o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", []))
+    executed_without_error("01_build_dataset.ipynb")
     splits = {n: read_jsonl(paths.data_dir("smoke") / f"{n}.jsonl") for n in ("train", "val", "test")}
     check_leakage(splits)
     assert all(splits.values())
     # Nothing changed: the target is up to date and make has no work to do.
     assert subprocess.run(["make", "-q", "data", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0
+
+
+def executed_without_error(name: str) -> dict:
+    notebook = json.loads((paths.executed_dir("smoke") / name).read_text())
+    assert notebook["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
+    assert not any(o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", []))
+    return notebook
+
+
+@pytest.mark.slow
+def test_make_train_runs_notebook_02_on_smoke():
+    subprocess.run(["make", "train", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
+    executed_without_error("02_train.ipynb")
+    manifest = json.loads((paths.adapters_dir("smoke") / "manifest.json").read_text())
+    run_dir = paths.PROJECT_ROOT / manifest["smollm2-135m"]["run_dir"]
+    assert (run_dir / "adapter_model.safetensors").exists() and (run_dir / "training_complete.json").exists()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["plan"]["quantization"] == "nf4" and metrics["val_loss"]
+    assert (paths.figures_dir("smoke") / "loss_smollm2-135m.png").exists()
+    assert subprocess.run(["make", "-q", "train", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0

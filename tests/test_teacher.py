@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent("""
 
 
 def cache_lines(path):
-    return path.read_text().count("\\n") if path.exists() else 0
+    return path.read_text().count("\n") if path.exists() else 0
 
 
 @pytest.mark.slow
