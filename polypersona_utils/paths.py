@@ -53,3 +53,7 @@ def executed_dir(profile: str) -> Path:
 
 def adapters_dir(profile: str) -> Path:
     return artifacts_dir(profile) / "adapters"
+
+
+def predictions_dir(profile: str) -> Path:
+    return artifacts_dir(profile) / "predictions"

@@ -13,18 +13,16 @@ unparseable: the record is then dropped and counted, never guessed).
 """
 from __future__ import annotations
 
-import json
 import logging
-import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
+from .backends import generate_local, openai_chat
 from .parsing import parse_option
-from .provenance import canonical_json, sha256_json
+from .provenance import sha256_json
+from .resumable import run_batches
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +87,11 @@ class LocalTeacher:
         return out
 
     def _generate(self, requests: Sequence[TeacherRequest], batch_index: int) -> list[str]:
-        import torch
-
         s = self.settings
         # A seed per batch: sampled answers do not depend on which batches an earlier, killed run finished.
-        torch.manual_seed(s["seed"] + batch_index)
-        encoded = self.tokenizer([self._prompt(r) for r in requests], return_tensors="pt", padding=True,
-                                 add_special_tokens=False).to(self.model.device)
-        sampling = dict(do_sample=True, temperature=s["temperature"], top_p=s["top_p"]) if s["temperature"] > 0 \
-            else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-        generated = self.model.generate(**encoded, max_new_tokens=s["max_new_tokens"],
-                                        pad_token_id=self.tokenizer.pad_token_id, **sampling)
-        new_tokens = generated[:, encoded["input_ids"].shape[1]:]
-        return [trim_to_sentence(t) for t in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = generate_local(self.model, self.tokenizer, [r.chat() for r in requests], s["max_new_tokens"],
+                               s["temperature"], s["top_p"], s["seed"] + batch_index)
+        return [trim_to_sentence(t) for t in texts]
 
     def _choose(self, request: TeacherRequest) -> str:
         """The option whose assistant turn (option text and end-of-turn) has the best mean token log-prob."""
@@ -127,7 +117,6 @@ class HttpTeacher:
 
     def __init__(self, url: str, model: str, max_new_tokens: int, temperature: float, top_p: float, seed: int,
                  timeout_s: float = 120.0):
-        self.url = url.rstrip("/") + "/chat/completions"
         self.settings = dict(url=url, model=model, max_new_tokens=max_new_tokens, temperature=temperature,
                              top_p=top_p, seed=seed)
         self.timeout_s = timeout_s
@@ -137,20 +126,8 @@ class HttpTeacher:
 
     def _complete(self, request: TeacherRequest, batch_index: int) -> str:
         s = self.settings
-        body = json.dumps({
-            "model": s["model"], "messages": request.chat(), "max_tokens": s["max_new_tokens"],
-            "temperature": s["temperature"], "top_p": s["top_p"], "seed": s["seed"] + batch_index,
-        }).encode()
-        headers = {"Content-Type": "application/json"}
-        if os.environ.get("OPENAI_API_KEY"):
-            headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
-        http_request = urllib.request.Request(self.url, data=body, headers=headers)
-        try:
-            with urllib.request.urlopen(http_request, timeout=self.timeout_s) as response:
-                payload = json.load(response)
-        except (urllib.error.URLError, OSError) as exc:
-            raise RuntimeError(f"teacher endpoint {self.url} did not answer: {exc}") from exc
-        return payload["choices"][0]["message"]["content"] or ""
+        return openai_chat(s["url"], s["model"], request.chat(), s["max_new_tokens"], s["temperature"], s["top_p"],
+                           s["seed"] + batch_index, self.timeout_s)
 
     def answer(self, requests: Sequence[TeacherRequest], batch_index: int) -> list[str | None]:
         answers: list[str | None] = []
@@ -164,48 +141,17 @@ def request_key(backend_identity: dict, request: TeacherRequest) -> str:
     return sha256_json({"teacher": backend_identity, "messages": request.messages, "options": request.options})
 
 
-def _read_cache(path: Path) -> dict[str, str | None]:
-    """Cached answers; a last line cut short by a kill is removed so that appends stay well-formed."""
-    if not path.exists():
-        return {}
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        log.warning("teacher cache %s: dropping a half-written last line from an interrupted run", path)
-        with open(path, "r+b") as handle:
-            handle.truncate(len(complete))
-    cache = {}
-    for line in complete.decode("utf-8").splitlines():
-        row = json.loads(line)
-        cache[row["key"]] = row["answer"]
-    return cache
-
-
 def run_teacher(requests: Iterable[TeacherRequest], backend: TeacherBackend, cache_path: Path,
                 batch_size: int, progress: bool = True) -> dict[TeacherRequest, str | None]:
     """Answer every distinct request once, resuming from `cache_path`; returns request -> answer."""
-    from tqdm import tqdm  # plain text bars: readable in papermill logs and without ipywidgets
-
     identity = backend.identity()
-    keyed = {request: request_key(identity, request) for request in set(requests)}
-    # One fixed order (prompt length, then key): similar lengths share a batch and batches are reproducible.
-    ordered = sorted(keyed, key=lambda r: (sum(len(c) for _, c in r.messages), keyed[r]))
-    cache_path.parent.mkdir(parents=True, exist_ok=True)
-    cache = _read_cache(cache_path)
-    batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
-    todo = [(index, batch) for index, batch in enumerate(batches) if any(keyed[r] not in cache for r in batch)]
-    log.info("teacher: %d requests, %d cached, %d batches to run", len(ordered),
-             sum(keyed[r] in cache for r in ordered), len(todo))
-    with open(cache_path, "a", encoding="utf-8") as handle:
-        for index, batch in tqdm(todo, desc="teacher batches", disable=not progress):
-            answers = backend.answer(batch, index)
-            for request, answer in zip(batch, answers):
-                if keyed[request] not in cache:
-                    cache[keyed[request]] = answer
-                    handle.write(canonical_json({"key": keyed[request], "answer": answer}) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-    return {request: cache[keyed[request]] for request in ordered}
+    rows = run_batches(
+        requests, key_of=lambda r: request_key(identity, r),
+        # Similar prompt lengths share a batch (less padding).
+        order_of=lambda r: (sum(len(content) for _, content in r.messages),),
+        compute=lambda batch, index: [{"answer": a} for a in backend.answer(batch, index)],
+        log_path=cache_path, batch_size=batch_size, desc="teacher batches", progress=progress)
+    return {request: row["answer"] for request, row in rows.items()}
 
 
 def make_teacher(references_config, seed: int) -> TeacherBackend:

@@ -114,6 +114,6 @@ def test_http_teacher_over_real_http(tmp_path):
 def test_http_teacher_unreachable_endpoint_is_a_clear_error(tmp_path):
     teacher = HttpTeacher("http://127.0.0.1:9/v1", "m", 8, 0.0, 1.0, seed=0, timeout_s=5)
     request = TeacherRequest.make(build_messages(PERSONA, "lifestyle", "Q?", "open"))
-    with pytest.raises(RuntimeError, match="teacher endpoint http://127.0.0.1:9/v1/chat/completions did not answer"):
+    with pytest.raises(RuntimeError, match="endpoint http://127.0.0.1:9/v1/chat/completions did not answer"):
         run_teacher([request], teacher, tmp_path / "cache.jsonl", 1, progress=False)
     assert (tmp_path / "cache.jsonl").read_text() == ""  # nothing half-written

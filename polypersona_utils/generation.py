@@ -1,0 +1,144 @@
+"""Notebook 03: answers to held-out records for every model variant (each base zero-shot, each adapter).
+
+Prompts come from `prompts.build_messages`, exactly as in training. Closed questions are decoded greedily (when
+`generation.greedy_for_closed`) and parsed to one of their options; what cannot be parsed is kept and flagged
+`unparseable`, never dropped or guessed. Generation is batched (similar lengths together, left padding) and
+resumable through `resumable.run_batches`: a log under `cache/predictions/` keyed by the inputs, so a killed run
+continues with no duplicate and no gap. `predictions/<variant>.jsonl` then holds exactly one row per record.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from . import paths
+from .backends import generate_local, openai_chat
+from .parsing import parse_option
+from .prompts import build_messages
+from .provenance import atomic_write_json, read_jsonl, sha256_file, sha256_json, write_jsonl
+from .resumable import run_batches
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    model_id: str
+    revision: str | None
+    chat_template: str | None
+    adapter_dir: str | None  # None: the base model zero-shot
+    include_persona: bool = True
+
+
+def variants(config, include_persona: bool = True) -> list[Variant]:
+    """`<model>-zeroshot` for every model; `<model>-lora` for every trained one."""
+    out = []
+    for spec in config.models:
+        out.append(Variant(f"{spec.name}-zeroshot", spec.model_id, spec.revision, spec.chat_template, None,
+                           include_persona))
+        if spec.train:
+            out.append(Variant(f"{spec.name}-lora", spec.model_id, spec.revision, spec.chat_template,
+                               str(paths.adapters_dir(config.profile) / spec.name), include_persona))
+    return out
+
+
+def prompt_of(record: dict, include_persona: bool = True) -> list[dict]:
+    return build_messages(record["persona"], record["domain"], record["question"], record["question_type"],
+                          record["options"], include_persona=include_persona)
+
+
+def decoding(config, question_type: str) -> dict:
+    g = config.generation
+    greedy = question_type != "open" and g.greedy_for_closed
+    return {"max_new_tokens": g.max_new_tokens[question_type], "temperature": 0.0 if greedy else g.temperature,
+            "top_p": 1.0 if greedy else g.top_p}
+
+
+class LocalGenerator:
+    """Base model through the one loader (same precision as training), plus the adapter when there is one."""
+
+    def __init__(self, variant: Variant, quantization: str, compute_dtype: str):
+        from . import models
+
+        self.tokenizer = models.load_tokenizer(variant.model_id, variant.revision, variant.chat_template)
+        model = models.load_causal_lm(variant.model_id, variant.revision, quantization, compute_dtype)
+        if variant.adapter_dir:
+            from peft import PeftModel
+
+            adapter = Path(variant.adapter_dir)
+            if not (adapter / "adapter_model.safetensors").exists():
+                raise FileNotFoundError(f"{adapter}: no trained adapter; run notebook 02 (make train) first")
+            model = PeftModel.from_pretrained(model, adapter)
+            self.adapter_sha256 = sha256_file(adapter / "adapter_model.safetensors")
+        else:
+            self.adapter_sha256 = None
+        self.model = model.eval()
+        self.settings = {"backend": "local", "quantization": quantization, "compute_dtype": compute_dtype,
+                         "adapter_sha256": self.adapter_sha256}
+
+    def generate(self, chats: Sequence[list[dict]], max_new_tokens: int, temperature: float, top_p: float,
+                 seed: int) -> list[str]:
+        return generate_local(self.model, self.tokenizer, chats, max_new_tokens, temperature, top_p, seed)
+
+
+class HttpGenerator:
+    """An OpenAI-compatible server (vLLM for the paper profile on a GPU cluster); same records come out."""
+
+    def __init__(self, url: str, model: str):
+        self.url, self.model = url, model
+        self.settings = {"backend": "http", "url": url, "model": model}
+
+    def generate(self, chats: Sequence[list[dict]], max_new_tokens: int, temperature: float, top_p: float,
+                 seed: int) -> list[str]:
+        return [openai_chat(self.url, self.model, chat, max_new_tokens, temperature, top_p, seed).strip()
+                for chat in chats]
+
+
+def generate_predictions(config, variant: Variant, split: str = "test", generator=None,
+                         progress: bool = True) -> Path:
+    """Answer every record of `split` with `variant`; returns `predictions/<variant>.jsonl`."""
+    records = {r["id"]: r for r in read_jsonl(paths.data_dir(config.profile) / f"{split}.jsonl")}
+    generator = generator or LocalGenerator(variant, config.training.quantization, config.training.compute_dtype)
+    identity = {"variant": asdict(variant), "generator": generator.settings, "seed": config.seeds.sampling}
+    prompts = {rid: prompt_of(r, variant.include_persona) for rid, r in records.items()}
+
+    def key_of(rid: str) -> str:
+        return sha256_json({**identity, "decoding": decoding(config, records[rid]["question_type"]),
+                            "messages": prompts[rid]})
+
+    def compute(batch: Sequence[str], batch_index: int) -> list[dict]:
+        texts: dict[str, str] = {}
+        groups: dict[tuple, list[str]] = {}
+        for rid in batch:  # one generate call per decoding setting within the batch
+            groups.setdefault(tuple(sorted(decoding(config, records[rid]["question_type"]).items())), []).append(rid)
+        for group_index, (settings, rids) in enumerate(sorted(groups.items())):
+            d = dict(settings)
+            outputs = generator.generate([prompts[rid] for rid in rids], d["max_new_tokens"], d["temperature"],
+                                         d["top_p"], config.seeds.sampling + 1000 * batch_index + group_index)
+            texts.update(zip(rids, outputs))
+        rows = []
+        for rid in batch:
+            options = records[rid]["options"]
+            parsed = parse_option(texts[rid], options) if options else None
+            rows.append({"id": rid, "prediction": texts[rid], "parsed_option": parsed,
+                         "unparseable": bool(options) and parsed is None})
+        return rows
+
+    done = run_batches(
+        records, key_of=key_of,
+        order_of=lambda rid: (records[rid]["question_type"] == "open", sum(len(m["content"]) for m in prompts[rid])),
+        compute=compute, log_path=paths.cache_dir(config.profile) / "predictions" / f"{variant.name}.jsonl",
+        batch_size=config.generation.batch_size, desc=f"generate {variant.name}", progress=progress)
+    out = paths.predictions_dir(config.profile) / f"{variant.name}.jsonl"
+    rows = sorted(({k: v for k, v in row.items() if k != "key"} | {"variant": variant.name, "split": split}
+                   for row in done.values()), key=lambda r: r["id"])
+    write_jsonl(out, rows)
+    return out
+
+
+def generate_all(config, split: str = "test", progress: bool = True) -> dict[str, Path]:
+    """Every variant of the profile; then `predictions/manifest.json`, written last (the Make target)."""
+    files = {v.name: generate_predictions(config, v, split, progress=progress) for v in variants(config)}
+    atomic_write_json(paths.predictions_dir(config.profile) / "manifest.json",
+                      {name: {"file": path.name, "sha256": sha256_file(path)} for name, path in files.items()})
+    return files
