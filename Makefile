@@ -74,6 +74,11 @@ $(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(PARAMS) $(PACKAGE) | $(I
 	$(PAPERMILL) $< $(EXECUTED)/04_metrics.ipynb -p profile $(PROFILE) \
 	  || { echo "notebook 04 failed; partial notebook: $(EXECUTED)/04_metrics.ipynb"; exit 1; }
 
+## check-results: recompute PROFILE's tables from its stored answers; fail if they differ
+.PHONY: check-results
+check-results: | $(INSTALLED)
+	$(PY) -m polypersona_utils.evaluation check $(PROFILE)
+
 ## test: run the test suite (installs first)
 .PHONY: test
 test: $(INSTALLED)

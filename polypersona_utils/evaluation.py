@@ -45,26 +45,30 @@ def retrieval_baseline(train: list[dict], test: list[dict]) -> list[dict]:
     return rows
 
 
-def score_frame(config, test: list[dict], predictions: dict[str, list[dict]]) -> pd.DataFrame:
-    """One row per (variant, record) with every per-example score."""
-    frames = []
+ANSWER_COLUMNS = ("variant", "id", "persona_id", "domain", "question_id", "question_type", "reference_source",
+                  "reference", "prediction", "parsed_option", "unparseable")
+
+
+def answers_frame(test: list[dict], predictions: dict[str, list[dict]]) -> pd.DataFrame:
+    """One row per (variant, record): the texts every score is computed from."""
     by_id = {r["id"]: r for r in test}
-    for variant, rows in predictions.items():
-        rows = sorted(rows, key=lambda r: r["id"])
-        records = [by_id[r["id"]] for r in rows]
-        texts = [r["prediction"] for r in rows]
-        refs = [r["reference"] for r in records]
-        scores = metrics.text_scores(texts, refs, config.metrics)
-        frame = pd.DataFrame({
-            "variant": variant, "id": [r["id"] for r in records], "persona_id": [r["persona_id"] for r in records],
-            "domain": [r["domain"] for r in records], "question_id": [r["question_id"] for r in records],
-            "question_type": [r["question_type"] for r in records],
-            "reference_source": [r["reference_source"] for r in records],
-            "reference": refs, "prediction": texts, "parsed_option": [r["parsed_option"] for r in rows],
-            "unparseable": [r["unparseable"] for r in rows], **scores,
-        })
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
+    rows = []
+    for variant, answers in predictions.items():
+        for answer in sorted(answers, key=lambda a: a["id"]):
+            record = by_id[answer["id"]]
+            rows.append({"variant": variant, **{k: record[k] for k in ANSWER_COLUMNS[2:8]}, "id": record["id"],
+                         "prediction": answer["prediction"], "parsed_option": answer["parsed_option"],
+                         "unparseable": answer["unparseable"]})
+    return pd.DataFrame(rows, columns=list(ANSWER_COLUMNS))
+
+
+def add_scores(frame: pd.DataFrame, settings) -> pd.DataFrame:
+    """Every per-example text and survey score, computed per variant."""
+    parts = []
+    for _, part in frame.groupby("variant", sort=False):
+        scores = metrics.text_scores(part.prediction.fillna("").tolist(), part.reference.tolist(), settings)
+        parts.append(part.assign(**scores))
+    return pd.concat(parts, ignore_index=True)
 
 
 def with_intervals(frame: pd.DataFrame, columns, resamples_of) -> pd.DataFrame:
@@ -155,21 +159,16 @@ def load_predictions(config) -> dict[str, list[dict]]:
     return {v.name: read_jsonl(paths.predictions_dir(config.profile) / f"{v.name}.jsonl") for v in variants(config)}
 
 
-def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
-    """All tables of the study for `split`, written under results/<profile>/; returns them."""
+def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The study's tables from scored answers (pure given the frame, the question bank and the GSS data)."""
     from .questions import load_question_bank
 
-    profile, seeds, m = config.profile, config.seeds, config.metrics
-    data = paths.data_dir(profile)
-    test, train = read_jsonl(data / f"{split}.jsonl"), read_jsonl(data / "train.jsonl")
-    predictions = load_predictions(config)
-    predictions[BASELINE] = retrieval_baseline(train, test)
-    frame = score_frame(config, test, predictions)
+    seeds, m = config.seeds, config.metrics
     resamples_of = lambda part: persona_bootstrap_indices(list(part.persona_id), m.bootstrap_samples,  # noqa: E731
                                                           seeds.bootstrap)
     text = with_intervals(frame, TEXT_METRICS, resamples_of)
     text.insert(2, "sacrebleu_corpus", [metrics.sacrebleu_corpus(
-        frame[frame.variant == v].prediction, frame[frame.variant == v].reference, m.bleu_tokenize,
+        frame[frame.variant == v].prediction.fillna(""), frame[frame.variant == v].reference, m.bleu_tokenize,
         m.bleu_smooth_method, m.bleu_lowercase)[0] for v in text.variant])
     survey = with_intervals(frame, SURVEY_METRICS, resamples_of)
     domain = frame.groupby(["variant", "domain"], sort=False)[list(TEXT_METRICS + SURVEY_METRICS)].mean().reset_index()
@@ -182,31 +181,72 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     closed.loc[len(closed)] = {"variant": "human split-half ceiling", "distribution_alignment":
                                float(np.mean([ceilings[i] for i in asked])) if asked else np.nan}
     model_variants = [v for v in frame.variant.unique() if v != BASELINE]
-    paired = [paired_differences(frame, TEXT_METRICS + SURVEY_METRICS, seeds.bootstrap, m.bootstrap_samples,
-                                 v, v.replace("-lora", "-zeroshot")) for v in model_variants if v.endswith("-lora")]
-    paired += [paired_differences(frame, TEXT_METRICS + SURVEY_METRICS, seeds.bootstrap, m.bootstrap_samples,
-                                  v, BASELINE) for v in model_variants]
-    tables = {"model_comparison": text, "survey_metrics": survey, "domain_metrics": domain,
-              "closed_alignment": closed, "paired_differences": pd.concat(paired, ignore_index=True)}
+    columns = TEXT_METRICS + SURVEY_METRICS
+    paired = [paired_differences(frame, columns, seeds.bootstrap, m.bootstrap_samples, v,
+                                 v.replace("-lora", "-zeroshot")) for v in model_variants if v.endswith("-lora")]
+    paired += [paired_differences(frame, columns, seeds.bootstrap, m.bootstrap_samples, v, BASELINE)
+               for v in model_variants]
+    return {"model_comparison": text, "survey_metrics": survey, "domain_metrics": domain,
+            "closed_alignment": closed, "paired_differences": pd.concat(paired, ignore_index=True)}
+
+
+def metric_settings(config) -> dict:
+    m = config.metrics
+    return asdict(m) | {
+        "sacrebleu_signature": metrics.sacrebleu_corpus(["a"], ["a"], m.bleu_tokenize, m.bleu_smooth_method,
+                                                        m.bleu_lowercase)[1],
+        "bleu_nltk": "sentence_bleu, 4-gram uniform, SmoothingFunction().method1, lower-cased whitespace tokens, "
+                     "mean over examples",
+        "bootstrap": f"{m.bootstrap_samples} persona resamples, seed {config.seeds.bootstrap}, 95 % percentile "
+                     "intervals",
+    }
+
+
+def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
+    """All tables of the study for `split`, written under results/<profile>/; returns them."""
+    profile = config.profile
+    data = paths.data_dir(profile)
+    test, train = read_jsonl(data / f"{split}.jsonl"), read_jsonl(data / "train.jsonl")
+    predictions = load_predictions(config)
+    predictions[BASELINE] = retrieval_baseline(train, test)
+    frame = add_scores(answers_frame(test, predictions), config.metrics)
+    tables = compute_tables(config, frame)
     out = paths.tables_dir(profile)
     for name, table in tables.items():
         write_table(table, out / name, caption=f"{name.replace('_', ' ')} ({profile} profile)")
-    frame.to_csv(paths.results_dir(profile) / "per_example_scores.csv", index=False, float_format="%.6f")
-    settings = asdict(m) | {"sacrebleu_signature": metrics.sacrebleu_corpus(["a"], ["a"], m.bleu_tokenize,
-                            m.bleu_smooth_method, m.bleu_lowercase)[1],
-                            "bleu_nltk": "sentence_bleu, 4-gram uniform, SmoothingFunction().method1, lower-cased "
-                                         "whitespace tokens, mean over examples",
-                            "bootstrap": f"{m.bootstrap_samples} persona resamples, seed {seeds.bootstrap}, "
-                                         "95 % percentile intervals"}
+    # The answers and their scores, kept with the results: `make check-results` recomputes every table from them.
+    atomic_write_text(paths.results_dir(profile) / "per_example_scores.csv",
+                      frame.to_csv(index=False, float_format="%.6f"))
+    settings = metric_settings(config)
     atomic_write_json(paths.results_dir(profile) / "metric_settings.json", settings)
     figures(tables, paths.figures_dir(profile), profile)
     atomic_write_text(paths.results_dir(profile) / "README.md", results_readme(config, tables))
     atomic_write_json(paths.results_dir(profile) / "manifest.json", provenance_record(
-        params=config.to_dict(), seeds=asdict(seeds), step="04_metrics", metric_settings=settings,
+        params=config.to_dict(), seeds=asdict(config.seeds), step="04_metrics", metric_settings=settings,
         inputs={f"predictions/{p.name}": sha256_file(p) for p in paths.predictions_dir(profile).glob("*.jsonl")}
         | {f"data/{split}.jsonl": sha256_file(data / f"{split}.jsonl")},
         outputs={p.name: sha256_file(p) for p in sorted(out.glob("*.csv"))}))
     return tables
+
+
+def check_results(config) -> list[str]:
+    """Recompute every table from the stored answers (per_example_scores.csv, text columns only) and list the
+    tables whose CSV differs from the stored one. Empty list: the results are reproduced."""
+    import tempfile
+
+    stored = pd.read_csv(paths.results_dir(config.profile) / "per_example_scores.csv", keep_default_na=False,
+                         na_values={"parsed_option": [""]})
+    answers = stored[list(ANSWER_COLUMNS)].copy()
+    answers["parsed_option"] = answers.parsed_option.astype(object).where(answers.parsed_option.notna(), None)
+    tables = compute_tables(config, add_scores(answers, config.metrics))
+    different = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in tables.items():
+            write_table(table, Path(tmp) / name, caption="")
+            expected = paths.tables_dir(config.profile) / f"{name}.csv"
+            if not expected.exists() or expected.read_text() != (Path(tmp) / f"{name}.csv").read_text():
+                different.append(name)
+    return different
 
 
 def figures(tables: dict[str, pd.DataFrame], folder: Path, profile: str) -> None:
@@ -276,3 +316,15 @@ def results_readme(config, tables: dict[str, pd.DataFrame]) -> str:
               "`metric_settings.json`. Provenance: `manifest.json`. Per-example scores: `per_example_scores.csv`.",
               ""]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFILE
+    import sys
+
+    from .config import load_config
+
+    profile = sys.argv[2] if len(sys.argv) > 2 else "default"
+    mismatched = check_results(load_config(profile))
+    if mismatched:
+        sys.exit(f"results/{profile}: recomputed tables differ from the stored ones: {mismatched}")
+    print(f"results/{profile}: every table recomputed from the stored answers matches")

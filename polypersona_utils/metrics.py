@@ -27,7 +27,7 @@ def sacrebleu_corpus(predictions: Sequence[str], references: Sequence[str], toke
 def sentence_bleu_nltk(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
     """Paper-comparable BLEU on the 0-1 scale: NLTK `sentence_bleu`, 4-gram uniform weights,
     `SmoothingFunction().method1`, over lower-cased whitespace tokens; one score per example.
-    An empty prediction or reference scores 0."""
+    An empty prediction or reference scores 0, and so (NLTK's rule) does a prediction with no unigram match."""
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
     smoothing = SmoothingFunction().method1
@@ -73,11 +73,14 @@ def _bert_scorer(model_path: str, num_layers: int, rescale: bool):
 def bertscore_f1(predictions: Sequence[str], references: Sequence[str], model: str = "all-minilm-l6-v2",
                  num_layers: int = 6, rescale: bool = False, revision: str | None = None) -> np.ndarray:
     """BERTScore F1 per example (Zhang et al., 2020; the bert-score package), layer `num_layers`, no idf.
-    Empty texts are scored as a single space so that each example keeps its own score."""
-    scorer = _bert_scorer(bertscore_model_path(model, revision), num_layers, rescale)
-    clean = lambda texts: [t if t.strip() else " " for t in texts]  # noqa: E731
-    _, _, f1 = scorer.score(clean(predictions), clean(references))
-    return f1.numpy().astype(float)
+    A pair with an empty side scores 0 (bert-score cannot embed an empty text with transformers 5)."""
+    scores = np.zeros(len(predictions))
+    keep = [i for i, (p, r) in enumerate(zip(predictions, references, strict=True)) if p.strip() and r.strip()]
+    if keep:
+        scorer = _bert_scorer(bertscore_model_path(model, revision), num_layers, rescale)
+        _, _, f1 = scorer.score([predictions[i] for i in keep], [references[i] for i in keep])
+        scores[keep] = f1.numpy().astype(float)
+    return scores
 
 
 def _similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

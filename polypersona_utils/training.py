@@ -159,8 +159,10 @@ class TrainResult:
 
 
 def run_fingerprint(config, spec, data_files: dict[str, Path], include_persona: bool) -> dict:
+    # Only what changes the adapter: checkpoint interval and logging do not.
+    training = {k: v for k, v in asdict(config.training).items() if k not in ("save_steps", "report_to")}
     return {
-        "model": asdict(spec), "lora": asdict(config.lora), "training": asdict(config.training),
+        "model": asdict(spec), "lora": asdict(config.lora), "training": training,
         "seed": config.seeds.training, "include_persona": include_persona,
         "data": {name: sha256_file(path) for name, path in data_files.items()},
     }

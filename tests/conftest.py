@@ -1,4 +1,7 @@
 import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -71,3 +74,32 @@ def tiny_config(model_dir, **overrides):
     return load_config("smoke", overrides={
         "models": [{"name": "tiny", "model_id": str(model_dir)}], "training.quantization": "none",
         "training.compute_dtype": "float32", "training.learning_rate": 1e-2, **overrides})
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """A minimal OpenAI-compatible /chat/completions endpoint on loopback; records what it was asked."""
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.server.seen.append(body)
+        question = body["messages"][-1]["content"]
+        text = "Yes, I do. Every month." if "options" in question else "I walk a lot. Then I rea"
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def openai_server():
+    """(base url, list of request bodies) of a local OpenAI-compatible server."""
+    server = HTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/v1", server.seen
+    server.shutdown()

@@ -51,3 +51,23 @@ def test_make_train_runs_notebook_02_on_smoke():
     assert metrics["plan"]["quantization"] == "nf4" and metrics["val_loss"]
     assert (paths.figures_dir("smoke") / "loss_smollm2-135m.png").exists()
     assert subprocess.run(["make", "-q", "train", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0
+
+
+@pytest.mark.slow
+def test_make_generate_and_metrics_on_smoke_then_check_results():
+    subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
+    executed_without_error("03_generate.ipynb")
+    executed_without_error("04_metrics.ipynb")
+    for variant in ("smollm2-135m-zeroshot", "smollm2-135m-lora"):
+        rows = read_jsonl(paths.predictions_dir("smoke") / f"{variant}.jsonl")
+        assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in read_jsonl(paths.data_dir("smoke") / "test.jsonl"))
+    results = paths.results_dir("smoke")
+    for table in ("model_comparison", "survey_metrics", "domain_metrics", "closed_alignment", "paired_differences"):
+        for suffix in (".csv", ".md", ".tex"):
+            assert (results / "tables" / f"{table}{suffix}").exists()
+    assert "NOT the paper's numbers" in (results / "README.md").read_text()
+    settings = json.loads((results / "metric_settings.json").read_text())
+    assert settings["bertscore_num_layers"] == 6 and "tok:13a" in settings["sacrebleu_signature"]
+    assert subprocess.run(["make", "-q", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0
+    # The stored answers reproduce every table.
+    subprocess.run(["make", "check-results", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)

@@ -1,12 +1,9 @@
 """The teacher: a real interrupted run resumes without duplicates or gaps; the HTTP backend over real HTTP."""
-import json
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
@@ -73,42 +70,19 @@ def test_trim_to_sentence():
     assert trim_to_sentence("  ") == ""
 
 
-class FakeOpenAI(BaseHTTPRequestHandler):
-    """A minimal OpenAI-compatible /chat/completions endpoint on loopback."""
-    seen = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        FakeOpenAI.seen.append(body)
-        question = body["messages"][-1]["content"]
-        text = "Yes, I do. Every month." if "options" in question else "I walk a lot. Then I rea"
-        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_http_teacher_over_real_http(tmp_path):
-    server = HTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        teacher = HttpTeacher(f"http://127.0.0.1:{server.server_port}/v1", "served-model", 32, 0.0, 1.0, seed=4)
+def test_http_teacher_over_real_http(tmp_path, openai_server):
+    url, seen = openai_server
+    if True:
+        teacher = HttpTeacher(url, "served-model", 32, 0.0, 1.0, seed=4)
         open_q = TeacherRequest.make(build_messages(PERSONA, "lifestyle", "How do you relax?", "open"))
         closed_q = TeacherRequest.make(build_messages(PERSONA, "finance", "Do you save?", "yesno", ("Yes", "No")),
                                        ("Yes", "No"))
         answers = run_teacher([open_q, closed_q, open_q], teacher, tmp_path / "cache.jsonl", 2, progress=False)
         assert answers == {open_q: "I walk a lot.", closed_q: "Yes"}
-        assert len(FakeOpenAI.seen) == 2  # the repeated request was asked once
-        assert FakeOpenAI.seen[0]["model"] == "served-model" and FakeOpenAI.seen[0]["max_tokens"] == 32
+        assert len(seen) == 2  # the repeated request was asked once
+        assert seen[0]["model"] == "served-model" and seen[0]["max_tokens"] == 32
         run_teacher([open_q, closed_q], teacher, tmp_path / "cache.jsonl", 2, progress=False)
-        assert len(FakeOpenAI.seen) == 2  # cached: no new request
-    finally:
-        server.shutdown()
+        assert len(seen) == 2  # cached: no new request
 
 
 def test_http_teacher_unreachable_endpoint_is_a_clear_error(tmp_path):

@@ -1,0 +1,80 @@
+"""The evaluation on hand-made predictions: perfect answers score 1, empty ones 0, baselines and intervals are
+there, and check_results catches a table that no longer follows from the stored answers."""
+import pandas as pd
+import pytest
+
+from polypersona_utils import paths
+from polypersona_utils.config import load_config
+from polypersona_utils.evaluation import BASELINE, check_results, evaluate, retrieval_baseline
+from polypersona_utils.provenance import write_jsonl
+
+
+def write_predictions(records, variant, answer_of):
+    rows = []
+    for r in records:
+        answer = answer_of(r)
+        parsed = answer if r["options"] and answer in r["options"] else None
+        rows.append({"id": r["id"], "prediction": answer, "parsed_option": parsed,
+                     "unparseable": bool(r["options"]) and parsed is None, "variant": variant, "split": "test"})
+    write_jsonl(paths.predictions_dir("smoke") / f"{variant}.jsonl", rows)
+
+
+@pytest.fixture
+def evaluated(smoke_data):
+    config = load_config("smoke", overrides={"metrics.bootstrap_samples": 200})
+    test = smoke_data.splits["test"]
+    write_predictions(test, "smollm2-135m-lora", lambda r: r["reference"])  # perfect
+    write_predictions(test, "smollm2-135m-zeroshot", lambda r: "")  # says nothing
+    return config, evaluate(config)
+
+
+def test_perfect_and_empty_answers(evaluated):
+    _, tables = evaluated
+    text = tables["model_comparison"].set_index("variant")
+    assert text.loc["smollm2-135m-lora", "rouge1"] == pytest.approx(1.0)
+    assert text.loc["smollm2-135m-lora", "bertscore_f1"] == pytest.approx(1.0, abs=1e-3)
+    assert text.loc["smollm2-135m-zeroshot", ["bleu_nltk", "rouge1", "bertscore_f1"]].tolist() == [0, 0, 0]
+    assert BASELINE in text.index
+    closed = tables["closed_alignment"].set_index("variant")
+    assert closed.loc["smollm2-135m-lora", "agreement_with_respondent"] == 1.0
+    assert closed.loc["smollm2-135m-zeroshot", "unparseable_share"] == 1.0
+    assert 0.9 < closed.loc["human split-half ceiling", "distribution_alignment"] <= 1.0
+    paired = tables["paired_differences"]
+    row = paired[(paired.comparison == "smollm2-135m-lora - smollm2-135m-zeroshot") & (paired.metric == "rouge1")]
+    assert row.difference.item() == pytest.approx(1.0) and row.low.item() == pytest.approx(1.0)
+
+
+def test_intervals_bracket_the_mean(evaluated):
+    _, tables = evaluated
+    for _, row in tables["model_comparison"].iterrows():
+        for metric in ("bleu_nltk", "rouge1", "bertscore_f1"):
+            assert row[f"{metric}_low"] - 1e-12 <= row[metric] <= row[f"{metric}_high"] + 1e-12
+
+
+def test_check_results_reproduces_and_catches_a_changed_table(evaluated):
+    config, _ = evaluated
+    assert check_results(config) == []
+    table = paths.tables_dir("smoke") / "model_comparison.csv"
+    frame = pd.read_csv(table)
+    frame.loc[0, "rouge1"] += 0.01
+    frame.to_csv(table, index=False, float_format="%.4f")
+    assert check_results(config) == ["model_comparison"]
+
+
+def test_retrieval_baseline_uses_only_training_answers():
+    persona = {"gender": "man", "occupation": "x", "education": "y", "region": "z", "income_bracket": "i",
+               "political_identity": "p"}
+    train = [
+        {"id": "a", "question_id": "q1", "options": ["Yes", "No"], "reference": "No", "persona": persona},
+        {"id": "b", "question_id": "q1", "options": ["Yes", "No"], "reference": "No", "persona": persona},
+        {"id": "c", "question_id": "q1", "options": ["Yes", "No"], "reference": "Yes", "persona": persona},
+        {"id": "d", "question_id": "q2", "options": [], "reference": "far", "persona": dict(persona, gender="woman")},
+        {"id": "e", "question_id": "q2", "options": [], "reference": "near", "persona": persona},
+    ]
+    test = [{"id": "t1", "question_id": "q1", "options": ["Yes", "No"], "persona": persona},
+            {"id": "t2", "question_id": "q2", "options": [], "persona": persona},
+            {"id": "t3", "question_id": "q3", "options": ["Yes", "No"], "persona": persona}]
+    rows = {r["id"]: r for r in retrieval_baseline(train, test)}
+    assert rows["t1"]["prediction"] == "No"  # the training respondents' majority
+    assert rows["t2"]["prediction"] == "near"  # the most similar training persona
+    assert rows["t3"]["unparseable"] and rows["t3"]["prediction"] == ""  # nobody in training was asked

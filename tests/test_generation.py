@@ -1,0 +1,72 @@
+"""Generation: one row per record, parsed closed answers, resume after an interruption, the HTTP backend."""
+import json
+
+from polypersona_utils import paths
+from polypersona_utils.generation import HttpGenerator, Variant, generate_predictions, prompt_of, variants
+from polypersona_utils.provenance import read_jsonl
+from polypersona_utils.prompts import build_messages
+
+from conftest import tiny_config
+
+
+def tiny_variant(model_dir):
+    return Variant("tiny-zeroshot", str(model_dir), None, None, None)
+
+
+def test_variants_are_zero_shot_and_adapter_per_trained_model():
+    from polypersona_utils.config import load_config
+
+    names = [v.name for v in variants(load_config("paper"))]
+    assert names[:4] == ["tinyllama-1.1b-zeroshot", "tinyllama-1.1b-lora", "phi-2-zeroshot", "phi-2-lora"]
+    assert "mistral-7b-instruct-zeroshot" in names and "mistral-7b-instruct-lora" not in names
+
+
+def test_generation_prompt_is_the_training_prompt(smoke_data):
+    record = smoke_data.splits["test"][0]
+    assert prompt_of(record) == record["messages"][:2]
+    assert prompt_of(record) == build_messages(record["persona"], record["domain"], record["question"],
+                                               record["question_type"], record["options"])
+
+
+def test_generation_rows_parse_and_resume_after_an_interruption(smoke_data, tiny_model_dir):
+    config = tiny_config(tiny_model_dir, **{"generation.batch_size": 2})
+    variant = tiny_variant(tiny_model_dir)
+    test_ids = sorted(r["id"] for r in smoke_data.splits["test"])
+    first = generate_predictions(config, variant, progress=False)
+    rows = read_jsonl(first)
+    assert [r["id"] for r in rows] == test_ids
+    for row, record in zip(rows, sorted(smoke_data.splits["test"], key=lambda r: r["id"])):
+        if record["options"]:
+            assert (row["parsed_option"] in record["options"]) != row["unparseable"]
+        else:
+            assert row["parsed_option"] is None and not row["unparseable"]
+    expected = first.read_bytes()
+    log = paths.cache_dir("smoke") / "predictions" / "tiny-zeroshot.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:1]) + lines[1][:20])  # killed after one record, mid-write of the next
+    first.unlink()
+    again = generate_predictions(config, variant, progress=False)
+    assert again.read_bytes() == expected  # same answers as the uninterrupted run
+    keys = [json.loads(line)["key"] for line in log.read_text().splitlines()]
+    assert len(keys) == len(set(keys)) == len(test_ids)  # no duplicate, no gap
+
+
+def test_http_generator_gives_the_same_records(smoke_data, openai_server):
+    from polypersona_utils.config import load_config
+
+    url, seen = openai_server
+    config = load_config("smoke")
+    variant = Variant("served-zeroshot", "served", None, None, None)
+    rows = read_jsonl(generate_predictions(config, variant, generator=HttpGenerator(url, "served"), progress=False))
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in smoke_data.splits["test"])
+    assert len(seen) == len(rows)
+    assert set(rows[0]) == {"id", "prediction", "parsed_option", "unparseable", "variant", "split"}
+    records = {r["id"]: r for r in smoke_data.splits["test"]}
+    for row in rows:  # the fake server says "Yes, I do. Every month." to every closed question
+        options = records[row["id"]]["options"]
+        if not options:
+            assert row["prediction"] == "I walk a lot. Then I rea" and not row["unparseable"]
+        elif "Yes" in options:
+            assert row["parsed_option"] == "Yes"
+        else:
+            assert row["unparseable"] and row["parsed_option"] is None  # kept and flagged, never guessed
