@@ -20,6 +20,10 @@ DATA := $(ARTIFACTS)/data/manifest.json
 ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
 PREDICTIONS := $(ARTIFACTS)/predictions/manifest.json
 METRICS := $(RESULTS)/manifest.json
+RUNS := $(RESULTS)/runs
+STANDARD_RUNS := rank8 rank32 rank64 heldout-healthcare no-persona lora-16bit
+ABLATIONS := $(RESULTS)/ablations.md
+ABLATION_KNOBS = LORA_R=$(LORA_R) HELDOUT=$(HELDOUT) NO_PERSONA=$(NO_PERSONA) QUANT=$(QUANT) EPOCHS=$(EPOCHS)
 
 ## help: list the targets
 .PHONY: help
@@ -40,7 +44,7 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 
 ## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)
 .PHONY: reproduce
-reproduce: data train generate metrics
+reproduce: data train generate metrics ablations
 
 ## data: notebook 01, build the persona-grounded dataset -> artifacts/PROFILE/data/
 .PHONY: data
@@ -73,6 +77,34 @@ $(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(PARAMS) $(PACKAGE) | $(I
 	@mkdir -p $(EXECUTED)
 	$(PAPERMILL) $< $(EXECUTED)/04_metrics.ipynb -p profile $(PROFILE) \
 	  || { echo "notebook 04 failed; partial notebook: $(EXECUTED)/04_metrics.ipynb"; exit 1; }
+
+# Notebooks 02-04 as ablation run $(1): overrides from the standard set or the knobs, outputs under runs/$(1)/.
+define run_ablation
+	@mkdir -p $(RUNS)/$(1)/executed
+	$(PY) -m polypersona_utils.ablations overrides $(1) $(ABLATION_KNOBS) > $(RUNS)/$(1)/overrides.json
+	@for nb in 02_train 03_generate 04_metrics; do \
+	  $(PAPERMILL) notebooks/$$nb.ipynb $(RUNS)/$(1)/executed/$$nb.ipynb -p profile $(PROFILE) -p run $(1) \
+	    -r overrides "$$(cat $(RUNS)/$(1)/overrides.json)" \
+	    || { echo "ablation $(1): notebook $$nb failed; partial notebook: $(RUNS)/$(1)/executed/$$nb.ipynb"; exit 1; }; \
+	done
+endef
+
+## ablation: one ablation run, e.g. make ablation NAME=rank32 LORA_R=32 (knobs: LORA_R HELDOUT NO_PERSONA QUANT EPOCHS)
+.PHONY: ablation
+ablation: $(DATA) | $(INSTALLED)
+	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<run> [LORA_R=..] [HELDOUT=..] [NO_PERSONA=1] [QUANT=none]"; exit 2; }
+	$(call run_ablation,$(NAME))
+
+$(RUNS)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb notebooks/04_metrics.ipynb \
+                         $(DATA) $(PARAMS) $(PACKAGE) | $(INSTALLED)
+	$(call run_ablation,$*)
+
+## ablations: the standard ablation runs and notebook 05's tables -> results/PROFILE/ablations.md
+.PHONY: ablations
+ablations: $(ABLATIONS)
+$(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(STANDARD_RUNS:%=$(RUNS)/%/manifest.json) | $(INSTALLED)
+	$(PAPERMILL) $< $(EXECUTED)/05_ablations.ipynb -p profile $(PROFILE) \
+	  || { echo "notebook 05 failed; partial notebook: $(EXECUTED)/05_ablations.ipynb"; exit 1; }
 
 ## check-results: recompute PROFILE's tables from its stored answers; fail if they differ
 .PHONY: check-results

@@ -213,6 +213,20 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AblationConfig:
+    """What an ablation run changes beyond ordinary parameters (notebook 05, `make ablation`)."""
+
+    heldout_domain: Optional[str] = None  # train on the other nine domains, test on this one
+    include_persona: bool = True  # False: the persona card is removed at training and test time
+
+    def validate(self) -> None:
+        domains = ("demographics", "healthcare", "education", "work_experience", "technology",
+                   "consumer_preferences", "finance", "social_issues", "environment", "lifestyle")
+        if self.heldout_domain is not None and self.heldout_domain not in domains:
+            raise ValueError(f"heldout_domain: must be one of {list(domains)}")
+
+
+@dataclass(frozen=True)
 class Config:
     profile: str
     description: str = ""
@@ -228,6 +242,8 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    ablation: AblationConfig = field(default_factory=AblationConfig)
+    run: str = ""  # name of an ablation run: its outputs go under <profile>/runs/<run>/
     source_file: Optional[str] = None  # set by load_config, never read from YAML
 
     def validate(self) -> None:
@@ -235,8 +251,16 @@ class Config:
         if not names or len(names) != len(set(names)):
             raise ValueError(f"models: need at least one, with unique names, got {names}")
 
+        if self.run and not all(c.isalnum() or c in "-_." for c in self.run):
+            raise ValueError(f"run: letters, digits, '-', '_' and '.' only, got {self.run!r}")
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @property
+    def output_key(self) -> str:
+        """Where this configuration's adapters, predictions and results go (data always comes from the profile)."""
+        return f"{self.profile}/runs/{self.run}" if self.run else self.profile
 
 
 def _convert(value: Any, annotation: Any, where: str) -> Any:

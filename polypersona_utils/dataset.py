@@ -17,7 +17,8 @@ import numpy as np
 from . import paths
 from .personas import PersonaPanel, validate_card, PersonaError
 from .prompts import build_messages
-from .provenance import (atomic_write_json, provenance_record, sha256_file, sha256_json, write_jsonl)
+from .provenance import (atomic_write_json, provenance_record, read_jsonl, sha256_file, sha256_json,
+                         write_jsonl)
 from .questions import CLOSED_TYPES, QUESTION_TYPES, Question, QuestionBank
 from .teacher import TeacherRequest
 
@@ -202,6 +203,20 @@ def check_record(record: dict) -> None:
         raise ValueError(f"record {record['id']}: unknown reference_source {record['reference_source']!r}")
     if record["options"] and record["reference"] not in record["options"]:
         raise ValueError(f"record {record['id']}: reference is not one of its options")
+
+
+def ablation_view(records: list[dict], split: str, ablation) -> list[dict]:
+    """The records a run sees: with a held-out domain, training and validation lose it and the test keeps only it."""
+    if ablation.heldout_domain is None:
+        return records
+    if split == "test":
+        return [r for r in records if r["domain"] == ablation.heldout_domain]
+    return [r for r in records if r["domain"] != ablation.heldout_domain]
+
+
+def load_split(config, split: str) -> list[dict]:
+    """A split of the profile's dataset as the configuration's run sees it."""
+    return ablation_view(read_jsonl(paths.data_dir(config.profile) / f"{split}.jsonl"), split, config.ablation)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from . import metrics, paths
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
 from .stats import mean_with_interval, persona_bootstrap_indices
 
+MIN_PERSONAS_FOR_INTERVALS = 10  # fewer resampled personas give intervals too coarse to read
 TEXT_METRICS = ("bleu_nltk", "rouge1", "rouge2", "rougeL", "bertscore_f1")
 SURVEY_METRICS = ("length_sim", "sentence_count_sim", "sentiment_sim")
 BASELINE = "baseline-train-retrieval"
@@ -76,7 +77,7 @@ def with_intervals(frame: pd.DataFrame, columns, resamples_of) -> pd.DataFrame:
     rows = []
     for variant, part in frame.groupby("variant", sort=False):
         resamples = resamples_of(part)
-        row = {"variant": variant, "n": len(part)}
+        row = {"variant": variant, "n": len(part), "personas": part.persona_id.nunique()}
         for column in columns:
             mean, low, high = mean_with_interval(part[column].to_numpy(float), resamples)
             row.update({column: mean, f"{column}_low": low, f"{column}_high": high})
@@ -95,7 +96,7 @@ def paired_differences(frame: pd.DataFrame, columns, seed: int, n_samples: int, 
         diff = a[column].to_numpy(float) - b[column].to_numpy(float)
         mean, low, high = mean_with_interval(diff, resamples)
         rows.append({"comparison": f"{better} - {worse}", "metric": column, "difference": mean,
-                     "low": low, "high": high})
+                     "low": low, "high": high, "personas": a.persona_id.nunique()})
     return pd.DataFrame(rows)
 
 
@@ -156,7 +157,7 @@ def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
 def load_predictions(config) -> dict[str, list[dict]]:
     from .generation import variants
 
-    return {v.name: read_jsonl(paths.predictions_dir(config.profile) / f"{v.name}.jsonl") for v in variants(config)}
+    return {v.name: read_jsonl(paths.predictions_dir(config.output_key) / f"{v.name}.jsonl") for v in variants(config)}
 
 
 def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -167,7 +168,7 @@ def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     resamples_of = lambda part: persona_bootstrap_indices(list(part.persona_id), m.bootstrap_samples,  # noqa: E731
                                                           seeds.bootstrap)
     text = with_intervals(frame, TEXT_METRICS, resamples_of)
-    text.insert(2, "sacrebleu_corpus", [metrics.sacrebleu_corpus(
+    text.insert(3, "sacrebleu_corpus", [metrics.sacrebleu_corpus(
         frame[frame.variant == v].prediction.fillna(""), frame[frame.variant == v].reference, m.bleu_tokenize,
         m.bleu_smooth_method, m.bleu_lowercase)[0] for v in text.variant])
     survey = with_intervals(frame, SURVEY_METRICS, resamples_of)
@@ -204,9 +205,11 @@ def metric_settings(config) -> dict:
 
 def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     """All tables of the study for `split`, written under results/<profile>/; returns them."""
-    profile = config.profile
-    data = paths.data_dir(profile)
-    test, train = read_jsonl(data / f"{split}.jsonl"), read_jsonl(data / "train.jsonl")
+    from .dataset import load_split
+
+    profile = config.output_key
+    data = paths.data_dir(config.profile)
+    test, train = load_split(config, split), load_split(config, "train")
     predictions = load_predictions(config)
     predictions[BASELINE] = retrieval_baseline(train, test)
     frame = add_scores(answers_frame(test, predictions), config.metrics)
@@ -234,7 +237,7 @@ def check_results(config) -> list[str]:
     tables whose CSV differs from the stored one. Empty list: the results are reproduced."""
     import tempfile
 
-    stored = pd.read_csv(paths.results_dir(config.profile) / "per_example_scores.csv", keep_default_na=False,
+    stored = pd.read_csv(paths.results_dir(config.output_key) / "per_example_scores.csv", keep_default_na=False,
                          na_values={"parsed_option": [""]})
     answers = stored[list(ANSWER_COLUMNS)].copy()
     answers["parsed_option"] = answers.parsed_option.astype(object).where(answers.parsed_option.notna(), None)
@@ -243,7 +246,7 @@ def check_results(config) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, table in tables.items():
             write_table(table, Path(tmp) / name, caption="")
-            expected = paths.tables_dir(config.profile) / f"{name}.csv"
+            expected = paths.tables_dir(config.output_key) / f"{name}.csv"
             if not expected.exists() or expected.read_text() != (Path(tmp) / f"{name}.csv").read_text():
                 different.append(name)
     return different
@@ -290,7 +293,7 @@ def results_readme(config, tables: dict[str, pd.DataFrame]) -> str:
     def interval(row, metric):
         return f"{row[metric]:.3f} [{row[f'{metric}_low']:.3f}, {row[f'{metric}_high']:.3f}]"
 
-    lines = [f"# Results: {config.profile} profile", "", profile_banner(config), "",
+    lines = [f"# Results: {config.output_key}", "", profile_banner(config), "",
              "The paper reports (its own models, data and metric settings, not reproduced here): best BLEU 0.090 "
              "(TinyLlama-1.1B), ROUGE-1 0.429 (Phi-2), BERTScore above 0.88. The numbers below come from "
              f"`{config.models[0].model_id}` on this profile's data; BERTScore here uses "
@@ -298,12 +301,17 @@ def results_readme(config, tables: dict[str, pd.DataFrame]) -> str:
              f"{'on' if config.metrics.bertscore_rescale else 'off'}), so its scale is not the paper's.", "",
              "## Text metrics (mean and 95 % persona-bootstrap interval)", ""]
     for _, row in text.iterrows():
-        lines.append(f"- `{row.variant}` (n={row.n}): BLEU (NLTK, 0-1) {interval(row, 'bleu_nltk')}, "
+        lines.append(f"- `{row.variant}` (n={row.n}, {row.personas} personas): BLEU (NLTK, 0-1) {interval(row, 'bleu_nltk')}, "
                      f"sacreBLEU {row.sacrebleu_corpus:.2f}, ROUGE-1 {interval(row, 'rouge1')}, "
                      f"ROUGE-L {interval(row, 'rougeL')}, BERTScore F1 {interval(row, 'bertscore_f1')}")
     lines += ["", "## Paired differences", ""]
     for _, row in paired[paired.metric.isin(["bleu_nltk", "rouge1", "bertscore_f1"])].iterrows():
-        verdict = "interval excludes 0" if row.low > 0 or row.high < 0 else "interval includes 0: no evidence"
+        if row.personas < MIN_PERSONAS_FOR_INTERVALS:
+            verdict = f"only {row.personas} test personas: too few to say anything"
+        elif row.low > 0 or row.high < 0:
+            verdict = "interval excludes 0"
+        else:
+            verdict = "interval includes 0: no evidence of a difference"
         lines.append(f"- {row.comparison}, {row.metric}: {row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}] "
                      f"({verdict})")
     lines += ["", "## Closed questions against real GSS 2018 respondents", "",

@@ -14,9 +14,10 @@ from typing import Sequence
 
 from . import paths
 from .backends import generate_local, openai_chat
+from .dataset import load_split
 from .parsing import parse_option
 from .prompts import build_messages
-from .provenance import atomic_write_json, read_jsonl, sha256_file, sha256_json, write_jsonl
+from .provenance import atomic_write_json, sha256_file, sha256_json, write_jsonl
 from .resumable import run_batches
 
 
@@ -30,15 +31,16 @@ class Variant:
     include_persona: bool = True
 
 
-def variants(config, include_persona: bool = True) -> list[Variant]:
+def variants(config) -> list[Variant]:
     """`<model>-zeroshot` for every model; `<model>-lora` for every trained one."""
+    include_persona = config.ablation.include_persona
     out = []
     for spec in config.models:
         out.append(Variant(f"{spec.name}-zeroshot", spec.model_id, spec.revision, spec.chat_template, None,
                            include_persona))
         if spec.train:
             out.append(Variant(f"{spec.name}-lora", spec.model_id, spec.revision, spec.chat_template,
-                               str(paths.adapters_dir(config.profile) / spec.name), include_persona))
+                               str(paths.adapters_dir(config.output_key) / spec.name), include_persona))
     return out
 
 
@@ -97,7 +99,11 @@ class HttpGenerator:
 def generate_predictions(config, variant: Variant, split: str = "test", generator=None,
                          progress: bool = True) -> Path:
     """Answer every record of `split` with `variant`; returns `predictions/<variant>.jsonl`."""
-    records = {r["id"]: r for r in read_jsonl(paths.data_dir(config.profile) / f"{split}.jsonl")}
+    records = {r["id"]: r for r in load_split(config, split)}
+    if not records:
+        raise ValueError(f"{config.output_key}: the {split} split has no records"
+                         + (f" in the held-out domain '{config.ablation.heldout_domain}'"
+                            if config.ablation.heldout_domain else ""))
     generator = generator or LocalGenerator(variant, config.training.quantization, config.training.compute_dtype)
     identity = {"variant": asdict(variant), "generator": generator.settings, "seed": config.seeds.sampling}
     prompts = {rid: prompt_of(r, variant.include_persona) for rid, r in records.items()}
@@ -127,9 +133,9 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
     done = run_batches(
         records, key_of=key_of,
         order_of=lambda rid: (records[rid]["question_type"] == "open", sum(len(m["content"]) for m in prompts[rid])),
-        compute=compute, log_path=paths.cache_dir(config.profile) / "predictions" / f"{variant.name}.jsonl",
+        compute=compute, log_path=paths.cache_dir(config.output_key) / "predictions" / f"{variant.name}.jsonl",
         batch_size=config.generation.batch_size, desc=f"generate {variant.name}", progress=progress)
-    out = paths.predictions_dir(config.profile) / f"{variant.name}.jsonl"
+    out = paths.predictions_dir(config.output_key) / f"{variant.name}.jsonl"
     rows = sorted(({k: v for k, v in row.items() if k != "key"} | {"variant": variant.name, "split": split}
                    for row in done.values()), key=lambda r: r["id"])
     write_jsonl(out, rows)
@@ -139,6 +145,6 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
 def generate_all(config, split: str = "test", progress: bool = True) -> dict[str, Path]:
     """Every variant of the profile; then `predictions/manifest.json`, written last (the Make target)."""
     files = {v.name: generate_predictions(config, v, split, progress=progress) for v in variants(config)}
-    atomic_write_json(paths.predictions_dir(config.profile) / "manifest.json",
+    atomic_write_json(paths.predictions_dir(config.output_key) / "manifest.json",
                       {name: {"file": path.name, "sha256": sha256_file(path)} for name, path in files.items()})
     return files

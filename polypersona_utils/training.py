@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -164,6 +165,7 @@ def run_fingerprint(config, spec, data_files: dict[str, Path], include_persona: 
     return {
         "model": asdict(spec), "lora": asdict(config.lora), "training": training,
         "seed": config.seeds.training, "include_persona": include_persona,
+        "heldout_domain": config.ablation.heldout_domain,
         "data": {name: sha256_file(path) for name, path in data_files.items()},
     }
 
@@ -179,8 +181,11 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
 
     from . import models
 
+    from .dataset import ablation_view
+
     run_name = run_name or spec.name
-    run_dir = paths.adapters_dir(config.profile) / run_name
+    include_persona = include_persona and config.ablation.include_persona
+    run_dir = paths.adapters_dir(config.output_key) / run_name
     data_dir = data_dir or paths.data_dir(config.profile)
     data_files = {split: data_dir / f"{split}.jsonl" for split in ("train", "val")}
     fingerprint = run_fingerprint(config, spec, data_files, include_persona)
@@ -206,7 +211,8 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     peft_config = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                              target_modules=resolve_target_modules(model, config.lora.target_modules),
                              task_type="CAUSAL_LM")
-    datasets = {split: Dataset.from_list([prompt_completion(r, include_persona) for r in read_jsonl(path)])
+    datasets = {split: Dataset.from_list([prompt_completion(r, include_persona)
+                                          for r in ablation_view(read_jsonl(path), split, config.ablation)])
                 for split, path in data_files.items()}
     has_val = len(datasets["val"]) > 0
     trainer = SFTTrainer(model=model, args=sft_config(config, plan, checkpoints, progress, evaluate=has_val),
@@ -235,12 +241,14 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
         "total_parameters": total,
         "trainable_share": trainable / total,
         "peak_gpu_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
+        # Whole-process high-water mark (includes loading): an upper bound on training's own memory.
+        "peak_process_memory_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "plan": asdict(plan),
     }
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "log_history.json", history)
     atomic_write_text(run_dir / "README.md", model_card(config, spec, run_name, fingerprint, metrics))
-    loss_figure(history, paths.figures_dir(config.profile) / f"loss_{run_name}", run_name)
+    loss_figure(history, paths.figures_dir(config.output_key) / f"loss_{run_name}", run_name)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the finished adapter is in run_dir
     atomic_write_json(marker, {"fingerprint_sha256": key})  # written last: its presence means done
     return TrainResult(run_dir, metrics, True)
@@ -297,7 +305,10 @@ def loss_figure(history: list[dict], stem: Path, title: str) -> None:
 def train_adapters(config, progress: bool = True) -> dict[str, TrainResult]:
     """Every trainable model of the profile; then `adapters/manifest.json`, written last (the Make target)."""
     results = {spec.name: train_model(config, spec, progress=progress) for spec in config.models if spec.train}
-    atomic_write_json(paths.adapters_dir(config.profile) / "manifest.json", {
+    # Kept with the results (artifacts/ is not committed): trainable parameters, time, memory, losses.
+    atomic_write_json(paths.results_dir(config.output_key) / "training_metrics.json",
+                      {name: r.metrics for name, r in results.items()})
+    atomic_write_json(paths.adapters_dir(config.output_key) / "manifest.json", {
         name: {"run_dir": str(r.run_dir.relative_to(paths.PROJECT_ROOT)) if r.run_dir.is_relative_to(
             paths.PROJECT_ROOT) else str(r.run_dir),
                "fingerprint_sha256": json.loads((r.run_dir / COMPLETE_MARKER).read_text())["fingerprint_sha256"]}
