@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import resource
 import shutil
 import time
@@ -152,6 +153,14 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
     return None
 
 
+def device_map_for(plan: TrainingPlan):
+    """Under `accelerate launch` each process puts its whole (4-bit) model on its own GPU; otherwise the plan's."""
+    local_rank = int(os.environ.get("LOCAL_RANK", "-1"))
+    if plan.device == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1 and local_rank >= 0:
+        return {"": local_rank}
+    return plan.device
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -207,7 +216,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     log.info("%s: %s", run_name, plan.reason)
     tokenizer = models.load_tokenizer(spec.model_id, spec.revision, spec.chat_template)
     model = models.load_causal_lm(spec.model_id, spec.revision, plan.quantization, plan.compute_dtype,
-                                  device_map=plan.device)
+                                  device_map=device_map_for(plan))
     peft_config = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                              target_modules=resolve_target_modules(model, config.lora.target_modules),
                              task_type="CAUSAL_LM")
@@ -314,3 +323,12 @@ def train_adapters(config, progress: bool = True) -> dict[str, TrainResult]:
                "fingerprint_sha256": json.loads((r.run_dir / COMPLETE_MARKER).read_text())["fingerprint_sha256"]}
         for name, r in results.items()})
     return results
+
+
+if __name__ == "__main__":  # python -m polypersona_utils.training PROFILE (or under `accelerate launch`)
+    import sys
+
+    from .config import load_config
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    train_adapters(load_config(sys.argv[1] if len(sys.argv) > 1 else "default"))

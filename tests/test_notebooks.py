@@ -1,6 +1,7 @@
 """Notebooks through the same Make targets a user runs, on the smoke profile."""
 import json
 import subprocess
+import sys
 
 import pytest
 
@@ -71,3 +72,22 @@ def test_make_generate_and_metrics_on_smoke_then_check_results():
     assert subprocess.run(["make", "-q", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0
     # The stored answers reproduce every table.
     subprocess.run(["make", "check-results", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
+
+
+@pytest.mark.slow
+def test_make_ablation_run_and_notebook_05_on_smoke():
+    subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)  # the main run
+    subprocess.run(["make", "ablation", "NAME=rank8", "LORA_R=8", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
+    run = paths.results_dir("smoke") / "runs" / "rank8"
+    assert json.loads((run / "overrides.json").read_text()) == {"lora.r": 8, "lora.alpha": 16}
+    for name in ("02_train", "03_generate", "04_metrics"):
+        notebook = json.loads((run / "executed" / f"{name}.ipynb").read_text())
+        assert notebook["metadata"]["papermill"]["parameters"]["run"] == "rank8"
+    assert json.loads((run / "training_metrics.json").read_text())["smollm2-135m"]["trainable_parameters"] == 2_442_240
+    executed = paths.executed_dir("smoke") / "05_ablations.ipynb"
+    subprocess.run([sys.executable, "-m", "papermill", "--cwd", "notebooks",
+                    "notebooks/05_ablations.ipynb", str(executed), "-p", "profile", "smoke"],
+                   cwd=paths.PROJECT_ROOT, check=True)
+    table = (paths.tables_dir("smoke") / "ablations.csv").read_text()
+    assert "rank8" in table and "main" in table
+    assert "Only 1 test personas: too few to say anything" in (paths.results_dir("smoke") / "ablations.md").read_text()

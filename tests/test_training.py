@@ -194,3 +194,28 @@ def test_killed_training_resumes_to_the_same_adapter(smoke_data, tiny_model_dir,
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
+
+
+def test_accelerate_config_and_per_process_device_map(monkeypatch):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    from polypersona_utils.training import device_map_for
+
+    config = ClusterConfig.from_yaml_file(str(paths.PROJECT_ROOT / "configs" / "accelerate_multi_gpu.yaml"))
+    assert config.distributed_type == "MULTI_GPU" and config.mixed_precision == "bf16"
+    cuda = plan_training(load_config("paper").training, cuda_available=True, gpu_memory_gib=80)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert device_map_for(cuda) == {"": 2}  # each process on its own GPU
+    assert device_map_for(plan_training(load_config("paper").training, cuda_available=False)) == "cpu"
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert device_map_for(cuda) == "cuda"
+
+
+def test_generation_parameter_change_does_not_retrain(smoke_data, tiny_model_dir):
+    config = tiny_config(tiny_model_dir)
+    assert train_model(config, config.models[0], progress=False).trained_now
+    downstream = tiny_config(tiny_model_dir, **{"generation.temperature": 0.2, "training.save_steps": 3})
+    assert not train_model(downstream, downstream.models[0], progress=False).trained_now
+    upstream = tiny_config(tiny_model_dir, **{"lora.r": 4})
+    assert train_model(upstream, upstream.models[0], progress=False).trained_now
