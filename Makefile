@@ -25,6 +25,13 @@ STANDARD_RUNS := rank8 rank32 rank64 heldout-healthcare no-persona lora-16bit
 ABLATIONS := $(RESULTS)/ablations.md
 ABLATION_KNOBS = LORA_R=$(LORA_R) HELDOUT=$(HELDOUT) NO_PERSONA=$(NO_PERSONA) QUANT=$(QUANT) EPOCHS=$(EPOCHS)
 
+# Execute notebooks/$(1).ipynb on PROFILE; keep the executed copy, name it when a cell fails.
+define run_notebook
+	@mkdir -p $(EXECUTED)
+	$(PAPERMILL) notebooks/$(1).ipynb $(EXECUTED)/$(1).ipynb -p profile $(PROFILE) \
+	  || { echo "notebook $(1) failed; partial notebook: $(EXECUTED)/$(1).ipynb"; exit 1; }
+endef
+
 ## help: list the targets
 .PHONY: help
 help:
@@ -50,33 +57,25 @@ reproduce: data train generate metrics ablations
 .PHONY: data
 data: $(DATA)
 $(DATA): notebooks/01_build_dataset.ipynb $(PARAMS) $(PACKAGE) | $(INSTALLED)
-	@mkdir -p $(EXECUTED)
-	$(PAPERMILL) $< $(EXECUTED)/01_build_dataset.ipynb -p profile $(PROFILE) \
-	  || { echo "notebook 01 failed; partial notebook: $(EXECUTED)/01_build_dataset.ipynb"; exit 1; }
+	$(call run_notebook,01_build_dataset)
 
 ## train: notebook 02, QLoRA-tune the profile's models -> artifacts/PROFILE/adapters/
 .PHONY: train
 train: $(ADAPTERS)
 $(ADAPTERS): notebooks/02_train.ipynb $(DATA) $(PARAMS) $(PACKAGE) | $(INSTALLED)
-	@mkdir -p $(EXECUTED)
-	$(PAPERMILL) $< $(EXECUTED)/02_train.ipynb -p profile $(PROFILE) \
-	  || { echo "notebook 02 failed; partial notebook: $(EXECUTED)/02_train.ipynb"; exit 1; }
+	$(call run_notebook,02_train)
 
 ## generate: notebook 03, answers of every variant -> artifacts/PROFILE/predictions/
 .PHONY: generate
 generate: $(PREDICTIONS)
 $(PREDICTIONS): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(PARAMS) $(PACKAGE) | $(INSTALLED)
-	@mkdir -p $(EXECUTED)
-	$(PAPERMILL) $< $(EXECUTED)/03_generate.ipynb -p profile $(PROFILE) \
-	  || { echo "notebook 03 failed; partial notebook: $(EXECUTED)/03_generate.ipynb"; exit 1; }
+	$(call run_notebook,03_generate)
 
 ## metrics: notebook 04, tables, figures and results README -> results/PROFILE/
 .PHONY: metrics
 metrics: $(METRICS)
 $(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(PARAMS) $(PACKAGE) | $(INSTALLED)
-	@mkdir -p $(EXECUTED)
-	$(PAPERMILL) $< $(EXECUTED)/04_metrics.ipynb -p profile $(PROFILE) \
-	  || { echo "notebook 04 failed; partial notebook: $(EXECUTED)/04_metrics.ipynb"; exit 1; }
+	$(call run_notebook,04_metrics)
 
 # Notebooks 02-04 as ablation run $(1): overrides from the standard set or the knobs, outputs under runs/$(1)/.
 define run_ablation
@@ -103,8 +102,7 @@ $(RUNS)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb no
 .PHONY: ablations
 ablations: $(ABLATIONS)
 $(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(STANDARD_RUNS:%=$(RUNS)/%/manifest.json) | $(INSTALLED)
-	$(PAPERMILL) $< $(EXECUTED)/05_ablations.ipynb -p profile $(PROFILE) \
-	  || { echo "notebook 05 failed; partial notebook: $(EXECUTED)/05_ablations.ipynb"; exit 1; }
+	$(call run_notebook,05_ablations)
 
 ## check-results: recompute PROFILE's tables from its stored answers; fail if they differ
 .PHONY: check-results

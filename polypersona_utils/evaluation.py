@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics, paths
+from .fidelity import fidelity_and_diversity
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
 from .stats import mean_with_interval, persona_bootstrap_indices
 
@@ -160,13 +161,18 @@ def load_predictions(config) -> dict[str, list[dict]]:
     return {v.name: read_jsonl(paths.predictions_dir(config.output_key) / f"{v.name}.jsonl") for v in variants(config)}
 
 
+def persona_resamples(config):
+    """part of a frame -> its persona bootstrap resamples (the profile's seed and count)."""
+    return lambda part: persona_bootstrap_indices(list(part.persona_id), config.metrics.bootstrap_samples,
+                                                  config.seeds.bootstrap)
+
+
 def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The study's tables from scored answers (pure given the frame, the question bank and the GSS data)."""
     from .questions import load_question_bank
 
     seeds, m = config.seeds, config.metrics
-    resamples_of = lambda part: persona_bootstrap_indices(list(part.persona_id), m.bootstrap_samples,  # noqa: E731
-                                                          seeds.bootstrap)
+    resamples_of = persona_resamples(config)
     text = with_intervals(frame, TEXT_METRICS, resamples_of)
     text.insert(3, "sacrebleu_corpus", [metrics.sacrebleu_corpus(
         frame[frame.variant == v].prediction.fillna(""), frame[frame.variant == v].reference, m.bleu_tokenize,
@@ -214,6 +220,10 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     predictions[BASELINE] = retrieval_baseline(train, test)
     frame = add_scores(answers_frame(test, predictions), config.metrics)
     tables = compute_tables(config, frame)
+    # Fidelity and diversity need the persona cards, which the stored answers do not carry: not in check_results.
+    fidelity, tables["diversity"] = fidelity_and_diversity(frame, {r["persona_id"]: r["persona"] for r in test})
+    tables["persona_fidelity"] = with_intervals(fidelity, ("own_card_sim", "other_card_sim", "fidelity_gap"),
+                                                persona_resamples(config)) if len(fidelity) else fidelity
     out = paths.tables_dir(profile)
     for name, table in tables.items():
         write_table(table, out / name, caption=f"{name.replace('_', ' ')} ({profile} profile)")
@@ -314,13 +324,20 @@ def results_readme(config, tables: dict[str, pd.DataFrame]) -> str:
             verdict = "interval includes 0: no evidence of a difference"
         lines.append(f"- {row.comparison}, {row.metric}: {row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}] "
                      f"({verdict})")
+    fidelity = tables.get("persona_fidelity")
+    if fidelity is not None and len(fidelity):
+        lines += ["", "## Persona fidelity of open answers", "",
+                  "Cosine similarity (MiniLM embeddings) of each answer with its own persona card minus with "
+                  "another persona's card; above 0 means answers carry something of their persona.", ""]
+        for _, row in fidelity.iterrows():
+            lines.append(f"- `{row.variant}`: gap {interval(row, 'fidelity_gap')}")
     lines += ["", "## Closed questions against real GSS 2018 respondents", "",
               closed.to_markdown(index=False, floatfmt=".3f"), "",
               "`agreement_with_respondent`: share of linked closed questions where the answer equals that "
               "respondent's real answer (unparseable counts as disagreement). `distribution_alignment`: "
               "1 - W1/W1max between the answers given across test personas and all GSS 2018 respondents, mean over "
               "questions; the split-half ceiling is what two random halves of real respondents reach.", "",
-              "Tables: `tables/` (CSV, Markdown, LaTeX). Figures: `figures/`. Metric settings: "
+              "Ablations: `ablations.md` (notebook 05). Tables: `tables/` (CSV, Markdown, LaTeX). Figures: `figures/`. Metric settings: "
               "`metric_settings.json`. Provenance: `manifest.json`. Per-example scores: `per_example_scores.csv`.",
               ""]
     return "\n".join(lines)

@@ -78,3 +78,25 @@ def test_retrieval_baseline_uses_only_training_answers():
     assert rows["t1"]["prediction"] == "No"  # the training respondents' majority
     assert rows["t2"]["prediction"] == "near"  # the most similar training persona
     assert rows["t3"]["unparseable"] and rows["t3"]["prediction"] == ""  # nobody in training was asked
+
+
+def test_persona_fidelity_prefers_the_own_card():
+    from polypersona_utils.fidelity import fidelity_scores, mismatched
+
+    base = {"age": 40, "gender": "woman", "education": "college", "region": "a city", "income_bracket": "middle",
+            "political_identity": "independent", "values": ["a", "b"], "traits": ["c", "d"]}
+    nurse = dict(base, occupation="works as a nurse in a hospital", interests=["hiking", "gardening"])
+    farmer = dict(base, occupation="runs a cattle farm", interests=["fishing", "tractors"])
+    scores = fidelity_scores(["Working hospital shifts as a nurse, I unwind by hiking and gardening.",
+                              "Farm work with the cattle comes first; on Sundays I go fishing."],
+                             [nurse, farmer], [farmer, nurse])
+    assert (scores.fidelity_gap > 0).all()
+    assert mismatched(["b", "a", "c", "a"]) == {"a": "b", "b": "c", "c": "a"}  # nobody keeps their own card
+
+
+def test_evaluation_writes_fidelity_and_diversity(evaluated):
+    _, tables = evaluated
+    diversity = tables["diversity"].set_index("variant")
+    assert "smollm2-135m-lora" in diversity.index and 0 < diversity.loc["smollm2-135m-lora", "distinct_1"] <= 1
+    assert "smollm2-135m-zeroshot" not in diversity.index  # empty answers are not open answers to compare
+    assert (paths.tables_dir("smoke") / "persona_fidelity.csv").exists()
