@@ -146,6 +146,61 @@ def gss_item_distributions(seed: int) -> tuple[dict[str, dict[str, float]], dict
     return shares, ceilings
 
 
+SUBGROUPS = ("age_band", "gender", "education", "party")
+
+
+def gss_subgroup_distributions() -> pd.DataFrame:
+    """Long table of all GSS 2018 respondents' answer shares per item within each demographic subgroup
+    (the same subgroup labels as the persona cards: reporting.demographic_frame)."""
+    from .personas import SPENDING_OPTIONS, _clean, gss_card, load_gss_sample
+    from .questions import GSS_QUESTION_ITEMS
+    from .reporting import demographic_frame
+
+    sample = load_gss_sample()
+    sample = sample[sample["age"].notna()].reset_index(drop=True)
+    groups = demographic_frame([gss_card({k: _clean(v) for k, v in row.items()}).to_dict()
+                                for row in sample.to_dict("records")])
+    rows = []
+    for item in GSS_QUESTION_ITEMS:
+        answered = sample[item].notna()
+        answers = sample.loc[answered, item].map(lambda c: SPENDING_OPTIONS[int(c)])
+        for variable in SUBGROUPS:
+            for category, idx in groups.loc[answered, variable].groupby(groups.loc[answered, variable]).groups.items():
+                shares = answers.loc[idx].value_counts(normalize=True)
+                rows += [{"item": item, "variable": variable, "category": category, "option": o,
+                          "share": float(shares.get(o, 0.0))} for o in SPENDING_OPTIONS.values()]
+    return pd.DataFrame(rows)
+
+
+def subgroup_alignment(frame: pd.DataFrame, cards: dict[str, dict], items: dict[str, str],
+                       options_of: dict[str, list[str]]) -> pd.DataFrame:
+    """Per variant and demographic subgroup: mean over linked questions of 1 - W1/W1max between the answers of the
+    test personas in the subgroup and all GSS 2018 respondents in the same subgroup."""
+    from .reporting import demographic_frame
+
+    real = gss_subgroup_distributions().set_index(["item", "variable", "category", "option"])["share"]
+    linked = frame[frame.question_id.isin(items) & (frame.reference_source == "real_respondent")].copy()
+    groups = demographic_frame([cards[p] for p in linked.persona_id])
+    rows = []
+    for variable in SUBGROUPS:
+        linked["group"] = groups[variable].to_numpy()
+        for (variant, category), part in linked.groupby(["variant", "group"], sort=False):
+            alignments = []
+            for question_id, answers in part.groupby("question_id"):
+                parsed = answers.parsed_option.dropna()
+                if parsed.empty:
+                    continue
+                options = options_of[question_id]
+                synthetic = [float((parsed == o).sum()) for o in options]
+                population = [real.get((items[question_id], variable, category, o), 0.0) for o in options]
+                if sum(population) > 0:
+                    alignments.append(metrics.wasserstein_alignment(synthetic, population))
+            rows.append({"variant": variant, "variable": variable, "category": category, "answers": len(part),
+                         "questions": len(alignments),
+                         "distribution_alignment": float(np.mean(alignments)) if alignments else np.nan})
+    return pd.DataFrame(rows)
+
+
 def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
     """CSV (exact), Markdown (reading) and LaTeX (papers) side by side."""
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -212,6 +267,7 @@ def metric_settings(config) -> dict:
 def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     """All tables of the study for `split`, written under results/<profile>/; returns them."""
     from .dataset import load_split
+    from .questions import load_question_bank
 
     profile = config.output_key
     data = paths.data_dir(config.profile)
@@ -221,9 +277,14 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     frame = add_scores(answers_frame(test, predictions), config.metrics)
     tables = compute_tables(config, frame)
     # Fidelity and diversity need the persona cards, which the stored answers do not carry: not in check_results.
-    fidelity, tables["diversity"] = fidelity_and_diversity(frame, {r["persona_id"]: r["persona"] for r in test})
+    cards = {r["persona_id"]: r["persona"] for r in test}
+    fidelity, tables["diversity"] = fidelity_and_diversity(frame, cards)
     tables["persona_fidelity"] = with_intervals(fidelity, ("own_card_sim", "other_card_sim", "fidelity_gap"),
                                                 persona_resamples(config)) if len(fidelity) else fidelity
+    bank = load_question_bank(config.questions.bank_path)
+    tables["subgroup_alignment"] = subgroup_alignment(
+        frame, cards, {q.question_id: q.gss_item for q in bank.questions if q.gss_item and q.is_closed},
+        {q.question_id: list(q.options) for q in bank.questions})
     out = paths.tables_dir(profile)
     for name, table in tables.items():
         write_table(table, out / name, caption=f"{name.replace('_', ' ')} ({profile} profile)")
@@ -233,6 +294,8 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     settings = metric_settings(config)
     atomic_write_json(paths.results_dir(profile) / "metric_settings.json", settings)
     figures(tables, paths.figures_dir(profile), profile)
+    distribution_figure(frame, bank, gss_item_distributions(config.seeds.bootstrap)[0],
+                        paths.figures_dir(profile) / "answer_distributions")
     atomic_write_text(paths.results_dir(profile) / "README.md", results_readme(config, tables))
     atomic_write_json(paths.results_dir(profile) / "manifest.json", provenance_record(
         params=config.to_dict(), seeds=asdict(config.seeds), step="04_metrics", metric_settings=settings,
@@ -291,6 +354,42 @@ def figures(tables: dict[str, pd.DataFrame], folder: Path, profile: str) -> None
         ax.set_yticklabels(grid.index)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
     save_figure(fig, folder / "domain_heatmap")
+    plt.close(fig)
+
+
+def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, float]], stem: Path) -> None:
+    """Per linked GSS item asked in the test split: all respondents' answer shares against each variant's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .reporting import save_figure
+
+    linked = {q.question_id: q for q in bank.questions if q.gss_item and q.is_closed}
+    asked = [qid for qid in sorted(linked) if qid in set(frame.question_id)]
+    if not asked:
+        return
+    variants = list(frame.variant.unique())
+    fig, axes = plt.subplots(1, len(asked), figsize=(3.2 * len(asked), 3.4), sharey=True, squeeze=False)
+    for ax, qid in zip(axes[0], asked):
+        options = list(linked[qid].options)
+        width = 0.8 / (len(variants) + 1)
+        ax.bar(np.arange(len(options)), [shares[linked[qid].gss_item][o] for o in options], width,
+               label="GSS 2018 respondents", color="black")
+        for k, variant in enumerate(variants, start=1):
+            parsed = frame[(frame.question_id == qid) & (frame.variant == variant)].parsed_option.dropna()
+            total = max(len(parsed), 1)
+            ax.bar(np.arange(len(options)) + k * width, [(parsed == o).sum() / total for o in options], width,
+                   label=variant)
+        ax.set_xticks(np.arange(len(options)) + 0.4, options, rotation=30, ha="right")
+        ax.set_title(linked[qid].gss_item)
+    axes[0][0].set_ylabel("share of answers")
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    fig.suptitle("Synthetic against real answer distributions, linked GSS items (subgroups: "
+                 "tables/subgroup_alignment)")
+    fig.tight_layout()
+    save_figure(fig, stem)
     plt.close(fig)
 
 

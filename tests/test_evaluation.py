@@ -100,3 +100,11 @@ def test_evaluation_writes_fidelity_and_diversity(evaluated):
     assert "smollm2-135m-lora" in diversity.index and 0 < diversity.loc["smollm2-135m-lora", "distinct_1"] <= 1
     assert "smollm2-135m-zeroshot" not in diversity.index  # empty answers are not open answers to compare
     assert (paths.tables_dir("smoke") / "persona_fidelity.csv").exists()
+
+
+def test_subgroup_alignment_table(evaluated):
+    _, tables = evaluated
+    table = tables["subgroup_alignment"]
+    assert set(table.variable) <= {"age_band", "gender", "education", "party"}
+    perfect = table[(table.variant == "smollm2-135m-lora") & (table.questions > 0)]
+    assert len(perfect) and perfect.distribution_alignment.between(0, 1).all()
