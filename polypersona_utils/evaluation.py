@@ -23,6 +23,7 @@ MIN_PERSONAS_FOR_INTERVALS = 10  # fewer resampled personas give intervals too c
 TEXT_METRICS = ("bleu_nltk", "rouge1", "rouge2", "rougeL", "bertscore_f1")
 SURVEY_METRICS = ("length_sim", "sentence_count_sim", "sentiment_sim")
 BASELINE = "baseline-train-retrieval"
+CELL_BASELINE = "baseline-demographic-cell"
 CARD_KEYS = ("gender", "occupation", "education", "region", "income_bracket", "political_identity")
 
 
@@ -49,6 +50,27 @@ def retrieval_baseline(train: list[dict], test: list[dict]) -> list[dict]:
 
 ANSWER_COLUMNS = ("variant", "id", "persona_id", "domain", "question_id", "question_type", "reference_source",
                   "reference", "prediction", "parsed_option", "unparseable")
+
+
+def demographic_cell_baseline(train: list[dict], test: list[dict]) -> list[dict]:
+    """Closed questions only: the most common training answer among respondents in the same demographic cell
+    (age band, sex, education, party), falling back to all training respondents when the cell is empty."""
+    from .reporting import demographic_frame
+
+    cell_of = lambda records: [tuple(row) for row in  # noqa: E731
+                               demographic_frame([r["persona"] for r in records])[list(SUBGROUPS)].to_numpy()]
+    train_closed = [r for r in train if r["options"]]
+    train_cells = cell_of(train_closed) if train_closed else []
+    test_closed = [r for r in test if r["options"]]
+    rows = []
+    for record, cell in zip(test_closed, cell_of(test_closed) if test_closed else []):
+        same_question = [(r, c) for r, c in zip(train_closed, train_cells) if r["question_id"] == record["question_id"]]
+        pool = [r for r, c in same_question if c == cell] or [r for r, _ in same_question]
+        counts = Counter(r["reference"] for r in pool)
+        answer = max(record["options"], key=lambda o: (counts[o], -record["options"].index(o))) if pool else ""
+        rows.append({"id": record["id"], "prediction": answer, "parsed_option": answer or None,
+                     "unparseable": not answer, "variant": CELL_BASELINE})
+    return rows
 
 
 def answers_frame(test: list[dict], predictions: dict[str, list[dict]]) -> pd.DataFrame:
@@ -228,6 +250,7 @@ def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
     seeds, m = config.seeds, config.metrics
     resamples_of = persona_resamples(config)
+    everything, frame = frame, frame[frame.variant != CELL_BASELINE]  # the cell baseline answers closed ones only
     text = with_intervals(frame, TEXT_METRICS, resamples_of)
     text.insert(3, "sacrebleu_corpus", [metrics.sacrebleu_corpus(
         frame[frame.variant == v].prediction.fillna(""), frame[frame.variant == v].reference, m.bleu_tokenize,
@@ -238,11 +261,11 @@ def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     items = {q.question_id: q.gss_item for q in bank.questions if q.gss_item and q.is_closed}
     options = {q.question_id: list(q.options) for q in bank.questions}
     shares, ceilings = gss_item_distributions(seeds.bootstrap)
-    closed = closed_alignment(frame, shares, items, options)
+    closed = closed_alignment(everything, shares, items, options)
     asked = sorted({items[q] for q in frame.question_id.unique() if q in items})
     closed.loc[len(closed)] = {"variant": "human split-half ceiling", "distribution_alignment":
                                float(np.mean([ceilings[i] for i in asked])) if asked else np.nan}
-    model_variants = [v for v in frame.variant.unique() if v != BASELINE]
+    model_variants = [v for v in frame.variant.unique() if not v.startswith("baseline-")]
     columns = TEXT_METRICS + SURVEY_METRICS
     paired = [paired_differences(frame, columns, seeds.bootstrap, m.bootstrap_samples, v,
                                  v.replace("-lora", "-zeroshot")) for v in model_variants if v.endswith("-lora")]
@@ -275,6 +298,8 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     predictions = load_predictions(config)
     predictions[BASELINE] = retrieval_baseline(train, test)
     frame = add_scores(answers_frame(test, predictions), config.metrics)
+    cells = answers_frame(test, {CELL_BASELINE: demographic_cell_baseline(train, test)})
+    frame = pd.concat([frame, add_scores(cells, config.metrics)], ignore_index=True) if len(cells) else frame
     tables = compute_tables(config, frame)
     # Fidelity and diversity need the persona cards, which the stored answers do not carry: not in check_results.
     cards = {r["persona_id"]: r["persona"] for r in test}

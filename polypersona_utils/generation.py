@@ -80,7 +80,36 @@ class LocalGenerator:
 
     def generate(self, chats: Sequence[list[dict]], max_new_tokens: int, temperature: float, top_p: float,
                  seed: int) -> list[str]:
-        return generate_local(self.model, self.tokenizer, chats, max_new_tokens, temperature, top_p, seed)
+        return generate_fitting_memory(
+            lambda part, part_seed: generate_local(self.model, self.tokenizer, part, max_new_tokens, temperature,
+                                                   top_p, part_seed), list(chats), seed)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or "out of memory" in str(error).lower()
+
+
+def generate_fitting_memory(generate, chats: list, seed: int) -> list[str]:
+    """Run `generate(chats, seed)`; when the batch does not fit in memory, halve it and try again, so the batch
+    size adapts to the memory at hand (each half gets its own seed)."""
+    import gc
+
+    try:
+        return generate(chats, seed)
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error) or len(chats) == 1:
+            raise
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+    half = len(chats) // 2
+    return (generate_fitting_memory(generate, chats[:half], 2 * seed)
+            + generate_fitting_memory(generate, chats[half:], 2 * seed + 1))
 
 
 class HttpGenerator:

@@ -70,3 +70,27 @@ def test_http_generator_gives_the_same_records(smoke_data, openai_server):
             assert row["parsed_option"] == "Yes"
         else:
             assert row["unparseable"] and row["parsed_option"] is None  # kept and flagged, never guessed
+
+
+def test_batches_that_do_not_fit_in_memory_are_split():
+    from polypersona_utils.generation import generate_fitting_memory
+
+    calls = []
+
+    def generate(chats, seed):
+        calls.append(len(chats))
+        if len(chats) > 3:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return [f"answer to {c}" for c in chats]
+
+    chats = [f"q{i}" for i in range(10)]
+    assert generate_fitting_memory(generate, chats, seed=1) == [f"answer to {c}" for c in chats]
+    assert calls[:3] == [10, 5, 2]  # halved until it fits, order kept
+
+    def broken(chats, seed):
+        raise RuntimeError("shape mismatch")
+
+    import pytest
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):  # other errors are not swallowed
+        generate_fitting_memory(broken, chats, seed=1)
