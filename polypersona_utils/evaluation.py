@@ -418,6 +418,33 @@ def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, f
     plt.close(fig)
 
 
+def findings(text: pd.DataFrame, closed: pd.DataFrame, paired: pd.DataFrame) -> list[str]:
+    """Plain-language statements read off the tables: each fine-tuned model against its zero-shot base and against
+    the non-LLM baseline, on ROUGE-1 (paired interval) and on agreement with real respondents."""
+    out = []
+    agreement = closed.set_index("variant")["agreement_with_respondent"]
+    for variant in [v for v in text.variant if v.endswith("-lora")]:
+        for other in (variant.replace("-lora", "-zeroshot"), BASELINE):
+            row = paired[(paired.comparison == f"{variant} - {other}") & (paired.metric == "rouge1")]
+            if row.empty:
+                continue
+            row = row.iloc[0]
+            if row.personas < MIN_PERSONAS_FOR_INTERVALS:
+                out.append(f"- `{variant}` against `{other}`: only {row.personas} test personas, too few to say.")
+                continue
+            verdict = ("higher" if row.low > 0 else "lower" if row.high < 0 else "not distinguishable from")
+            out.append(f"- `{variant}` scores {verdict} {'than ' if verdict != 'not distinguishable from' else ''}"
+                       f"`{other}` on ROUGE-1 ({row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}]).")
+        if variant in agreement and BASELINE in agreement:
+            ours, theirs = agreement[variant], agreement[BASELINE]
+            relation = "the same as" if abs(ours - theirs) < 1e-9 else "above" if ours > theirs else "below"
+            out.append(f"- On linked closed questions `{variant}` agrees with the real respondent {ours:.3f} of the "
+                       f"time, {relation} the training majority answer ({theirs:.3f}): "
+                       + ("it has learned no more about these people than the most common answer."
+                          if ours <= theirs else "it knows something about people beyond the most common answer."))
+    return out
+
+
 def results_readme(config, tables: dict[str, pd.DataFrame]) -> str:
     """results/<profile>/README.md: the tables in words, and how they relate to the paper's."""
     from .reporting import profile_banner
@@ -438,6 +465,7 @@ def results_readme(config, tables: dict[str, pd.DataFrame]) -> str:
         lines.append(f"- `{row.variant}` (n={row.n}, {row.personas} personas): BLEU (NLTK, 0-1) {interval(row, 'bleu_nltk')}, "
                      f"sacreBLEU {row.sacrebleu_corpus:.2f}, ROUGE-1 {interval(row, 'rouge1')}, "
                      f"ROUGE-L {interval(row, 'rougeL')}, BERTScore F1 {interval(row, 'bertscore_f1')}")
+    lines += ["", "## What this shows", ""] + findings(text, closed, paired)
     lines += ["", "## Paired differences", ""]
     for _, row in paired[paired.metric.isin(["bleu_nltk", "rouge1", "bertscore_f1"])].iterrows():
         if row.personas < MIN_PERSONAS_FOR_INTERVALS:
