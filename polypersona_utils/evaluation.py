@@ -396,8 +396,12 @@ def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, f
     if not asked:
         return
     variants = list(frame.variant.unique())
-    fig, axes = plt.subplots(1, len(asked), figsize=(3.2 * len(asked), 3.4), sharey=True, squeeze=False)
-    for ax, qid in zip(axes[0], asked):
+    columns = min(5, len(asked))
+    rows = -(-len(asked) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.4 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(asked):]:
+        ax.set_visible(False)
+    for ax, qid in zip(axes.flat, asked):
         options = list(linked[qid].options)
         width = 0.8 / (len(variants) + 1)
         ax.bar(np.arange(len(options)), [shares[linked[qid].gss_item][o] for o in options], width,
@@ -409,8 +413,9 @@ def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, f
                    label=variant)
         ax.set_xticks(np.arange(len(options)) + 0.4, options, rotation=30, ha="right")
         ax.set_title(linked[qid].gss_item)
-    axes[0][0].set_ylabel("share of answers")
-    axes[0][-1].legend(fontsize=7, loc="upper right")
+    for row in axes:
+        row[0].set_ylabel("share of answers")
+    axes.flat[len(asked) - 1].legend(fontsize=7, loc="upper right")
     fig.suptitle("Synthetic against real answer distributions, linked GSS items (subgroups: "
                  "tables/subgroup_alignment)")
     fig.tight_layout()
