@@ -3,8 +3,9 @@
 Prompts come from `prompts.build_messages`, exactly as in training. Closed questions are decoded greedily (when
 `generation.greedy_for_closed`) and parsed to one of their options; what cannot be parsed is kept and flagged
 `unparseable`, never dropped or guessed. Generation is batched (similar lengths together, left padding) and
-resumable through `resumable.run_batches`: a log under `cache/predictions/` keyed by the inputs, so a killed run
-continues with no duplicate and no gap. `predictions/<variant>.jsonl` then holds exactly one row per record.
+resumable through `resumable.run_batches`: a log under the profile's `cache/predictions/` keyed by the inputs, so
+a killed run continues with no duplicate and no gap, and ablation runs reuse the zero-shot answers of the main run
+(same model, same prompts, same key). `predictions/<variant>.jsonl` then holds exactly one row per record.
 """
 from __future__ import annotations
 
@@ -162,7 +163,7 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
     done = run_batches(
         records, key_of=key_of,
         order_of=lambda rid: (records[rid]["question_type"] == "open", sum(len(m["content"]) for m in prompts[rid])),
-        compute=compute, log_path=paths.cache_dir(config.output_key) / "predictions" / f"{variant.name}.jsonl",
+        compute=compute, log_path=paths.cache_dir(config.profile) / "predictions" / f"{variant.name}.jsonl",
         batch_size=config.generation.batch_size, desc=f"generate {variant.name}", progress=progress)
     out = paths.predictions_dir(config.output_key) / f"{variant.name}.jsonl"
     rows = sorted(({k: v for k, v in row.items() if k != "key"} | {"variant": variant.name, "split": split}
