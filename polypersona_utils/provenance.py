@@ -77,13 +77,14 @@ def sha256_json(obj: Any) -> str:
 
 
 def git_commit() -> str:
-    """The commit of the working tree, with `-dirty` when tracked files differ from it."""
+    """The commit of the working tree, with `-dirty` when tracked code differs from it (results/ is output,
+    rewritten by the very runs that record this, so it does not count)."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
             cwd=paths.PROJECT_ROOT, capture_output=True, text=True, check=True,
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
