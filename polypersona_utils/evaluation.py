@@ -174,14 +174,12 @@ SUBGROUPS = ("age_band", "gender", "education", "party")
 def gss_subgroup_distributions() -> pd.DataFrame:
     """Long table of all GSS 2018 respondents' answer shares per item within each demographic subgroup
     (the same subgroup labels as the persona cards: reporting.demographic_frame)."""
-    from .personas import SPENDING_OPTIONS, _clean, gss_card, load_gss_sample
+    from .personas import SPENDING_OPTIONS, all_gss_cards, eligible_respondents
     from .questions import GSS_QUESTION_ITEMS
     from .reporting import demographic_frame
 
-    sample = load_gss_sample()
-    sample = sample[sample["age"].notna()].reset_index(drop=True)
-    groups = demographic_frame([gss_card({k: _clean(v) for k, v in row.items()}).to_dict()
-                                for row in sample.to_dict("records")])
+    sample = eligible_respondents()
+    groups = demographic_frame(all_gss_cards(sample))
     rows = []
     for item in GSS_QUESTION_ITEMS:
         answered = sample[item].notna()

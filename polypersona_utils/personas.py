@@ -191,13 +191,24 @@ def gss_card(row: Row) -> PersonaCard:
     )
 
 
+def eligible_respondents(sample: pd.DataFrame | None = None) -> pd.DataFrame:
+    """GSS 2018 respondents who can have a card: all but the seven without a recorded age, in id order."""
+    sample = load_gss_sample() if sample is None else sample
+    return sample[sample["age"].notna()].sort_values("id").reset_index(drop=True)
+
+
+def all_gss_cards(sample: pd.DataFrame | None = None) -> list[dict]:
+    """The card of every eligible respondent (the population the panels are drawn from), as dicts."""
+    return [gss_card({k: _clean(v) for k, v in row.items()}).to_dict()
+            for row in eligible_respondents(sample).to_dict("records")]
+
+
 def gss2018_panel(n_personas: int, seed: int, sample: pd.DataFrame | None = None) -> PersonaPanel:
     """`n_personas` real respondents drawn without replacement with `seed`, each with their real answers.
 
     The seven respondents without a recorded age are not eligible (a card needs an age); nothing is imputed.
     """
-    sample = load_gss_sample() if sample is None else sample
-    eligible = sample[sample["age"].notna()].sort_values("id").reset_index(drop=True)
+    eligible = eligible_respondents(sample)
     if n_personas > len(eligible):
         raise PersonaError(f"n_personas={n_personas}: the GSS 2018 sample has only {len(eligible)} eligible")
     rng = np.random.default_rng(seed)

@@ -30,12 +30,9 @@ def demographic_frame(cards: list[dict]) -> pd.DataFrame:
 
 def demographics_comparison(panel_cards: list[dict]) -> pd.DataFrame:
     """Share of each category in the persona panel against all GSS 2018 respondents (percent)."""
-    from .personas import _clean, gss_card, load_gss_sample
+    from .personas import all_gss_cards
 
-    sample = load_gss_sample()
-    sample = sample[sample["age"].notna()]
-    gss_cards = [gss_card({k: _clean(v) for k, v in row.items()}).to_dict() for row in sample.to_dict("records")]
-    panel, gss = demographic_frame(panel_cards), demographic_frame(gss_cards)
+    panel, gss = demographic_frame(panel_cards), demographic_frame(all_gss_cards())
     rows = []
     for variable in DEMOGRAPHICS:
         p = panel[variable].value_counts(normalize=True) * 100
