@@ -91,7 +91,8 @@ if __name__ == "__main__":  # python -m polypersona_utils.ablations overrides NA
 
 def ablation_report(profile: str) -> pd.DataFrame:
     """Notebook 05: the ablation table (CSV, Markdown, LaTeX), its figures and `results/<profile>/ablations.md`."""
-    from .evaluation import MIN_PERSONAS_FOR_INTERVALS, write_table
+    from .evaluation import MIN_PERSONAS_FOR_INTERVALS
+    from .reporting import write_table
     from .provenance import atomic_write_text
 
     table = collect(profile)

@@ -17,6 +17,7 @@ import pandas as pd
 from . import metrics, paths
 from .fidelity import fidelity_and_diversity
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
+from .reporting import write_table
 from .stats import mean_with_interval, persona_bootstrap_indices
 
 MIN_PERSONAS_FOR_INTERVALS = 10  # fewer resampled personas give intervals too coarse to read
@@ -219,15 +220,6 @@ def subgroup_alignment(frame: pd.DataFrame, cards: dict[str, dict], items: dict[
                          "questions": len(alignments),
                          "distribution_alignment": float(np.mean(alignments)) if alignments else np.nan})
     return pd.DataFrame(rows)
-
-
-def write_table(table: pd.DataFrame, stem: Path, caption: str) -> None:
-    """CSV (exact), Markdown (reading) and LaTeX (papers) side by side."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False, float_format="%.4f"))
-    atomic_write_text(stem.with_suffix(".md"), table.to_markdown(index=False, floatfmt=".4f") + "\n")
-    atomic_write_text(stem.with_suffix(".tex"), table.to_latex(index=False, float_format="%.4f", caption=caption,
-                                                               label=f"tab:{stem.name}"))
 
 
 def load_predictions(config) -> dict[str, list[dict]]:

@@ -44,10 +44,13 @@ def demographics_comparison(panel_cards: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def write_table(table: pd.DataFrame, stem: Path, float_format: str = "%.3f") -> None:
-    """CSV (exact) and Markdown (for reading) side by side."""
+def write_table(table: pd.DataFrame, stem: Path, caption: str = "", float_format: str = "%.4f") -> None:
+    """CSV (exact), Markdown (reading) and LaTeX (papers) side by side."""
+    digits = float_format.strip("%f").lstrip(".")
     atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False, float_format=float_format))
-    atomic_write_text(stem.with_suffix(".md"), table.to_markdown(index=False, floatfmt=".3f") + "\n")
+    atomic_write_text(stem.with_suffix(".md"), table.to_markdown(index=False, floatfmt=f".{digits}f") + "\n")
+    atomic_write_text(stem.with_suffix(".tex"), table.to_latex(index=False, float_format=float_format,
+                                                               caption=caption or None, label=f"tab:{stem.name}"))
 
 
 def profile_banner(config) -> str:
@@ -62,7 +65,7 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
     """results/<profile>/dataset_card.md, its tables and one figure."""
     profile = config.profile
     tables, figures = paths.tables_dir(profile), paths.figures_dir(profile)
-    write_table(counts_long, tables / "dataset_counts")
+    write_table(counts_long, tables / "dataset_counts", "records by split, domain, type and source")
 
     def by(column: str) -> pd.DataFrame:
         table = counts_long.pivot_table(index=column, columns="split", values="records", aggfunc="sum",
@@ -73,7 +76,8 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
     by_domain, by_type, by_source = by("domain"), by("question_type"), by("reference_source")
     cards = list({r["persona_id"]: r["persona"] for rows in splits.values() for r in rows}.values())
     demographics = demographics_comparison(cards)
-    write_table(demographics, tables / "persona_demographics_vs_gss")
+    write_table(demographics, tables / "persona_demographics_vs_gss",
+                "persona panel against all GSS 2018 respondents (percent)", float_format="%.1f")
     _dataset_figure(counts_long, demographics, figures / "dataset_overview")
     total = sum(counts["records"].values())
     dropped = counts.get("dropped_no_teacher_answer", 0)
