@@ -282,7 +282,7 @@ def model_card(config, spec, run_name: str, fingerprint: dict, metrics: dict) ->
         + ", ".join(f"{v:.4f}" for v in metrics["val_loss"]),
         f"- Wall time: {metrics['wall_time_s_this_session']} s"
         + (f" (resumed from {metrics['resumed_from']})" if metrics["resumed_from"] else ""),
-        f"- Versions: " + ", ".join(f"{k} {v}" for k, v in package_versions(
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in package_versions(
             ("torch", "transformers", "peft", "trl", "bitsandbytes")).items()),
         "",
     ]

@@ -1,5 +1,4 @@
 """Metric functions on hand-computed cases; each expected value carries the arithmetic behind it."""
-import math
 
 import numpy as np
 import pytest
