@@ -311,6 +311,9 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     figures(tables, paths.figures_dir(profile), profile)
     distribution_figure(frame, bank, gss_item_distributions(config.seeds.bootstrap)[0],
                         paths.figures_dir(profile) / "answer_distributions")
+    subgroup_distribution_figure(frame, cards, {q.question_id: q.gss_item for q in bank.questions
+                                                if q.gss_item and q.is_closed},
+                                 paths.figures_dir(profile) / "answer_distributions_by_subgroup")
     atomic_write_text(paths.results_dir(profile) / "README.md", results_readme(config, tables))
     atomic_write_json(paths.results_dir(profile) / "manifest.json", provenance_record(
         params=config.to_dict(), seeds=asdict(config.seeds), step="04_metrics", metric_settings=settings,
@@ -438,6 +441,56 @@ def findings(text: pd.DataFrame, closed: pd.DataFrame, paired: pd.DataFrame) -> 
                        + ("it has learned no more about these people than the most common answer."
                           if ours <= theirs else "it knows something about people beyond the most common answer."))
     return out
+
+
+def subgroup_distribution_figure(frame: pd.DataFrame, cards: dict[str, dict], items: dict[str, str],
+                                 stem: Path) -> None:
+    """Per demographic subgroup: the answer distribution over the linked GSS items asked in the test split, real
+    (all GSS 2018 respondents in the subgroup, the same items weighted as asked) against each variant's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .personas import SPENDING_OPTIONS
+    from .reporting import demographic_frame, save_figure
+
+    linked = frame[frame.question_id.isin(items) & (frame.reference_source == "real_respondent")].copy()
+    if linked.empty:
+        return
+    options = list(SPENDING_OPTIONS.values())
+    real = gss_subgroup_distributions().set_index(["item", "variable", "category", "option"])["share"]
+    groups = demographic_frame([cards[p] for p in linked.persona_id])
+    variants = [v for v in linked.variant.unique() if v != BASELINE]
+    colours = {"Too little": "tab:blue", "About right": "tab:gray", "Too much": "tab:red"}
+    fig, axes = plt.subplots(len(SUBGROUPS), 1, figsize=(12, 2.8 * len(SUBGROUPS)))
+    for ax, variable in zip(axes, SUBGROUPS):
+        linked["group"] = groups[variable].to_numpy()
+        labels, stacks = [], []
+        for category in sorted(linked.group.unique()):
+            part = linked[linked.group == category]
+            asked = part[part.variant == variants[0]].question_id.map(items)  # one row per question asked
+            population = np.mean([[real.get((item, variable, category, o), 0.0) for o in options] for item in asked],
+                                 axis=0)
+            labels.append(f"{category}\nGSS")
+            stacks.append(population)
+            for variant in variants:
+                parsed = part[part.variant == variant].parsed_option
+                labels.append(variant.replace("smollm2-135m-", ""))
+                stacks.append([float((parsed == o).mean()) for o in options])
+        bottom = np.zeros(len(stacks))
+        for k, option in enumerate(options):
+            heights = np.array([s[k] for s in stacks])
+            ax.bar(range(len(stacks)), heights, bottom=bottom, color=colours[option], label=option)
+            bottom += heights
+        ax.set_xticks(range(len(stacks)), labels, fontsize=6, rotation=90)
+        ax.set(ylabel="share", title=f"by {variable.replace('_', ' ')}")
+    axes[0].legend(fontsize=7, loc="upper right", ncol=3)
+    fig.suptitle("Answers to the linked GSS items per subgroup: real respondents against each variant "
+                 "(unparseable answers leave the bar short of 1)")
+    fig.tight_layout()
+    save_figure(fig, stem)
+    plt.close(fig)
 
 
 def results_readme(config, tables: dict[str, pd.DataFrame]) -> str:

@@ -108,3 +108,5 @@ def test_subgroup_alignment_table(evaluated):
     assert set(table.variable) <= {"age_band", "gender", "education", "party"}
     perfect = table[(table.variant == "smollm2-135m-lora") & (table.questions > 0)]
     assert len(perfect) and perfect.distribution_alignment.between(0, 1).all()
+    for name in ("answer_distributions", "answer_distributions_by_subgroup"):
+        assert (paths.figures_dir("smoke") / f"{name}.png").stat().st_size > 10_000
