@@ -166,8 +166,11 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
         compute=compute, log_path=paths.cache_dir(config.profile) / "predictions" / f"{variant.name}.jsonl",
         batch_size=config.generation.batch_size, desc=f"generate {variant.name}", progress=progress)
     out = paths.predictions_dir(config.output_key) / f"{variant.name}.jsonl"
-    rows = sorted(({k: v for k, v in row.items() if k != "key"} | {"variant": variant.name, "split": split}
-                   for row in done.values()), key=lambda r: r["id"])
+    # A logged row may have been computed for another record with the same prompt (identical inputs are not
+    # regenerated: without the persona card, personas asked the same question share one answer): the id is ours.
+    rows = sorted(({k: v for k, v in row.items() if k not in ("key", "id")}
+                   | {"id": rid, "variant": variant.name, "split": split} for rid, row in done.items()),
+                  key=lambda r: r["id"])
     write_jsonl(out, rows)
     return out
 

@@ -94,3 +94,17 @@ def test_batches_that_do_not_fit_in_memory_are_split():
 
     with pytest.raises(RuntimeError, match="shape mismatch"):  # other errors are not swallowed
         generate_fitting_memory(broken, chats, seed=1)
+
+
+def test_records_with_identical_prompts_keep_their_own_ids(smoke_data, tiny_model_dir):
+    # Without the persona card, two personas asked the same question send the same prompt: one generation,
+    # but each record keeps its own id (a shared row once carried the first record's id to all of them).
+    from collections import Counter
+
+    config = tiny_config(tiny_model_dir, **{"ablation.include_persona": False, "run": "no-persona",
+                                            "generation.max_new_tokens": {"open": 4, "likert": 4, "yesno": 4,
+                                                                          "agreement": 4}})
+    records = smoke_data.splits["train"]
+    assert max(Counter(r["question_id"] for r in records).values()) > 1  # some prompts repeat
+    rows = read_jsonl(generate_predictions(config, variants(config)[0], split="train", progress=False))
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in records)
