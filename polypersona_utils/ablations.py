@@ -121,8 +121,8 @@ def ablation_report(profile: str) -> pd.DataFrame:
         inside = domain[(domain.variant == row.variant) & (domain.domain == held)]
         if not inside.empty:
             lines.append(f"- Held-out `{held}`: ROUGE-1 {row.rouge1:.3f} when the domain was not trained on, "
-                         f"{inside.rouge1.item():.3f} on the same domain in the main run (in-domain); the two test "
-                         "sets differ in personas, so read the gap with its interval.")
+                         f"{inside.rouge1.item():.3f} on the same test records in the main run, which trained on "
+                         "it (in-domain); compare the gap with the held-out interval.")
     lines += ["", "Overlapping intervals mean the embedded scale cannot separate the settings; the paper profile "
               "(`make ablations PROFILE=paper`) is where the differences can show.", ""]
     atomic_write_text(paths.results_dir(profile) / "ablations.md", "\n".join(lines))
