@@ -8,6 +8,7 @@ learned nothing about people.
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 from dataclasses import asdict
 from pathlib import Path
 
@@ -150,6 +151,8 @@ def closed_alignment(frame: pd.DataFrame, gss_distributions: dict[str, dict[str,
     return pd.DataFrame(rows)
 
 
+# The population tables depend only on the shipped GSS data (and the seed): computed once per process, read only.
+@lru_cache(maxsize=4)
 def gss_item_distributions(seed: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Answer shares of all GSS 2018 respondents per item, and the human split-half ceiling of the alignment
     (two random halves of the respondents compared with each other, seeded)."""
@@ -172,6 +175,7 @@ def gss_item_distributions(seed: int) -> tuple[dict[str, dict[str, float]], dict
 SUBGROUPS = ("age_band", "gender", "education", "party")
 
 
+@lru_cache(maxsize=1)
 def gss_subgroup_distributions() -> pd.DataFrame:
     """Long table of all GSS 2018 respondents' answer shares per item within each demographic subgroup
     (the same subgroup labels as the persona cards: reporting.demographic_frame)."""
