@@ -16,14 +16,18 @@ PARAMS := params/$(PROFILE).yaml
 PACKAGE := $(wildcard polypersona_utils/*.py) polypersona_utils/data/question_bank.yaml
 PAPERMILL := $(PY) -m papermill --cwd notebooks --log-output --request-save-on-cell-execute
 
+# One stamp per step holding only the settings it reads (config.STEP_SECTIONS), rewritten only when they change.
+STAMPS := $(ARTIFACTS)/params
 DATA := $(ARTIFACTS)/data/manifest.json
 ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
 PREDICTIONS := $(ARTIFACTS)/predictions/manifest.json
 METRICS := $(RESULTS)/manifest.json
-RUNS := $(RESULTS)/runs
-STANDARD_RUNS := rank8 rank32 rank64 heldout-healthcare no-persona lora-16bit
+RUNS_DIR := $(RESULTS)/runs
+# The standard set (ablations.STANDARD_ABLATIONS; rank16 is the reference). Give a subset with ABLATION_RUNS="...".
+ABLATION_RUNS ?= rank16 rank8 rank32 rank64 heldout-healthcare no-persona lora-16bit
 ABLATIONS := $(RESULTS)/ablations.md
-ABLATION_KNOBS = LORA_R=$(LORA_R) HELDOUT=$(HELDOUT) NO_PERSONA=$(NO_PERSONA) QUANT=$(QUANT) EPOCHS=$(EPOCHS)
+ABLATION_KNOBS = LORA_R=$(LORA_R) HELDOUT=$(HELDOUT) NO_PERSONA=$(NO_PERSONA) QUANT=$(QUANT) EPOCHS=$(EPOCHS) \
+                 FULL=$(FULL)
 
 # Execute notebooks/$(1).ipynb on PROFILE; keep the executed copy, name it when a cell fails.
 define run_notebook
@@ -49,6 +53,15 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
+# Step stamps are refreshed each time make starts (a fraction of a second), before it compares dates: a stamp is
+# rewritten, and its step redone, only when that step's settings changed. Before the first install, the rule
+# below writes them.
+ifneq ($(wildcard $(PY)),)
+$(shell $(PY) -m polypersona_utils.config stamps $(PROFILE) $(STAMPS) >&2)
+endif
+$(STAMPS)/%.json: | $(INSTALLED)
+	$(PY) -m polypersona_utils.config stamps $(PROFILE) $(STAMPS)
+
 ## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)
 .PHONY: reproduce
 reproduce: data train generate metrics ablations
@@ -56,52 +69,53 @@ reproduce: data train generate metrics ablations
 ## data: notebook 01, build the persona-grounded dataset -> artifacts/PROFILE/data/
 .PHONY: data
 data: $(DATA)
-$(DATA): notebooks/01_build_dataset.ipynb $(PARAMS) $(PACKAGE) | $(INSTALLED)
+$(DATA): notebooks/01_build_dataset.ipynb $(STAMPS)/data.json $(PACKAGE) | $(INSTALLED)
 	$(call run_notebook,01_build_dataset)
 
 ## train: notebook 02, QLoRA-tune the profile's models -> artifacts/PROFILE/adapters/
 .PHONY: train
 train: $(ADAPTERS)
-$(ADAPTERS): notebooks/02_train.ipynb $(DATA) $(PARAMS) $(PACKAGE) | $(INSTALLED)
+$(ADAPTERS): notebooks/02_train.ipynb $(DATA) $(STAMPS)/train.json $(PACKAGE) | $(INSTALLED)
 	$(call run_notebook,02_train)
 
 ## generate: notebook 03, answers of every variant -> artifacts/PROFILE/predictions/
 .PHONY: generate
 generate: $(PREDICTIONS)
-$(PREDICTIONS): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(PARAMS) $(PACKAGE) | $(INSTALLED)
+$(PREDICTIONS): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/generate.json $(PACKAGE) | $(INSTALLED)
 	$(call run_notebook,03_generate)
 
 ## metrics: notebook 04, tables, figures and results README -> results/PROFILE/
 .PHONY: metrics
 metrics: $(METRICS)
-$(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(PARAMS) $(PACKAGE) | $(INSTALLED)
+$(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(STAMPS)/metrics.json $(PACKAGE) | $(INSTALLED)
 	$(call run_notebook,04_metrics)
 
 # Notebooks 02-04 as ablation run $(1): overrides from the standard set or the knobs, outputs under runs/$(1)/.
 define run_ablation
-	@mkdir -p $(RUNS)/$(1)/executed
-	$(PY) -m polypersona_utils.ablations overrides $(1) $(ABLATION_KNOBS) > $(RUNS)/$(1)/overrides.json
+	@mkdir -p $(RUNS_DIR)/$(1)/executed
+	$(PY) -m polypersona_utils.ablations overrides $(1) $(ABLATION_KNOBS) > $(RUNS_DIR)/$(1)/overrides.json
 	@for nb in 02_train 03_generate 04_metrics; do \
-	  $(PAPERMILL) notebooks/$$nb.ipynb $(RUNS)/$(1)/executed/$$nb.ipynb -p profile $(PROFILE) -p run $(1) \
-	    -r overrides "$$(cat $(RUNS)/$(1)/overrides.json)" \
-	    || { echo "ablation $(1): notebook $$nb failed; partial notebook: $(RUNS)/$(1)/executed/$$nb.ipynb"; exit 1; }; \
+	  $(PAPERMILL) notebooks/$$nb.ipynb $(RUNS_DIR)/$(1)/executed/$$nb.ipynb -p profile $(PROFILE) -p run $(1) \
+	    -r overrides "$$(cat $(RUNS_DIR)/$(1)/overrides.json)" \
+	    || { echo "ablation $(1): notebook $$nb failed; partial notebook: $(RUNS_DIR)/$(1)/executed/$$nb.ipynb"; exit 1; }; \
 	done
 endef
 
-## ablation: one ablation run, e.g. make ablation NAME=rank32 LORA_R=32 (knobs: LORA_R HELDOUT NO_PERSONA QUANT EPOCHS)
+## ablation: one ablation run, e.g. make ablation NAME=rank32 LORA_R=32 (knobs: LORA_R HELDOUT NO_PERSONA QUANT EPOCHS FULL)
 .PHONY: ablation
 ablation: $(DATA) | $(INSTALLED)
 	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<run> [LORA_R=..] [HELDOUT=..] [NO_PERSONA=1] [QUANT=none]"; exit 2; }
 	$(call run_ablation,$(NAME))
 
-$(RUNS)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb notebooks/04_metrics.ipynb \
-                         $(DATA) $(PARAMS) $(PACKAGE) | $(INSTALLED)
+$(RUNS_DIR)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb notebooks/04_metrics.ipynb \
+                             $(DATA) $(STAMPS)/train.json $(STAMPS)/generate.json $(STAMPS)/metrics.json \
+                             $(PACKAGE) | $(INSTALLED)
 	$(call run_ablation,$*)
 
-## ablations: the standard ablation runs and notebook 05's tables -> results/PROFILE/ablations.md
+## ablations: the standard ablation runs (or ABLATION_RUNS="...") and notebook 05 -> results/PROFILE/ablations.md
 .PHONY: ablations
 ablations: $(ABLATIONS)
-$(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(STANDARD_RUNS:%=$(RUNS)/%/manifest.json) | $(INSTALLED)
+$(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(ABLATION_RUNS:%=$(RUNS_DIR)/%/manifest.json) | $(INSTALLED)
 	$(call run_notebook,05_ablations)
 
 ## check-results: recompute PROFILE's tables from its stored answers; fail if they differ

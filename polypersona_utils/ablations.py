@@ -1,10 +1,13 @@
 """Ablation runs (notebook 05): each is the study's notebooks 02-04 rerun with a few parameters changed.
 
-A run named NAME writes under `artifacts/<profile>/runs/NAME/` and `results/<profile>/runs/NAME/`; the data are the
-profile's own. Rank runs keep alpha = 2 r, the paper's ratio, so the LoRA scaling alpha / r stays the same.
+A run named NAME writes under `artifacts/<profile>/runs/NAME/` and `results/<profile>/runs/NAME/`. Every ablation
+run trains and tests on the same fixed persona subset of the profile's splits (`ablation_runs` in the params; the
+default profile's is small enough for the CPU budget), and `rank16`, the main settings on that subset, is the
+reference the others are compared with, record by record. Rank runs keep alpha = 2 r, the paper's ratio, so the
+LoRA scaling alpha / r stays the same.
 
     make ablation NAME=rank32 LORA_R=32          # one run, from the shell
-    make ablations                               # the standard set below
+    make ablations                               # the standard set below, then notebook 05
 """
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ import pandas as pd
 
 from . import paths
 
+REFERENCE_RUN = "rank16"
 STANDARD_ABLATIONS: dict[str, dict] = {
+    REFERENCE_RUN: {},  # the profile's own settings on the ablation subset
     "rank8": {"lora.r": 8, "lora.alpha": 16},
     "rank32": {"lora.r": 32, "lora.alpha": 64},
     "rank64": {"lora.r": 64, "lora.alpha": 128},
@@ -25,8 +30,9 @@ STANDARD_ABLATIONS: dict[str, dict] = {
 }
 KNOBS = {  # make variables -> parameter keys (`make ablation NAME=... LORA_R=32 HELDOUT=finance ...`)
     "LORA_R": "lora.r", "HELDOUT": "ablation.heldout_domain", "NO_PERSONA": "ablation.include_persona",
-    "QUANT": "training.quantization", "EPOCHS": "training.epochs",
+    "QUANT": "training.quantization", "EPOCHS": "training.epochs", "FULL": "ablation_runs",
 }
+SUMMARY_METRICS = ("bleu_nltk", "rouge1", "bertscore_f1")
 
 
 def overrides_for(name: str, knobs: dict[str, str]) -> dict:
@@ -35,7 +41,7 @@ def overrides_for(name: str, knobs: dict[str, str]) -> dict:
     if not given:
         if name not in STANDARD_ABLATIONS:
             raise SystemExit(f"ablation '{name}' is not standard ({sorted(STANDARD_ABLATIONS)}); "
-                             f"give parameters, e.g. LORA_R=32, HELDOUT=finance, NO_PERSONA=1, QUANT=none")
+                             f"give parameters, e.g. LORA_R=32, HELDOUT=finance, NO_PERSONA=1, QUANT=none, FULL=1")
         return STANDARD_ABLATIONS[name]
     out = {}
     for knob, value in given.items():
@@ -50,86 +56,177 @@ def overrides_for(name: str, knobs: dict[str, str]) -> dict:
         elif knob == "QUANT":
             out.update({"training.quantization": value} | ({"training.compute_dtype": "float32"}
                                                               if value == "none" else {}))
+        elif knob == "FULL":  # whole splits instead of the ablation subset (slow on CPU; not comparable to rank16)
+            if value.lower() in ("1", "true", "yes"):
+                out.update({f"ablation_runs.{split}_personas": None for split in ("train", "val", "test")})
         else:
             out[KNOBS[knob]] = value
     return out
 
 
+def run_folder(profile: str, run: str):
+    return paths.results_dir(f"{profile}/runs/{run}") if run else paths.results_dir(profile)
+
+
 def run_summary(profile: str, run: str, overrides: dict) -> list[dict]:
-    """One row per model variant of a finished run: its headline metrics and training cost."""
-    folder = paths.results_dir(f"{profile}/runs/{run}") if run else paths.results_dir(profile)
-    table = pd.read_csv(folder / "tables" / "model_comparison.csv")
+    """One row per model variant of a finished run: headline metrics, persona fidelity, agreement with the real
+    respondents, and training cost."""
+    folder = run_folder(profile, run)
+    tables = folder / "tables"
+    table = pd.read_csv(tables / "model_comparison.csv")
+    extra = {}
+    for name, columns in (("persona_fidelity", ["fidelity_gap", "fidelity_gap_low", "fidelity_gap_high"]),
+                          ("closed_alignment", ["agreement_with_respondent"])):
+        if (tables / f"{name}.csv").exists():
+            extra[name] = pd.read_csv(tables / f"{name}.csv").set_index("variant")[columns]
     training = json.loads((folder / "training_metrics.json").read_text()) if (
         folder / "training_metrics.json").exists() else {}
     rows = []
     for _, row in table.iterrows():
         model = row.variant.rsplit("-", 1)[0]
         cost = training.get(model, {}) if row.variant.endswith("-lora") else {}
+        more = {column: frame.loc[row.variant, column] if row.variant in frame.index else None
+                for frame in extra.values() for column in frame.columns}
         rows.append({"run": run or "main", "overrides": json.dumps(overrides, sort_keys=True), **row.to_dict(),
+                     **more, "train_examples": cost.get("train_examples"),
                      "trainable_parameters": cost.get("trainable_parameters"),
                      "train_wall_s": cost.get("wall_time_s_this_session"),
                      "peak_process_memory_gib": cost.get("peak_process_memory_gib")})
     return rows
 
 
+def finished_runs(profile: str) -> dict[str, dict]:
+    """Ablation run name -> its overrides, for every run whose metrics exist."""
+    root = paths.results_dir(profile) / "runs"
+    runs = {}
+    for folder in sorted(root.glob("*/")) if root.exists() else []:
+        if (folder / "tables" / "model_comparison.csv").exists():
+            overrides = folder / "overrides.json"
+            runs[folder.name] = json.loads(overrides.read_text()) if overrides.exists() else {}
+    return runs
+
+
 def collect(profile: str) -> pd.DataFrame:
     """The main run and every finished ablation run of the profile in one table."""
     rows = run_summary(profile, "", {})
-    runs_root = paths.results_dir(profile) / "runs"
-    for folder in sorted(runs_root.glob("*/")) if runs_root.exists() else []:
-        if (folder / "tables" / "model_comparison.csv").exists():
-            overrides = json.loads((folder / "overrides.json").read_text()) if (folder / "overrides.json").exists() else {}
-            rows += run_summary(profile, folder.name, overrides)
+    for run, overrides in finished_runs(profile).items():
+        rows += run_summary(profile, run, overrides)
     return pd.DataFrame(rows)
 
 
-if __name__ == "__main__":  # python -m polypersona_utils.ablations overrides NAME KNOB=VALUE ...
-    name = sys.argv[2]
-    knobs = dict(arg.split("=", 1) for arg in sys.argv[3:])
-    print(json.dumps(overrides_for(name, knobs), sort_keys=True))
+def cross_run_differences(profile: str, reference: str = REFERENCE_RUN, columns=SUMMARY_METRICS) -> pd.DataFrame:
+    """Each ablation run's fine-tuned answers minus the reference run's, on the test records both answered,
+    personas resampled jointly (the paired bootstrap of `evaluation.paired_differences`)."""
+    from .config import load_config
+    from .evaluation import paired_differences
+
+    config = load_config(profile)
+    scores = {run: pd.read_csv(run_folder(profile, run) / "per_example_scores.csv")
+              for run in finished_runs(profile) if (run_folder(profile, run) / "per_example_scores.csv").exists()}
+    if reference not in scores:
+        return pd.DataFrame(columns=["comparison", "metric", "difference", "low", "high", "personas", "records"])
+    ref = scores.pop(reference)
+    parts = []
+    for run, frame in scores.items():
+        for variant in sorted(v for v in frame.variant.unique() if v.endswith("-lora")):
+            a, b = frame[frame.variant == variant], ref[ref.variant == variant]
+            common = sorted(set(a.id) & set(b.id))
+            if not common:
+                continue
+            pair = pd.concat([a[a.id.isin(common)].assign(variant=run), b[b.id.isin(common)].assign(variant=reference)])
+            diff = paired_differences(pair, columns, config.seeds.bootstrap, config.metrics.bootstrap_samples,
+                                      run, reference)
+            parts.append(diff.assign(model=variant, records=len(common)))
+    if not parts:
+        return pd.DataFrame(columns=["comparison", "metric", "difference", "low", "high", "personas", "records"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def describe_difference(run: str, overrides: dict, rows: pd.DataFrame, reference: str) -> str:
+    """One sentence per ablation: what it changed, the paired ROUGE-1 and BERTScore differences with intervals,
+    and whether the embedded scale can tell it apart from the reference."""
+    from .evaluation import MIN_PERSONAS_FOR_INTERVALS
+
+    what = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items())) or "no change"
+    parts, separated = [], []
+    for metric in ("rouge1", "bertscore_f1"):
+        row = rows[rows.metric == metric].iloc[0]
+        parts.append(f"{metric} {row.difference:+.3f} [{row.low:+.3f}, {row.high:+.3f}]")
+        if row.low > 0 or row.high < 0:
+            separated.append(f"{metric} {'higher' if row.low > 0 else 'lower'}")
+    personas, records = int(rows.personas.iloc[0]), int(rows.records.iloc[0])
+    verdict = (f"the interval excludes zero ({', '.join(separated)} than `{reference}`)" if separated else
+               f"the intervals include zero: at this scale it cannot be told apart from `{reference}`")
+    caveat = (f" Only {personas} test personas: too few to say anything." if personas < MIN_PERSONAS_FOR_INTERVALS
+              else "")
+    return (f"- `{run}` ({what}), {records} records of {personas} personas, minus `{reference}` on the same records: "
+            f"{'; '.join(parts)}; {verdict}.{caveat}")
 
 
 def ablation_report(profile: str) -> pd.DataFrame:
-    """Notebook 05: the ablation table (CSV, Markdown, LaTeX), its figures and `results/<profile>/ablations.md`."""
+    """Notebook 05: the ablation tables (CSV, Markdown, LaTeX), figures and `results/<profile>/ablations.md`."""
+    from .config import load_config
     from .evaluation import MIN_PERSONAS_FOR_INTERVALS
+    from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
     from .reporting import write_table
-    from .provenance import atomic_write_text
 
+    config = load_config(profile)
     table = collect(profile)
     lora = table[table.variant.str.endswith("-lora")].reset_index(drop=True)
+    differences = cross_run_differences(profile)
     write_table(table, paths.tables_dir(profile) / "ablations", caption=f"ablations ({profile} profile)")
-    ablation_figures(profile, lora)
-    main = paths.results_dir(profile)
-    domain = pd.read_csv(main / "tables" / "domain_metrics.csv")
+    write_table(differences, paths.tables_dir(profile) / "ablation_differences",
+                caption=f"ablation runs minus {REFERENCE_RUN}, paired on the same test records ({profile} profile)")
+    ablation_figures(profile, lora, differences)
 
     def fmt(row, metric):
         return f"{row[metric]:.3f} [{row[f'{metric}_low']:.3f}, {row[f'{metric}_high']:.3f}]"
 
+    subset = config.ablation_runs
     lines = [f"# Ablations: {profile} profile", "",
-             "Each run is notebooks 02-04 rerun with the parameters shown; values are the fine-tuned variant's mean "
-             "and 95 % persona-bootstrap interval on that run's test records.", "",
-             lora[["run", "overrides", "n", "personas", "bleu_nltk", "rouge1", "bertscore_f1", "trainable_parameters",
-                   "train_wall_s", "peak_process_memory_gib"]].to_markdown(index=False, floatfmt=".3f"), ""]
+             f"Each ablation run is notebooks 02-04 rerun with the parameters shown, on a fixed persona subset of the "
+             f"profile's splits (train {subset.train_personas or 'all'}, validation {subset.val_personas or 'all'}, "
+             f"test {subset.test_personas or 'all'} personas; `ablation_runs` in `params/{profile}.yaml`). "
+             f"`{REFERENCE_RUN}` is the profile's own settings on that subset: every other run is compared with it "
+             "record by record. `main` is the full study (whole splits), shown for scale, not for comparison.", "",
+             "## Fine-tuned variant per run", "",
+             "Means with 95 % persona-bootstrap intervals on each run's test records; `fidelity_gap` is the open "
+             "answers' similarity to their own persona card minus a mismatched card; `agreement_with_respondent` "
+             "is the share of linked closed questions answered as the real GSS respondent did.", "",
+             lora[[c for c in ("run", "overrides", "n", "personas", "bleu_nltk", "rouge1", "bertscore_f1",
+                               "fidelity_gap", "agreement_with_respondent", "train_examples", "trainable_parameters",
+                               "train_wall_s", "peak_process_memory_gib") if c in lora.columns]
+                  ].to_markdown(index=False, floatfmt=".3f"), ""]
     for _, row in lora.iterrows():
         caveat = (f" Only {int(row.personas)} test personas: too few to say anything." if row.personas <
                   MIN_PERSONAS_FOR_INTERVALS else "")
         lines.append(f"- `{row.run}`: BLEU {fmt(row, 'bleu_nltk')}, ROUGE-1 {fmt(row, 'rouge1')}, BERTScore "
                      f"{fmt(row, 'bertscore_f1')}.{caveat}")
-    heldout = lora[lora.overrides.str.contains("heldout_domain")]
-    for _, row in heldout.iterrows():
-        held = json.loads(row.overrides)["ablation.heldout_domain"]
-        inside = domain[(domain.variant == row.variant) & (domain.domain == held)]
-        if not inside.empty:
-            lines.append(f"- Held-out `{held}`: ROUGE-1 {row.rouge1:.3f} when the domain was not trained on, "
-                         f"{inside.rouge1.item():.3f} on the same test records in the main run, which trained on "
-                         "it (in-domain); compare the gap with the held-out interval.")
+    lines += ["", f"## Each ablation against `{REFERENCE_RUN}` (paired on the same test records)", ""]
+    if differences.empty:
+        lines.append(f"No paired comparison: the reference run `{REFERENCE_RUN}` has not finished "
+                     f"(`make ablation NAME={REFERENCE_RUN} PROFILE={profile}`).")
+    else:
+        runs = finished_runs(profile)
+        for (comparison, model), rows in differences.groupby(["comparison", "model"], sort=True):
+            run = comparison.split(" - ")[0]
+            lines.append(describe_difference(run, runs.get(run, {}), rows, REFERENCE_RUN))
+        lines += ["", "A held-out run's records are the held-out domain's test records, so its comparison is "
+                  "held-out against in-domain training on the same questions and personas. Rank runs change "
+                  "trainable parameters and memory (table above) as well as quality."]
     lines += ["", "Overlapping intervals mean the embedded scale cannot separate the settings; the paper profile "
               "(`make ablations PROFILE=paper`) is where the differences can show.", ""]
     atomic_write_text(paths.results_dir(profile) / "ablations.md", "\n".join(lines))
+    inputs = {f"{run}/per_example_scores.csv": sha256_file(run_folder(profile, run) / "per_example_scores.csv")
+              for run in finished_runs(profile) if (run_folder(profile, run) / "per_example_scores.csv").exists()}
+    atomic_write_json(paths.results_dir(profile) / "provenance" / "05_ablations.json", provenance_record(
+        config.to_dict(), {"bootstrap": config.seeds.bootstrap, "split": config.seeds.split}, inputs,
+        runs=finished_runs(profile), reference=REFERENCE_RUN))
     return table
 
 
-def ablation_figures(profile: str, lora: pd.DataFrame) -> None:
+def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame) -> None:
+    """Metric against rank (ablation runs only: same records), and each run minus the reference with intervals."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,24 +234,36 @@ def ablation_figures(profile: str, lora: pd.DataFrame) -> None:
 
     from .reporting import save_figure
 
-    rank_of = lambda o: json.loads(o).get("lora.r", 16)  # noqa: E731 (the main run uses the profile's r)
-    ranked = lora[lora.overrides.apply(lambda o: set(json.loads(o)) <= {"lora.r", "lora.alpha"})].copy()
-    ranked["rank"] = ranked.overrides.apply(rank_of)
+    runs = lora[lora.run != "main"]
+    ranked = runs[runs.overrides.apply(lambda o: set(json.loads(o)) <= {"lora.r", "lora.alpha"})].copy()
+    ranked["rank"] = ranked.overrides.apply(lambda o: json.loads(o).get("lora.r", 16))  # rank16: the profile's r
     ranked = ranked.sort_values("rank")
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    for ax, metric in zip(axes, ("bleu_nltk", "rouge1", "bertscore_f1")):
-        err = [ranked[metric] - ranked[f"{metric}_low"], ranked[f"{metric}_high"] - ranked[metric]]
+    for ax, metric in zip(axes, SUMMARY_METRICS):
+        # clip: an interval of zero width can come out a rounding error below its mean
+        err = [(ranked[metric] - ranked[f"{metric}_low"]).clip(lower=0),
+               (ranked[f"{metric}_high"] - ranked[metric]).clip(lower=0)]
         ax.errorbar(ranked["rank"], ranked[metric], yerr=err, fmt="o-", capsize=3)
         ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=metric)
         ax.set_xticks(ranked["rank"].tolist(), [str(r) for r in ranked["rank"]])
-    fig.suptitle(f"Metric against LoRA rank, 95 % intervals ({profile} profile)")
+    fig.suptitle(f"Metric against LoRA rank, 95 % intervals ({profile} profile, ablation subset)")
     fig.tight_layout()
     save_figure(fig, paths.figures_dir(profile) / "ablation_rank")
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    err = [lora.rouge1 - lora.rouge1_low, lora.rouge1_high - lora.rouge1]
-    ax.barh(lora.run, lora.rouge1, xerr=err, capsize=3)
-    ax.set(xlabel="ROUGE-1 of the fine-tuned variant", title="Ablation runs (95 % intervals)")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), sharey=True)
+    for ax, metric in zip(axes, ("rouge1", "bertscore_f1")):
+        rows = differences[differences.metric == metric]
+        err = [(rows.difference - rows.low).clip(lower=0), (rows.high - rows.difference).clip(lower=0)]
+        ax.errorbar(rows.difference, rows.comparison, xerr=err, fmt="o", capsize=3)
+        ax.axvline(0, color="grey", linewidth=1)
+        ax.set(xlabel=f"{metric}: run minus {REFERENCE_RUN}", title=metric)
+    fig.suptitle(f"Each ablation against {REFERENCE_RUN} on the same records, 95 % paired intervals ({profile})")
     fig.tight_layout()
     save_figure(fig, paths.figures_dir(profile) / "ablation_runs")
     plt.close(fig)
+
+
+if __name__ == "__main__":  # python -m polypersona_utils.ablations overrides NAME KNOB=VALUE ...
+    name = sys.argv[2]
+    knobs = dict(arg.split("=", 1) for arg in sys.argv[3:])
+    print(json.dumps(overrides_for(name, knobs), sort_keys=True))

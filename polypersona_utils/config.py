@@ -227,6 +227,23 @@ class AblationConfig:
 
 
 @dataclass(frozen=True)
+class AblationRunsConfig:
+    """The records every ablation run uses (the main run always uses whole splits): a fixed, seeded subset of each
+    split's personas, the same for every run, so runs compare like for like with the `rank16` reference run.
+    None keeps the whole split."""
+
+    train_personas: Optional[int] = None
+    val_personas: Optional[int] = None
+    test_personas: Optional[int] = None
+
+    def validate(self) -> None:
+        for name in ("train_personas", "val_personas", "test_personas"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}: must be at least 1 or null (whole split), got {value}")
+
+
+@dataclass(frozen=True)
 class Config:
     profile: str
     description: str = ""
@@ -243,6 +260,7 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
+    ablation_runs: AblationRunsConfig = field(default_factory=AblationRunsConfig)
     run: str = ""  # name of an ablation run: its outputs go under <profile>/runs/<run>/
     source_file: Optional[str] = None  # set by load_config, never read from YAML
 
@@ -366,3 +384,58 @@ def load_config(profile_or_path: str | Path, overrides: dict[str, Any] | None = 
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return dataclasses.replace(config, source_file=str(path))
+
+
+# What each step of the study reads from the configuration. `make` gives each step a stamp file holding only these
+# values, rewritten only when they change, so editing a generation setting reruns generation and metrics, not
+# training. tests/test_config.py checks that every field belongs to some step.
+STEP_SECTIONS: dict[str, tuple[str, ...]] = {
+    "data": ("profile", "description", "personas", "questions", "references", "splits", "seeds.persona_sample",
+             "seeds.question_sample", "seeds.split", "seeds.teacher"),
+    "train": ("models", "lora", "training", "seeds.training", "ablation", "ablation_runs"),
+    "generate": ("models", "generation", "training.quantization", "training.compute_dtype", "seeds.sampling",
+                 "ablation", "ablation_runs"),
+    "metrics": ("models", "metrics", "seeds.bootstrap", "ablation", "ablation_runs"),
+}
+
+
+def step_settings(config: Config, step: str) -> dict[str, Any]:
+    """The configuration values `step` depends on, by dotted key."""
+    values = config.to_dict()
+    out = {}
+    for key in STEP_SECTIONS[step]:
+        node = values
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out
+
+
+def write_step_stamp(profile: str, step: str, path: Path) -> bool:
+    """Write `step`'s settings to `path` unless the file already holds them (its date then stays, and make sees
+    nothing new). Returns whether it wrote."""
+    import json
+
+    from .provenance import atomic_write_text
+
+    text = json.dumps(step_settings(load_config(profile), step), indent=1, sort_keys=True) + "\n"
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
+def write_step_stamps(profile: str, folder: Path) -> list[str]:
+    """Every step's stamp under `folder`; returns the steps whose settings changed."""
+    return [step for step in STEP_SECTIONS if write_step_stamp(profile, step, Path(folder) / f"{step}.json")]
+
+
+if __name__ == "__main__":  # python -m polypersona_utils.config stamps PROFILE FOLDER (run by the Makefile)
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "stamps":
+        raise SystemExit("usage: python -m polypersona_utils.config stamps PROFILE FOLDER")
+    try:
+        write_step_stamps(sys.argv[2], Path(sys.argv[3]))
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -205,18 +205,29 @@ def check_record(record: dict) -> None:
         raise ValueError(f"record {record['id']}: reference is not one of its options")
 
 
-def ablation_view(records: list[dict], split: str, ablation) -> list[dict]:
-    """The records a run sees: with a held-out domain, training and validation lose it and the test keeps only it."""
-    if ablation.heldout_domain is None:
+def run_view(records: list[dict], split: str, config) -> list[dict]:
+    """The records a run sees. An ablation run (`config.run` set) keeps the fixed persona subset of
+    `ablation_runs`; then, with a held-out domain, training and validation lose that domain and the test keeps only
+    it. The main run sees whole splits."""
+    if config.run:
+        wanted = getattr(config.ablation_runs, f"{split}_personas")
+        personas = sorted({r["persona_id"] for r in records})
+        if wanted is not None and wanted < len(personas):
+            # Seeded by the split seed and the split: the same subset for every run of the profile.
+            rng = np.random.default_rng([config.seeds.split, SPLITS.index(split)])
+            keep = set(rng.choice(personas, wanted, replace=False).tolist())
+            records = [r for r in records if r["persona_id"] in keep]
+    heldout = config.ablation.heldout_domain
+    if heldout is None:
         return records
     if split == "test":
-        return [r for r in records if r["domain"] == ablation.heldout_domain]
-    return [r for r in records if r["domain"] != ablation.heldout_domain]
+        return [r for r in records if r["domain"] == heldout]
+    return [r for r in records if r["domain"] != heldout]
 
 
 def load_split(config, split: str) -> list[dict]:
     """A split of the profile's dataset as the configuration's run sees it."""
-    return ablation_view(read_jsonl(paths.data_dir(config.profile) / f"{split}.jsonl"), split, config.ablation)
+    return run_view(read_jsonl(paths.data_dir(config.profile) / f"{split}.jsonl"), split, config)
 
 
 @dataclass

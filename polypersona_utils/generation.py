@@ -139,7 +139,9 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
     prompts = {rid: prompt_of(r, variant.include_persona) for rid, r in records.items()}
 
     def key_of(rid: str) -> str:
-        return sha256_json({**identity, "decoding": decoding(config, records[rid]["question_type"]),
+        # The record id is part of the key: identical prompts (no persona card) still get one sample each, and
+        # an ablation run reuses the main run's answers for the same records.
+        return sha256_json({**identity, "id": rid, "decoding": decoding(config, records[rid]["question_type"]),
                             "messages": prompts[rid]})
 
     def compute(batch: Sequence[str], batch_index: int) -> list[dict]:
@@ -166,8 +168,6 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
         compute=compute, log_path=paths.cache_dir(config.profile) / "predictions" / f"{variant.name}.jsonl",
         batch_size=config.generation.batch_size, desc=f"generate {variant.name}", progress=progress)
     out = paths.predictions_dir(config.output_key) / f"{variant.name}.jsonl"
-    # A logged row may have been computed for another record with the same prompt (identical inputs are not
-    # regenerated: without the persona card, personas asked the same question share one answer): the id is ours.
     rows = sorted(({k: v for k, v in row.items() if k not in ("key", "id")}
                    | {"id": rid, "variant": variant.name, "split": split} for rid, row in done.items()),
                   key=lambda r: r["id"])

@@ -175,6 +175,7 @@ def run_fingerprint(config, spec, data_files: dict[str, Path], include_persona: 
         "model": asdict(spec), "lora": asdict(config.lora), "training": training,
         "seed": config.seeds.training, "include_persona": include_persona,
         "heldout_domain": config.ablation.heldout_domain,
+        "subset": asdict(config.ablation_runs) if config.run else None,
         "data": {name: sha256_file(path) for name, path in data_files.items()},
     }
 
@@ -190,7 +191,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
 
     from . import models
 
-    from .dataset import ablation_view
+    from .dataset import run_view
 
     run_name = run_name or spec.name
     include_persona = include_persona and config.ablation.include_persona
@@ -221,7 +222,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
                              target_modules=resolve_target_modules(model, config.lora.target_modules),
                              task_type="CAUSAL_LM")
     datasets = {split: Dataset.from_list([prompt_completion(r, include_persona)
-                                          for r in ablation_view(read_jsonl(path), split, config.ablation)])
+                                          for r in run_view(read_jsonl(path), split, config)])
                 for split, path in data_files.items()}
     has_val = len(datasets["val"]) > 0
     trainer = SFTTrainer(model=model, args=sft_config(config, plan, checkpoints, progress, evaluate=has_val),

@@ -81,3 +81,36 @@ def test_overrides_change_one_value_and_are_validated():
 
 def test_question_bank_path_is_package_anchored():
     assert load_config("smoke").questions.bank_path == paths.QUESTION_BANK
+
+
+def test_ablation_subset_sizes_are_validated(tmp_path):
+    with pytest.raises(ConfigError, match="ablation_runs.train_personas: must be at least 1 or null"):
+        load_config(write(tmp_path, "profile: x\nablation_runs:\n  train_personas: 0\n"))
+    config = load_config("default", overrides={"ablation_runs.test_personas": None})
+    assert config.ablation_runs.test_personas is None and config.ablation_runs.train_personas == 8
+
+
+def test_every_setting_belongs_to_a_step():
+    """A field no step claims would change results without make rerunning anything."""
+    import dataclasses
+
+    from polypersona_utils.config import STEP_SECTIONS, Config, SeedsConfig
+
+    claimed = {key for keys in STEP_SECTIONS.values() for key in keys}
+    top = {f.name for f in dataclasses.fields(Config)} - {"run", "source_file", "seeds"}
+    assert top <= {key.split(".")[0] for key in claimed}
+    assert {f"seeds.{f.name}" for f in dataclasses.fields(SeedsConfig)} <= claimed
+
+
+def test_step_stamp_changes_only_with_its_own_settings(tmp_path):
+    from polypersona_utils.config import write_step_stamp
+
+    params = write(tmp_path, "profile: x\ngeneration:\n  temperature: 0.7\n")
+    stamps = {step: tmp_path / f"{step}.json" for step in ("data", "train", "generate", "metrics")}
+    assert all(write_step_stamp(str(params), step, path) for step, path in stamps.items())
+    params.write_text("profile: x\ngeneration:\n  temperature: 0.9\n")  # a generation setting only
+    rewritten = {step for step, path in stamps.items() if write_step_stamp(str(params), step, path)}
+    assert rewritten == {"generate"}
+    assert '"generation"' in stamps["generate"].read_text() and "0.9" in stamps["generate"].read_text()
+    params.write_text("profile: x\ngeneration:\n  temperature: 0.9\nlora:\n  r: 8\n")
+    assert {step for step, path in stamps.items() if write_step_stamp(str(params), step, path)} == {"train"}

@@ -135,3 +135,28 @@ def test_import_rejects_a_record_without_reference(tmp_path):
                                 "question_type": "open", "messages": [{"role": "user", "content": "Q?"}]}) + "\n")
     with pytest.raises(RecordImportError, match="record 1: field 'persona' is missing"):
         import_records(path)
+
+
+def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
+    from polypersona_utils.dataset import run_view
+
+    records = [dict(record(f"p{p:02d}", f"q{q}"), domain="healthcare" if q == 0 else "finance")
+               for p in range(20) for q in range(4)]
+    main = load_config("default")
+    assert run_view(records, "train", main) == records  # the main run: whole splits
+    run = load_config("default", overrides={"run": "rank8", "lora.r": 8})
+    other = load_config("default", overrides={"run": "no-persona", "ablation.include_persona": False})
+    subset = run_view(records, "train", run)
+    assert len({r["persona_id"] for r in subset}) == run.ablation_runs.train_personas == 8
+    assert all(len([r for r in subset if r["persona_id"] == p]) == 4 for p in {r["persona_id"] for r in subset})
+    assert subset == run_view(records, "train", other)  # every run: the same subset
+    assert {r["persona_id"] for r in run_view(records, "test", run)} != {r["persona_id"] for r in subset}
+    reseeded = load_config("default", overrides={"run": "rank8", "seeds.split": 1})
+    assert run_view(records, "train", reseeded) != subset
+    heldout = load_config("default", overrides={"run": "h", "ablation.heldout_domain": "healthcare"})
+    test = run_view(records, "test", heldout)
+    assert {r["domain"] for r in test} == {"healthcare"}
+    assert len({r["persona_id"] for r in test}) == heldout.ablation_runs.test_personas
+    assert {r["domain"] for r in run_view(records, "train", heldout)} == {"finance"}
+    full = load_config("default", overrides={"run": "full", "ablation_runs.train_personas": None})
+    assert run_view(records, "train", full) == records

@@ -96,15 +96,21 @@ def test_batches_that_do_not_fit_in_memory_are_split():
         generate_fitting_memory(broken, chats, seed=1)
 
 
-def test_records_with_identical_prompts_keep_their_own_ids(smoke_data, tiny_model_dir):
-    # Without the persona card, two personas asked the same question send the same prompt: one generation,
-    # but each record keeps its own id (a shared row once carried the first record's id to all of them).
+def test_records_with_identical_prompts_get_their_own_answers_and_ids(smoke_data, tiny_model_dir):
+    # Without the persona card, two personas asked the same question send the same prompt. Each record still gets
+    # its own generation (a sampled answer per respondent, as in a survey) under its own id.
     from collections import Counter
 
+    from polypersona_utils.dataset import load_split
+
     config = tiny_config(tiny_model_dir, **{"ablation.include_persona": False, "run": "no-persona",
+                                            "ablation_runs.train_personas": None,
                                             "generation.max_new_tokens": {"open": 4, "likert": 4, "yesno": 4,
                                                                           "agreement": 4}})
-    records = smoke_data.splits["train"]
+    records = load_split(config, "train")
     assert max(Counter(r["question_id"] for r in records).values()) > 1  # some prompts repeat
-    rows = read_jsonl(generate_predictions(config, variants(config)[0], split="train", progress=False))
+    variant = variants(config)[0]
+    rows = read_jsonl(generate_predictions(config, variant, split="train", progress=False))
     assert [r["id"] for r in rows] == sorted(r["id"] for r in records)
+    logged = read_jsonl(paths.cache_dir(config.profile) / "predictions" / f"{variant.name}.jsonl")
+    assert len(logged) == len(records)

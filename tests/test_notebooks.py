@@ -1,7 +1,7 @@
 """Notebooks through the same Make targets a user runs, on the smoke profile."""
 import json
+import re
 import subprocess
-import sys
 
 import pytest
 
@@ -75,19 +75,40 @@ def test_make_generate_and_metrics_on_smoke_then_check_results():
 
 
 @pytest.mark.slow
-def test_make_ablation_run_and_notebook_05_on_smoke():
-    subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)  # the main run
-    subprocess.run(["make", "ablation", "NAME=rank8", "LORA_R=8", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
-    run = paths.results_dir("smoke") / "runs" / "rank8"
-    assert json.loads((run / "overrides.json").read_text()) == {"lora.r": 8, "lora.alpha": 16}
+def test_a_generation_setting_reruns_generation_and_metrics_not_data_or_training():
+    subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)  # up to date first
+    params = paths.params_file("smoke")
+    original = params.read_text()
+    assert "yesno: 4" in original
+    try:
+        params.write_text(original.replace("yesno: 4", "yesno: 5"))
+        out = subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True,
+                             capture_output=True, text=True).stdout
+    finally:
+        params.write_text(original)
+    ran = set(re.findall(r"notebooks/(\d\d_\w+)\.ipynb", out))
+    assert ran == {"03_generate", "04_metrics"}, out[-2000:]
+    subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)  # settings restored
+    assert subprocess.run(["make", "-q", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0
+
+
+@pytest.mark.slow
+def test_make_ablations_runs_the_set_and_notebook_05_on_smoke():
+    runs = "ABLATION_RUNS=rank16 rank8"  # two of the standard set keep the test short
+    subprocess.run(["make", "ablations", "PROFILE=smoke", runs], cwd=paths.PROJECT_ROOT, check=True)
+    root = paths.results_dir("smoke") / "runs"
+    assert json.loads((root / "rank8" / "overrides.json").read_text()) == {"lora.r": 8, "lora.alpha": 16}
+    assert json.loads((root / "rank16" / "overrides.json").read_text()) == {}
     for name in ("02_train", "03_generate", "04_metrics"):
-        notebook = json.loads((run / "executed" / f"{name}.ipynb").read_text())
+        notebook = json.loads((root / "rank8" / "executed" / f"{name}.ipynb").read_text())
         assert notebook["metadata"]["papermill"]["parameters"]["run"] == "rank8"
-    assert json.loads((run / "training_metrics.json").read_text())["smollm2-135m"]["trainable_parameters"] == 2_442_240
-    executed = paths.executed_dir("smoke") / "05_ablations.ipynb"
-    subprocess.run([sys.executable, "-m", "papermill", "--cwd", "notebooks",
-                    "notebooks/05_ablations.ipynb", str(executed), "-p", "profile", "smoke"],
-                   cwd=paths.PROJECT_ROOT, check=True)
+    training = json.loads((root / "rank8" / "training_metrics.json").read_text())["smollm2-135m"]
+    assert training["trainable_parameters"] == 2_442_240
+    assert training["train_examples"] == 4 * 4  # the ablation subset: 4 training personas x 4 questions
+    executed_without_error("05_ablations.ipynb")
     table = (paths.tables_dir("smoke") / "ablations.csv").read_text()
     assert "rank8" in table and "main" in table
+    differences = (paths.tables_dir("smoke") / "ablation_differences.csv").read_text()
+    assert "rank8 - rank16" in differences
     assert "Only 1 test personas: too few to say anything" in (paths.results_dir("smoke") / "ablations.md").read_text()
+    assert subprocess.run(["make", "-q", "ablations", "PROFILE=smoke", runs], cwd=paths.PROJECT_ROOT).returncode == 0

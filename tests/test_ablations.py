@@ -1,0 +1,92 @@
+"""Ablation overrides and notebook 05's aggregation, on stored run results written here."""
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polypersona_utils import paths
+from polypersona_utils.ablations import (REFERENCE_RUN, STANDARD_ABLATIONS, ablation_report, cross_run_differences,
+                                         overrides_for)
+
+METRICS = ("bleu_nltk", "rouge1", "bertscore_f1")
+
+
+def test_knobs_become_overrides():
+    assert overrides_for("rank32", {"LORA_R": "32", "HELDOUT": ""}) == {"lora.r": 32, "lora.alpha": 64}
+    assert overrides_for("x", {"NO_PERSONA": "1", "QUANT": "none"}) == {
+        "ablation.include_persona": False, "training.quantization": "none", "training.compute_dtype": "float32"}
+    assert overrides_for("big", {"LORA_R": "8", "FULL": "1"}) == {
+        "lora.r": 8, "lora.alpha": 16, "ablation_runs.train_personas": None, "ablation_runs.val_personas": None,
+        "ablation_runs.test_personas": None}
+    assert overrides_for(REFERENCE_RUN, {}) == {}
+    with pytest.raises(SystemExit, match="not standard"):
+        overrides_for("rank5", {})
+    with pytest.raises(SystemExit, match="unknown ablation knob"):
+        overrides_for("x", {"LR": "1"})
+
+
+def test_makefile_standard_set_is_the_packages():
+    makefile = (paths.PROJECT_ROOT / "Makefile").read_text()
+    listed = re.search(r"^ABLATION_RUNS \?= (.*)$", makefile, re.M).group(1).split()
+    assert listed == list(STANDARD_ABLATIONS)
+
+
+def write_run(profile, run, overrides, rouge1, bertscore, personas=12, per_persona=4):
+    """A finished run as notebook 04 leaves it: per-example scores, a model comparison table, overrides."""
+    folder = paths.results_dir(f"{profile}/runs/{run}") if run else paths.results_dir(profile)
+    rows = [{"variant": "m-lora", "id": f"p{p:02d}--q{q}", "persona_id": f"p{p:02d}", "bleu_nltk": 0.1,
+             "rouge1": rouge1(p, q), "bertscore_f1": bertscore(p, q)} for p in range(personas) for q in range(per_persona)]
+    scores = pd.DataFrame(rows)
+    (folder / "tables").mkdir(parents=True, exist_ok=True)
+    scores.to_csv(folder / "per_example_scores.csv", index=False)
+    summary = {"variant": "m-lora", "n": len(scores), "personas": personas}
+    for metric in METRICS:
+        summary |= {metric: scores[metric].mean(), f"{metric}_low": scores[metric].min(),
+                    f"{metric}_high": scores[metric].max()}
+    pd.DataFrame([summary]).to_csv(folder / "tables" / "model_comparison.csv", index=False)
+    if run:
+        (folder / "overrides.json").write_text(json.dumps(overrides))
+
+
+def test_report_pairs_each_run_with_the_reference_on_the_same_records(tmp_roots):
+    rng = np.random.default_rng(0)
+    noise = {(p, q): rng.uniform(0.2, 0.6) for p in range(12) for q in range(4)}
+    write_run("smoke", "", {}, lambda p, q: 0.9, lambda p, q: 0.9)
+    write_run("smoke", REFERENCE_RUN, {}, lambda p, q: noise[p, q], lambda p, q: noise[p, q])
+    # rank8: exactly 0.1 more ROUGE-1 on every record, the same BERTScore.
+    write_run("smoke", "rank8", {"lora.r": 8, "lora.alpha": 16}, lambda p, q: noise[p, q] + 0.1,
+              lambda p, q: noise[p, q])
+    # held out: only 3 personas' records, each 0.2 lower.
+    write_run("smoke", "heldout-x", {"ablation.heldout_domain": "finance"}, lambda p, q: noise[p, q] - 0.2,
+              lambda p, q: noise[p, q] - 0.2, personas=3)
+
+    differences = cross_run_differences("smoke")
+    rank8 = differences[differences.comparison == f"rank8 - {REFERENCE_RUN}"].set_index("metric")
+    assert rank8.loc["rouge1", ["difference", "low", "high"]].tolist() == pytest.approx([0.1, 0.1, 0.1])
+    assert rank8.loc["bertscore_f1", ["difference", "low", "high"]].tolist() == pytest.approx([0, 0, 0])
+    assert rank8.records.iloc[0] == 48 and rank8.personas.iloc[0] == 12
+    heldout = differences[differences.comparison == f"heldout-x - {REFERENCE_RUN}"].set_index("metric")
+    assert heldout.loc["rouge1", "difference"] == pytest.approx(-0.2) and heldout.records.iloc[0] == 12
+
+    table = ablation_report("smoke")
+    assert sorted(table.run) == ["heldout-x", "main", "rank16", "rank8"]
+    report = (paths.results_dir("smoke") / "ablations.md").read_text()
+    assert "`rank8` (lora.alpha=16, lora.r=8), 48 records of 12 personas" in report
+    assert "rouge1 +0.100 [+0.100, +0.100]" in report and "rouge1 higher than `rank16`" in report
+    assert "Only 3 test personas: too few to say anything" in report
+    stored = pd.read_csv(paths.tables_dir("smoke") / "ablation_differences.csv")
+    assert len(stored) == 2 * len(METRICS)
+    for name in ("ablation_rank", "ablation_runs"):
+        assert (paths.figures_dir("smoke") / f"{name}.png").exists()
+    provenance = json.loads((paths.results_dir("smoke") / "provenance" / "05_ablations.json").read_text())
+    assert set(provenance["runs"]) == {"heldout-x", "rank16", "rank8"} and provenance["reference"] == REFERENCE_RUN
+
+
+def test_report_without_the_reference_says_so(tmp_roots):
+    write_run("smoke", "", {}, lambda p, q: 0.5, lambda p, q: 0.5)
+    write_run("smoke", "rank8", {"lora.r": 8, "lora.alpha": 16}, lambda p, q: 0.5, lambda p, q: 0.5)
+    ablation_report("smoke")
+    assert "No paired comparison: the reference run `rank16` has not finished" in (
+        paths.results_dir("smoke") / "ablations.md").read_text()
