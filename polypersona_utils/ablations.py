@@ -238,15 +238,21 @@ def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame
     ranked = runs[runs.overrides.apply(lambda o: set(json.loads(o)) <= {"lora.r", "lora.alpha"})].copy()
     ranked["rank"] = ranked.overrides.apply(lambda o: json.loads(o).get("lora.r", 16))  # rank16: the profile's r
     ranked = ranked.sort_values("rank")
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
-    for ax, metric in zip(axes, SUMMARY_METRICS):
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7))
+    for ax, (column, label) in zip(axes[1], (("trainable_parameters", "trainable parameters"),
+                                             ("train_wall_s", "training time (s)"),
+                                             ("peak_process_memory_gib", "peak process memory (GiB)"))):
+        ax.plot(ranked["rank"], ranked[column].astype(float), "o-")
+        ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=label)
+        ax.set_xticks(ranked["rank"].tolist(), [str(r) for r in ranked["rank"]])
+    for ax, metric in zip(axes[0], SUMMARY_METRICS):
         # clip: an interval of zero width can come out a rounding error below its mean
         err = [(ranked[metric] - ranked[f"{metric}_low"]).clip(lower=0),
                (ranked[f"{metric}_high"] - ranked[metric]).clip(lower=0)]
         ax.errorbar(ranked["rank"], ranked[metric], yerr=err, fmt="o-", capsize=3)
         ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=metric)
         ax.set_xticks(ranked["rank"].tolist(), [str(r) for r in ranked["rank"]])
-    fig.suptitle(f"Metric against LoRA rank, 95 % intervals ({profile} profile, ablation subset)")
+    fig.suptitle(f"Quality (95 % intervals) and cost against LoRA rank ({profile} profile, ablation subset)")
     fig.tight_layout()
     save_figure(fig, paths.figures_dir(profile) / "ablation_rank")
     plt.close(fig)

@@ -95,21 +95,38 @@ class LocalTeacher:
 
     def _choose(self, request: TeacherRequest) -> str:
         """The option whose assistant turn (option text and end-of-turn) has the best mean token log-prob."""
+        scores = self.option_scores(request)
+        return request.options[max(range(len(scores)), key=scores.__getitem__)]
+
+    def option_scores(self, request: TeacherRequest) -> list[float]:
+        """Mean token log-prob of each option's assistant turn. The prompt is run once and its key/value cache
+        shared by all options (one batched forward over the option tokens) instead of one full forward per
+        option: the same scores up to float rounding (tests/test_teacher.py)."""
         import torch
 
         prompt_ids = self.tokenizer(self._prompt(request), add_special_tokens=False)["input_ids"]
-        scores = []
+        continuations = []
         for option in request.options:
             full = self.tokenizer.apply_chat_template(
                 request.chat() + [{"role": "assistant", "content": option}], tokenize=False)
             ids = self.tokenizer(full, add_special_tokens=False)["input_ids"]
-            input_ids = torch.tensor([ids], device=self.model.device)
-            logprobs = torch.log_softmax(self.model(input_ids).logits[0, :-1].float(), dim=-1)
-            targets = input_ids[0, 1:]
-            start = len(prompt_ids) - 1  # logits at position t predict token t + 1
-            token_logprobs = logprobs[start:].gather(1, targets[start:, None])
-            scores.append(token_logprobs.mean().item())
-        return request.options[max(range(len(scores)), key=scores.__getitem__)]
+            if ids[: len(prompt_ids)] != prompt_ids:  # the template must extend the prompt token by token
+                raise ValueError(f"option {option!r}: its chat text does not start with the prompt's tokens")
+            continuations.append(ids[len(prompt_ids):])
+        device = self.model.device
+        prompt_out = self.model(torch.tensor([prompt_ids], device=device), use_cache=True)
+        first = torch.log_softmax(prompt_out.logits[0, -1].float(), dim=-1)  # predicts each option's first token
+        cache = prompt_out.past_key_values
+        cache.batch_repeat_interleave(len(continuations))
+        width = max(len(c) for c in continuations)
+        # Right padding: a real token never attends to the padding after it, so no mask is needed.
+        padded = torch.tensor([c + [c[-1]] * (width - len(c)) for c in continuations], device=device)
+        logprobs = torch.log_softmax(self.model(padded, past_key_values=cache, use_cache=True).logits.float(), dim=-1)
+        scores = []
+        for row, tokens in enumerate(continuations):
+            values = [first[tokens[0]]] + [logprobs[row, t - 1, tokens[t]] for t in range(1, len(tokens))]
+            scores.append(torch.stack(values).mean().item())
+        return scores
 
 
 class HttpTeacher:

@@ -46,6 +46,10 @@ def write_run(profile, run, overrides, rouge1, bertscore, personas=12, per_perso
         summary |= {metric: scores[metric].mean(), f"{metric}_low": scores[metric].min(),
                     f"{metric}_high": scores[metric].max()}
     pd.DataFrame([summary]).to_csv(folder / "tables" / "model_comparison.csv", index=False)
+    rank = overrides.get("lora.r", 16)
+    (folder / "training_metrics.json").write_text(json.dumps({"m": {
+        "trainable_parameters": 305_280 * rank, "wall_time_s_this_session": 100.0 + rank,
+        "peak_process_memory_gib": 5.0, "train_examples": 32}}))
     if run:
         (folder / "overrides.json").write_text(json.dumps(overrides))
 
@@ -72,6 +76,7 @@ def test_report_pairs_each_run_with_the_reference_on_the_same_records(tmp_roots)
 
     table = ablation_report("smoke")
     assert sorted(table.run) == ["heldout-x", "main", "rank16", "rank8"]
+    assert table.set_index("run").loc["rank8", "trainable_parameters"] == 305_280 * 8
     report = (paths.results_dir("smoke") / "ablations.md").read_text()
     assert "`rank8` (lora.alpha=16, lora.r=8), 48 records of 12 personas" in report
     assert "rouge1 +0.100 [+0.100, +0.100]" in report and "rouge1 higher than `rank16`" in report

@@ -112,3 +112,30 @@ def test_make_ablations_runs_the_set_and_notebook_05_on_smoke():
     assert "rank8 - rank16" in differences
     assert "Only 1 test personas: too few to say anything" in (paths.results_dir("smoke") / "ablations.md").read_text()
     assert subprocess.run(["make", "-q", "ablations", "PROFILE=smoke", runs], cwd=paths.PROJECT_ROOT).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_stops_make_and_names_the_partial_notebook(tmp_path):
+    profile = "pytest-failing-panel"
+    bad = tmp_path / "bad.csv"
+    bad.write_text((paths.PROJECT_ROOT / "tests" / "fixtures" / "panel.csv").read_text().replace("nurse-01,34",
+                                                                                               "nurse-01,"))
+    params = paths.params_file(profile)
+    params.write_text(f"profile: {profile}\npersonas:\n  source: file\n  path: {bad}\n  n_personas: 3\n"
+                      "questions:\n  questions_per_persona: 2\n")
+    try:
+        done = subprocess.run(["make", "data", f"PROFILE={profile}"], cwd=paths.PROJECT_ROOT, capture_output=True,
+                              text=True)
+        partial = paths.executed_dir(profile) / "01_build_dataset.ipynb"
+        assert done.returncode != 0
+        assert f"notebook 01_build_dataset failed; partial notebook: results/{profile}/executed/" in done.stdout
+        errors = [o for c in json.loads(partial.read_text())["cells"] for o in c.get("outputs", [])
+                  if o.get("output_type") == "error"]
+        assert errors and "row 2: field 'age'" in errors[0]["evalue"]
+        assert not (paths.data_dir(profile) / "manifest.json").exists()  # the make target was not written
+    finally:
+        import shutil
+
+        params.unlink()
+        shutil.rmtree(paths.artifacts_dir(profile), ignore_errors=True)
+        shutil.rmtree(paths.results_dir(profile), ignore_errors=True)

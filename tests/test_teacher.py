@@ -91,3 +91,27 @@ def test_http_teacher_unreachable_endpoint_is_a_clear_error(tmp_path):
     with pytest.raises(RuntimeError, match="endpoint http://127.0.0.1:9/v1/chat/completions did not answer"):
         run_teacher([request], teacher, tmp_path / "cache.jsonl", 1, progress=False)
     assert (tmp_path / "cache.jsonl").read_text() == ""  # nothing half-written
+
+
+def test_option_scores_with_a_shared_prompt_cache_equal_one_full_forward_per_option():
+    import torch
+
+    from polypersona_utils.teacher import LocalTeacher
+
+    teacher = LocalTeacher("smollm2-135m-instruct", None, max_new_tokens=8, temperature=0.0, top_p=1.0, seed=1)
+    cases = [("Do you save?", "yesno", ("Yes", "No")),
+             ("How satisfied are you with your bank?", "likert",
+              ("Very dissatisfied", "Dissatisfied", "Neutral", "Satisfied", "Very satisfied"))]
+    for question, kind, options in cases:
+        request = TeacherRequest.make(build_messages(PERSONA, "finance", question, kind, options), options)
+        prompt_ids = teacher.tokenizer(teacher._prompt(request), add_special_tokens=False)["input_ids"]
+        expected = []
+        with torch.inference_mode():
+            for option in options:  # the plain way: the whole conversation through the model, once per option
+                text = teacher.tokenizer.apply_chat_template(
+                    request.chat() + [{"role": "assistant", "content": option}], tokenize=False)
+                ids = torch.tensor([teacher.tokenizer(text, add_special_tokens=False)["input_ids"]])
+                logprobs = torch.log_softmax(teacher.model(ids).logits[0, :-1].float(), dim=-1)
+                start = len(prompt_ids) - 1
+                expected.append(logprobs[start:].gather(1, ids[0, 1:][start:, None]).mean().item())
+            assert teacher.option_scores(request) == pytest.approx(expected, abs=1e-4)
