@@ -33,6 +33,7 @@ KNOBS = {  # make variables -> parameter keys (`make ablation NAME=... LORA_R=32
     "QUANT": "training.quantization", "EPOCHS": "training.epochs", "FULL": "ablation_runs",
 }
 SUMMARY_METRICS = ("bleu_nltk", "rouge1", "bertscore_f1")
+DIFFERENCE_COLUMNS = ["comparison", "metric", "difference", "low", "high", "personas", "model", "records"]
 
 
 def overrides_for(name: str, knobs: dict[str, str]) -> dict:
@@ -79,6 +80,8 @@ def run_summary(profile: str, run: str, overrides: dict) -> list[dict]:
                           ("closed_alignment", ["agreement_with_respondent"])):
         if (tables / f"{name}.csv").exists():
             extra[name] = pd.read_csv(tables / f"{name}.csv").set_index("variant")[columns]
+    answers = pd.read_csv(folder / "per_example_scores.csv", keep_default_na=False) if (
+        folder / "per_example_scores.csv").exists() else None
     training = json.loads((folder / "training_metrics.json").read_text()) if (
         folder / "training_metrics.json").exists() else {}
     rows = []
@@ -88,11 +91,20 @@ def run_summary(profile: str, run: str, overrides: dict) -> list[dict]:
         more = {column: frame.loc[row.variant, column] if row.variant in frame.index else None
                 for frame in extra.values() for column in frame.columns}
         rows.append({"run": run or "main", "overrides": json.dumps(overrides, sort_keys=True), **row.to_dict(),
-                     **more, "train_examples": cost.get("train_examples"),
+                     **more, **top_answer(answers, row.variant), "train_examples": cost.get("train_examples"),
                      "trainable_parameters": cost.get("trainable_parameters"),
                      "train_wall_s": cost.get("wall_time_s_this_session"),
                      "peak_process_memory_gib": cost.get("peak_process_memory_gib")})
     return rows
+
+
+def top_answer(answers: pd.DataFrame | None, variant: str) -> dict:
+    """The variant's most frequent answer text and its share of all answers: a collapsed model (one answer to
+    every question) shows here before it shows in any mean."""
+    if answers is None or "prediction" not in answers or variant not in set(answers.variant):
+        return {"top_answer": None, "top_answer_share": None}
+    counts = answers[answers.variant == variant].prediction.value_counts()
+    return {"top_answer": counts.index[0][:40], "top_answer_share": counts.iloc[0] / counts.sum()}
 
 
 def finished_runs(profile: str) -> dict[str, dict]:
@@ -124,7 +136,7 @@ def cross_run_differences(profile: str, reference: str = REFERENCE_RUN, columns=
     scores = {run: pd.read_csv(run_folder(profile, run) / "per_example_scores.csv")
               for run in finished_runs(profile) if (run_folder(profile, run) / "per_example_scores.csv").exists()}
     if reference not in scores:
-        return pd.DataFrame(columns=["comparison", "metric", "difference", "low", "high", "personas", "records"])
+        return pd.DataFrame(columns=DIFFERENCE_COLUMNS)
     ref = scores.pop(reference)
     parts = []
     for run, frame in scores.items():
@@ -138,7 +150,7 @@ def cross_run_differences(profile: str, reference: str = REFERENCE_RUN, columns=
                                       run, reference)
             parts.append(diff.assign(model=variant, records=len(common)))
     if not parts:
-        return pd.DataFrame(columns=["comparison", "metric", "difference", "low", "high", "personas", "records"])
+        return pd.DataFrame(columns=DIFFERENCE_COLUMNS)
     return pd.concat(parts, ignore_index=True)
 
 
@@ -192,37 +204,60 @@ def ablation_report(profile: str) -> pd.DataFrame:
              "## Fine-tuned variant per run", "",
              "Means with 95 % persona-bootstrap intervals on each run's test records; `fidelity_gap` is the open "
              "answers' similarity to their own persona card minus a mismatched card; `agreement_with_respondent` "
-             "is the share of linked closed questions answered as the real GSS respondent did.", "",
+             "is the share of linked closed questions answered as the real GSS respondent did; `top_answer_share` "
+             "is the share of all answers that are the run's most frequent answer text (`top_answer`), open "
+             "questions included: a high share means the model collapsed onto one answer.", "",
              lora[[c for c in ("run", "overrides", "n", "personas", "bleu_nltk", "rouge1", "bertscore_f1",
-                               "fidelity_gap", "agreement_with_respondent", "train_examples", "trainable_parameters",
+                               "fidelity_gap", "agreement_with_respondent", "top_answer", "top_answer_share",
+                               "train_examples", "trainable_parameters",
                                "train_wall_s", "peak_process_memory_gib") if c in lora.columns]
                   ].to_markdown(index=False, floatfmt=".3f"), ""]
     for _, row in lora.iterrows():
         caveat = (f" Only {int(row.personas)} test personas: too few to say anything." if row.personas <
                   MIN_PERSONAS_FOR_INTERVALS else "")
+        top = (f" Most frequent answer: {row.top_answer!r} ({row.top_answer_share:.0%} of all answers)."
+               if isinstance(row.get("top_answer"), str) else "")
         lines.append(f"- `{row.run}`: BLEU {fmt(row, 'bleu_nltk')}, ROUGE-1 {fmt(row, 'rouge1')}, BERTScore "
-                     f"{fmt(row, 'bertscore_f1')}.{caveat}")
+                     f"{fmt(row, 'bertscore_f1')}.{top}{caveat}")
     lines += ["", f"## Each ablation against `{REFERENCE_RUN}` (paired on the same test records)", ""]
-    if differences.empty:
-        lines.append(f"No paired comparison: the reference run `{REFERENCE_RUN}` has not finished "
-                     f"(`make ablation NAME={REFERENCE_RUN} PROFILE={profile}`).")
-    else:
-        runs = finished_runs(profile)
-        for (comparison, model), rows in differences.groupby(["comparison", "model"], sort=True):
-            run = comparison.split(" - ")[0]
-            lines.append(describe_difference(run, runs.get(run, {}), rows, REFERENCE_RUN))
-        lines += ["", "A held-out run's records are the held-out domain's test records, so its comparison is "
-                  "held-out against in-domain training on the same questions and personas. Rank runs change "
-                  "trainable parameters and memory (table above) as well as quality."]
-    lines += ["", "Overlapping intervals mean the embedded scale cannot separate the settings; the paper profile "
+    runs = finished_runs(profile)
+    comparisons = [describe_difference(comparison.split(" - ")[0], runs.get(comparison.split(" - ")[0], {}), rows,
+                                       REFERENCE_RUN)
+                   for (comparison, model), rows in differences.groupby(["comparison", "model"], sort=True)]
+    if not comparisons:
+        comparisons = [f"No paired comparison: the reference run `{REFERENCE_RUN}` has not finished "
+                       f"(`make ablation NAME={REFERENCE_RUN} PROFILE={profile}`)."]
+    lines += comparisons
+    lines += ["", "A held-out run's records are the held-out domain's test records, so its comparison is held-out "
+              "against in-domain training on the same questions and personas. Rank runs change trainable "
+              "parameters and memory (table above) as well as quality.", "",
+              "Overlapping intervals mean the embedded scale cannot separate the settings; the paper profile "
               "(`make ablations PROFILE=paper`) is where the differences can show.", ""]
     atomic_write_text(paths.results_dir(profile) / "ablations.md", "\n".join(lines))
+    add_readme_section(paths.results_dir(profile) / "README.md", "Ablations (notebook 05)", [
+        f"Each ablation run against `{REFERENCE_RUN}` on the same test records (fine-tuned variant, paired 95 % "
+        "persona-bootstrap intervals); the runs, their design and costs are in `ablations.md`.", "", *comparisons])
     inputs = {f"{run}/per_example_scores.csv": sha256_file(run_folder(profile, run) / "per_example_scores.csv")
               for run in finished_runs(profile) if (run_folder(profile, run) / "per_example_scores.csv").exists()}
     atomic_write_json(paths.results_dir(profile) / "provenance" / "05_ablations.json", provenance_record(
         config.to_dict(), {"bootstrap": config.seeds.bootstrap, "split": config.seeds.split}, inputs,
         runs=finished_runs(profile), reference=REFERENCE_RUN))
     return table
+
+
+README_MARKERS = ("<!-- ablations: written by notebook 05 -->", "<!-- /ablations -->")
+
+
+def add_readme_section(readme, title: str, body: list[str]) -> None:
+    """Put (or replace) notebook 05's section at the end of the results README that notebook 04 wrote."""
+    from .provenance import atomic_write_text
+
+    start, end = README_MARKERS
+    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    if start in text:
+        text = text[: text.index(start)].rstrip("\n") + "\n" + text[text.index(end) + len(end):].lstrip("\n")
+    section = "\n".join([start, f"## {title}", "", *body, end])
+    atomic_write_text(readme, text.rstrip("\n") + "\n\n" + section + "\n")
 
 
 def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame) -> None:

@@ -547,13 +547,23 @@ def results_readme(config, tables: dict[str, pd.DataFrame]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFILE
+if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFILE: the main run and every ablation run
+    import json
     import sys
 
     from .config import load_config
 
     profile = sys.argv[2] if len(sys.argv) > 2 else "default"
-    mismatched = check_results(load_config(profile))
-    if mismatched:
-        sys.exit(f"results/{profile}: recomputed tables differ from the stored ones: {mismatched}")
-    print(f"results/{profile}: every table recomputed from the stored answers matches")
+    configs = [load_config(profile)]
+    for overrides_file in sorted((paths.results_dir(profile) / "runs").glob("*/overrides.json")):
+        overrides = json.loads(overrides_file.read_text()) | {"run": overrides_file.parent.name}
+        configs.append(load_config(profile, overrides=overrides))
+    failed = False
+    for config in configs:
+        mismatched = check_results(config)
+        if mismatched:
+            failed = True
+            print(f"results/{config.output_key}: recomputed tables differ from the stored ones: {mismatched}")
+        else:
+            print(f"results/{config.output_key}: every table recomputed from the stored answers matches")
+    sys.exit(1 if failed else 0)

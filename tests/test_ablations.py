@@ -37,6 +37,7 @@ def write_run(profile, run, overrides, rouge1, bertscore, personas=12, per_perso
     """A finished run as notebook 04 leaves it: per-example scores, a model comparison table, overrides."""
     folder = paths.results_dir(f"{profile}/runs/{run}") if run else paths.results_dir(profile)
     rows = [{"variant": "m-lora", "id": f"p{p:02d}--q{q}", "persona_id": f"p{p:02d}", "bleu_nltk": 0.1,
+             "prediction": "Yes" if q == 0 else f"answer {p} {q}",
              "rouge1": rouge1(p, q), "bertscore_f1": bertscore(p, q)} for p in range(personas) for q in range(per_persona)]
     scores = pd.DataFrame(rows)
     (folder / "tables").mkdir(parents=True, exist_ok=True)
@@ -77,10 +78,15 @@ def test_report_pairs_each_run_with_the_reference_on_the_same_records(tmp_roots)
     table = ablation_report("smoke")
     assert sorted(table.run) == ["heldout-x", "main", "rank16", "rank8"]
     assert table.set_index("run").loc["rank8", "trainable_parameters"] == 305_280 * 8
+    assert table.set_index("run").loc["rank8", ["top_answer", "top_answer_share"]].tolist() == ["Yes", 0.25]
     report = (paths.results_dir("smoke") / "ablations.md").read_text()
     assert "`rank8` (lora.alpha=16, lora.r=8), 48 records of 12 personas" in report
     assert "rouge1 +0.100 [+0.100, +0.100]" in report and "rouge1 higher than `rank16`" in report
     assert "Only 3 test personas: too few to say anything" in report
+    readme = (paths.results_dir("smoke") / "README.md").read_text()
+    assert "## Ablations (notebook 05)" in readme and "rouge1 +0.100 [+0.100, +0.100]" in readme
+    ablation_report("smoke")  # again: the section is replaced, not repeated
+    assert (paths.results_dir("smoke") / "README.md").read_text() == readme
     stored = pd.read_csv(paths.tables_dir("smoke") / "ablation_differences.csv")
     assert len(stored) == 2 * len(METRICS)
     for name in ("ablation_rank", "ablation_runs"):

@@ -112,6 +112,9 @@ def test_make_ablations_runs_the_set_and_notebook_05_on_smoke():
     assert "rank8 - rank16" in differences
     assert "Only 1 test personas: too few to say anything" in (paths.results_dir("smoke") / "ablations.md").read_text()
     assert subprocess.run(["make", "-q", "ablations", "PROFILE=smoke", runs], cwd=paths.PROJECT_ROOT).returncode == 0
+    checked = subprocess.run(["make", "check-results", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True,
+                             capture_output=True, text=True).stdout
+    assert "results/smoke/runs/rank8: every table recomputed from the stored answers matches" in checked
 
 
 @pytest.mark.slow
