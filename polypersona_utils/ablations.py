@@ -279,7 +279,9 @@ def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame
                                              ("peak_process_memory_gib", "peak process memory (GiB)"))):
         ax.plot(ranked["rank"], ranked[column].astype(float), "o-")
         ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=label)
+        ax.set_ylim(bottom=0)  # from zero: small cost differences should look small
         ax.set_xticks(ranked["rank"].tolist(), [str(r) for r in ranked["rank"]])
+        ax.minorticks_off()
     for ax, metric in zip(axes[0], SUMMARY_METRICS):
         # clip: an interval of zero width can come out a rounding error below its mean
         err = [(ranked[metric] - ranked[f"{metric}_low"]).clip(lower=0),
@@ -287,6 +289,7 @@ def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame
         ax.errorbar(ranked["rank"], ranked[metric], yerr=err, fmt="o-", capsize=3)
         ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=metric)
         ax.set_xticks(ranked["rank"].tolist(), [str(r) for r in ranked["rank"]])
+        ax.minorticks_off()
     fig.suptitle(f"Quality (95 % intervals) and cost against LoRA rank ({profile} profile, ablation subset)")
     fig.tight_layout()
     save_figure(fig, paths.figures_dir(profile) / "ablation_rank")
