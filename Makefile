@@ -104,12 +104,12 @@ endef
 ## ablation: one ablation run, e.g. make ablation NAME=rank32 LORA_R=32 (knobs: LORA_R HELDOUT NO_PERSONA QUANT EPOCHS FULL)
 .PHONY: ablation
 ablation: $(DATA) | $(INSTALLED)
-	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<run> [LORA_R=..] [HELDOUT=..] [NO_PERSONA=1] [QUANT=none]"; exit 2; }
+	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<run> [LORA_R=..] [HELDOUT=..] [NO_PERSONA=1] [QUANT=none] [EPOCHS=..] [FULL=1]"; exit 2; }
 	$(call run_ablation,$(NAME))
 
 $(RUNS_DIR)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb notebooks/04_metrics.ipynb \
                              $(DATA) $(STAMPS)/train.json $(STAMPS)/generate.json $(STAMPS)/metrics.json \
-                             $(PACKAGE) | $(INSTALLED)
+                             $(STAMPS)/ablation_runs.json $(PACKAGE) | $(INSTALLED)
 	$(call run_ablation,$*)
 
 ## ablations: the standard ablation runs (or ABLATION_RUNS="...") and notebook 05 -> results/PROFILE/ablations.md

@@ -392,10 +392,11 @@ def load_config(profile_or_path: str | Path, overrides: dict[str, Any] | None = 
 STEP_SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("profile", "description", "personas", "questions", "references", "splits", "seeds.persona_sample",
              "seeds.question_sample", "seeds.split", "seeds.teacher"),
-    "train": ("models", "lora", "training", "seeds.training", "ablation", "ablation_runs"),
+    "train": ("models", "lora", "training", "seeds.training", "ablation"),
     "generate": ("models", "generation", "training.quantization", "training.compute_dtype", "seeds.sampling",
-                 "ablation", "ablation_runs"),
-    "metrics": ("models", "metrics", "seeds.bootstrap", "ablation", "ablation_runs"),
+                 "ablation"),
+    "metrics": ("models", "metrics", "seeds.bootstrap", "ablation"),
+    "ablation_runs": ("ablation_runs",),  # read by ablation runs only, never by the main run
 }
 
 
