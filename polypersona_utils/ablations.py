@@ -221,9 +221,10 @@ def ablation_report(profile: str) -> pd.DataFrame:
                      f"{fmt(row, 'bertscore_f1')}.{top}{caveat}")
     lines += ["", f"## Each ablation against `{REFERENCE_RUN}` (paired on the same test records)", ""]
     runs = finished_runs(profile)
-    comparisons = [describe_difference(comparison.split(" - ")[0], runs.get(comparison.split(" - ")[0], {}), rows,
-                                       REFERENCE_RUN)
-                   for (comparison, model), rows in differences.groupby(["comparison", "model"], sort=True)]
+    comparisons = []
+    for (comparison, model), rows in differences.groupby(["comparison", "model"], sort=True):
+        run = comparison.split(" - ")[0]
+        comparisons.append(describe_difference(run, runs.get(run, {}), rows, REFERENCE_RUN))
     if not comparisons:
         comparisons = [f"No paired comparison: the reference run `{REFERENCE_RUN}` has not finished "
                        f"(`make ablation NAME={REFERENCE_RUN} PROFILE={profile}`)."]
@@ -238,10 +239,10 @@ def ablation_report(profile: str) -> pd.DataFrame:
         f"Each ablation run against `{REFERENCE_RUN}` on the same test records (fine-tuned variant, paired 95 % "
         "persona-bootstrap intervals); the runs, their design and costs are in `ablations.md`.", "", *comparisons])
     inputs = {f"{run}/per_example_scores.csv": sha256_file(run_folder(profile, run) / "per_example_scores.csv")
-              for run in finished_runs(profile) if (run_folder(profile, run) / "per_example_scores.csv").exists()}
+              for run in runs if (run_folder(profile, run) / "per_example_scores.csv").exists()}
     atomic_write_json(paths.results_dir(profile) / "provenance" / "05_ablations.json", provenance_record(
         config.to_dict(), {"bootstrap": config.seeds.bootstrap, "split": config.seeds.split}, inputs,
-        runs=finished_runs(profile), reference=REFERENCE_RUN))
+        runs=runs, reference=REFERENCE_RUN))
     return table
 
 
@@ -273,23 +274,24 @@ def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame
     ranked = runs[runs.overrides.apply(lambda o: set(json.loads(o)) <= {"lora.r", "lora.alpha"})].copy()
     ranked["rank"] = ranked.overrides.apply(lambda o: json.loads(o).get("lora.r", 16))  # rank16: the profile's r
     ranked = ranked.sort_values("rank")
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7))
-    for ax, (column, label) in zip(axes[1], (("trainable_parameters", "trainable parameters"),
-                                             ("train_wall_s", "training time (s)"),
-                                             ("peak_process_memory_gib", "peak process memory (GiB)"))):
-        ax.plot(ranked["rank"], ranked[column].astype(float), "o-")
-        ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=label)
-        ax.set_ylim(bottom=0)  # from zero: small cost differences should look small
+    def rank_axis(ax, title: str) -> None:
+        ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=title)
         ax.set_xticks(ranked["rank"].tolist(), [str(r) for r in ranked["rank"]])
         ax.minorticks_off()
+
+    fig, axes = plt.subplots(2, 3, figsize=(12, 7))
     for ax, metric in zip(axes[0], SUMMARY_METRICS):
         # clip: an interval of zero width can come out a rounding error below its mean
         err = [(ranked[metric] - ranked[f"{metric}_low"]).clip(lower=0),
                (ranked[f"{metric}_high"] - ranked[metric]).clip(lower=0)]
         ax.errorbar(ranked["rank"], ranked[metric], yerr=err, fmt="o-", capsize=3)
-        ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=metric)
-        ax.set_xticks(ranked["rank"].tolist(), [str(r) for r in ranked["rank"]])
-        ax.minorticks_off()
+        rank_axis(ax, metric)
+    for ax, (column, label) in zip(axes[1], (("trainable_parameters", "trainable parameters"),
+                                             ("train_wall_s", "training time (s)"),
+                                             ("peak_process_memory_gib", "peak process memory (GiB)"))):
+        ax.plot(ranked["rank"], ranked[column].astype(float), "o-")
+        rank_axis(ax, label)
+        ax.set_ylim(bottom=0)  # from zero: small cost differences should look small
     fig.suptitle(f"Quality (95 % intervals) and cost against LoRA rank ({profile} profile, ablation subset)")
     fig.tight_layout()
     save_figure(fig, paths.figures_dir(profile) / "ablation_rank")

@@ -412,14 +412,14 @@ def step_settings(config: Config, step: str) -> dict[str, Any]:
     return out
 
 
-def write_step_stamp(profile: str, step: str, path: Path) -> bool:
+def write_step_stamp(config: Config, step: str, path: Path) -> bool:
     """Write `step`'s settings to `path` unless the file already holds them (its date then stays, and make sees
     nothing new). Returns whether it wrote."""
     import json
 
     from .provenance import atomic_write_text
 
-    text = json.dumps(step_settings(load_config(profile), step), indent=1, sort_keys=True) + "\n"
+    text = json.dumps(step_settings(config, step), indent=1, sort_keys=True) + "\n"
     if path.exists() and path.read_text(encoding="utf-8") == text:
         return False
     atomic_write_text(path, text)
@@ -428,7 +428,8 @@ def write_step_stamp(profile: str, step: str, path: Path) -> bool:
 
 def write_step_stamps(profile: str, folder: Path) -> list[str]:
     """Every step's stamp under `folder`; returns the steps whose settings changed."""
-    return [step for step in STEP_SECTIONS if write_step_stamp(profile, step, Path(folder) / f"{step}.json")]
+    config = load_config(profile)  # once: make runs this at every start
+    return [step for step in STEP_SECTIONS if write_step_stamp(config, step, Path(folder) / f"{step}.json")]
 
 
 if __name__ == "__main__":  # python -m polypersona_utils.config stamps PROFILE FOLDER (run by the Makefile)

@@ -548,16 +548,14 @@ def results_readme(config, tables: dict[str, pd.DataFrame]) -> str:
 
 
 if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFILE: the main run and every ablation run
-    import json
     import sys
 
+    from .ablations import finished_runs
     from .config import load_config
 
     profile = sys.argv[2] if len(sys.argv) > 2 else "default"
-    configs = [load_config(profile)]
-    for overrides_file in sorted((paths.results_dir(profile) / "runs").glob("*/overrides.json")):
-        overrides = json.loads(overrides_file.read_text()) | {"run": overrides_file.parent.name}
-        configs.append(load_config(profile, overrides=overrides))
+    configs = [load_config(profile)] + [load_config(profile, overrides=overrides | {"run": run})
+                                        for run, overrides in finished_runs(profile).items()]
     failed = False
     for config in configs:
         mismatched = check_results(config)

@@ -107,10 +107,10 @@ def test_step_stamp_changes_only_with_its_own_settings(tmp_path):
 
     params = write(tmp_path, "profile: x\ngeneration:\n  temperature: 0.7\n")
     stamps = {step: tmp_path / f"{step}.json" for step in ("data", "train", "generate", "metrics")}
-    assert all(write_step_stamp(str(params), step, path) for step, path in stamps.items())
+    assert all(write_step_stamp(load_config(params), step, path) for step, path in stamps.items())
     params.write_text("profile: x\ngeneration:\n  temperature: 0.9\n")  # a generation setting only
-    rewritten = {step for step, path in stamps.items() if write_step_stamp(str(params), step, path)}
+    rewritten = {step for step, path in stamps.items() if write_step_stamp(load_config(params), step, path)}
     assert rewritten == {"generate"}
     assert '"generation"' in stamps["generate"].read_text() and "0.9" in stamps["generate"].read_text()
     params.write_text("profile: x\ngeneration:\n  temperature: 0.9\nlora:\n  r: 8\n")
-    assert {step for step, path in stamps.items() if write_step_stamp(str(params), step, path)} == {"train"}
+    assert {step for step, path in stamps.items() if write_step_stamp(load_config(params), step, path)} == {"train"}
