@@ -7,6 +7,7 @@ naming the file and the dotted key (the alignment-handbook recipe pattern, witho
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Any, Literal, Optional
 import yaml
 
 from . import paths
+from .models import is_hub_id
+from .questions import QUESTION_TYPES
 
 
 class ConfigError(ValueError):
@@ -97,6 +100,8 @@ class ReferencesConfig:
     batch_size: int = 8
 
     def validate(self) -> None:
+        if self.teacher_backend == "local" and is_hub_id(self.teacher_model) and not self.teacher_revision:
+            raise ValueError(f"teacher_revision: required for the hub model '{self.teacher_model}'")
         if self.mode == "import" and not self.import_path:
             raise ValueError("import_path: required when mode is 'import'")
         if self.teacher_backend == "http" and not (self.http_url and self.http_model):
@@ -128,6 +133,10 @@ class ModelSpec:
     chat_template: Optional[Literal["chatml"]] = None  # supplied by the project when the tokenizer has none
     train: bool = True  # False: zero-shot comparison only (the paper's larger baselines)
 
+    def validate(self) -> None:
+        if is_hub_id(self.model_id) and not self.revision:
+            raise ValueError(f"revision: required for the hub model '{self.model_id}' (a pinned commit hash)")
+
 
 @dataclass(frozen=True)
 class LoraConfig:
@@ -155,7 +164,9 @@ class TrainingConfig:
     epochs: float = 3.0
     per_device_batch_size: int = 4
     gradient_accumulation_steps: int = 4
-    lr_scheduler: str = "cosine"
+    # Schedulers that need no extra arguments (transformers' SchedulerType values; a test checks they exist there).
+    lr_scheduler: Literal["linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                          "constant_with_warmup", "inverse_sqrt"] = "cosine"
     warmup_ratio: float = 0.03
     max_grad_norm: float = 0.3
     max_seq_length: int = 512
@@ -188,9 +199,15 @@ class GenerationConfig:
     def validate(self) -> None:
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ValueError("temperature must be >= 0 and top_p in (0, 1]")
-        missing = {"open", "likert", "yesno", "agreement"} - set(self.max_new_tokens)
+        missing = set(QUESTION_TYPES) - set(self.max_new_tokens)
         if missing:
             raise ValueError(f"max_new_tokens: missing question types {sorted(missing)}")
+        unknown = set(self.max_new_tokens) - set(QUESTION_TYPES)
+        if unknown:
+            raise ValueError(f"max_new_tokens: unknown question types {sorted(unknown)} (known: {QUESTION_TYPES})")
+        small = {kind: n for kind, n in self.max_new_tokens.items() if n < 1}
+        if small or self.batch_size < 1:
+            raise ValueError(f"max_new_tokens (each) and batch_size: must be at least 1, got {small or self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -208,6 +225,8 @@ class MetricsConfig:
     bootstrap_samples: int = 1000
 
     def validate(self) -> None:
+        if is_hub_id(self.bertscore_model) and not self.bertscore_revision:
+            raise ValueError(f"bertscore_revision: required for the hub model '{self.bertscore_model}'")
         if self.bertscore_num_layers < 1 or self.bootstrap_samples < 100:
             raise ValueError("bertscore_num_layers must be >= 1 and bootstrap_samples >= 100")
 
@@ -317,6 +336,8 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
                 raise ConfigError(f"{where}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -365,18 +386,46 @@ def _apply_override(data: dict, dotted_key: str, value: Any) -> None:
     node[last] = value
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def load_config(profile_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """Read `params/<profile>.yaml` (or a YAML path) into a validated `Config`."""
+    """Read `params/<profile>.yaml` (or a YAML path) into a validated `Config`.
+
+    A profile's identity is its file name: `profile:` in the file, when given, must say the same, so a copied
+    profile can never write into the original's artifacts and results."""
     path = paths.params_file(str(profile_or_path))
     if not path.exists():
         available = sorted(p.stem for p in paths.PARAMS_DIR.glob("*.yaml"))
         raise ConfigError(f"{path}: no such profile file (available profiles: {available})")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        raise ConfigError(f"{path}: empty profile file (expected at least `profile: {path.stem}`)")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    if data.get("profile", path.stem) != path.stem:
+        raise ConfigError(f"{path}: profile: {data['profile']!r} differs from the file name; a profile is named by "
+                          f"its file (set `profile: {path.stem}`), so that it writes only under "
+                          f"artifacts/{path.stem} and results/{path.stem}")
+    data["profile"] = path.stem
+    if "profile" in (overrides or {}):
+        raise ConfigError(f"{path}: profile: set by its file name, not by an override")
     for key, value in (overrides or {}).items():
         _apply_override(data, key, value)
     try:

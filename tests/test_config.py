@@ -5,7 +5,7 @@ from polypersona_utils.config import ConfigError, load_config
 
 
 def write(tmp_path, text):
-    path = tmp_path / "profile.yaml"
+    path = tmp_path / "x.yaml"  # the profile name is the file's: `profile: x`
     path.write_text(text)
     return path
 
@@ -60,11 +60,55 @@ def test_impossible_values(tmp_path):
         load_config(write(tmp_path, "profile: x\ntraining:\n  quantization: int3\n"))
 
 
-def test_missing_required_and_bad_yaml(tmp_path):
-    with pytest.raises(ConfigError, match="profile"):
-        load_config(write(tmp_path, "description: no profile name\n"))
+def test_profile_name_comes_from_the_file_and_bad_yaml_is_named(tmp_path):
+    assert load_config(write(tmp_path, "description: no profile key\n")).profile == "x"
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(write(tmp_path, "profile: [unclosed\n"))
+    with pytest.raises(ConfigError, match="x.yaml: empty profile file"):
+        load_config(write(tmp_path, ""))
+
+
+def test_a_copied_profile_keeping_the_original_name_is_refused(tmp_path):
+    """`cp params/smoke.yaml params/mytiny.yaml` without editing `profile:` would write into smoke's folders."""
+    copy = tmp_path / "mytiny.yaml"
+    copy.write_text(paths.params_file("smoke").read_text())
+    with pytest.raises(ConfigError, match=r"mytiny.yaml: profile: 'smoke' differs from the file name"):
+        load_config(copy)
+    copy.write_text(paths.params_file("smoke").read_text().replace("profile: smoke", "profile: mytiny"))
+    assert load_config(copy).profile == "mytiny"
+    with pytest.raises(ConfigError, match="profile: set by its file name"):
+        load_config("smoke", overrides={"profile": "default"})
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("training:\n  epochs: .nan\n", r"training.epochs: must be a finite number, got nan"),
+    ("training:\n  epochs: .inf\n", r"training.epochs: must be a finite number, got inf"),
+    ("splits:\n  train: .nan\n", r"splits.train: must be a finite number"),
+    ("generation:\n  max_new_tokens: {open: -5, likert: 8, yesno: 4, agreement: 8}\n",
+     r"generation.max_new_tokens \(each\) and batch_size: must be at least 1, got \{'open': -5\}"),
+    ("generation:\n  max_new_tokens: {open: 5, likert: 8, yesno: 4, agreement: 8, essay: 9}\n",
+     r"unknown question types \['essay'\]"),
+    ("training:\n  lr_scheduler: cosinus\n", r"training.lr_scheduler: must be one of \['linear', 'cosine'"),
+    ("models:\n  - name: tl\n    model_id: TinyLlama/TinyLlama-1.1B-Chat-v1.0\n",
+     r"models\[0\].revision: required for the hub model 'TinyLlama/TinyLlama-1.1B-Chat-v1.0'"),
+    ("references:\n  teacher_model: Qwen/Qwen2.5-0.5B-Instruct\n", r"references.teacher_revision: required"),
+    ("lora:\n  r: 8\n  r: 16\n", r"duplicate key 'r' \(first on line 3\)"),
+])
+def test_impossible_values_are_refused_naming_file_and_key(tmp_path, yaml_text, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_config(write(tmp_path, "profile: x\n" + yaml_text))
+    assert str(tmp_path / "x.yaml") in str(err.value)
+
+
+def test_every_allowed_scheduler_is_one_transformers_has():
+    import typing
+
+    from transformers import SchedulerType
+
+    from polypersona_utils.config import TrainingConfig
+
+    allowed = typing.get_args(typing.get_type_hints(TrainingConfig)["lr_scheduler"])
+    assert set(allowed) <= {s.value for s in SchedulerType}
 
 
 def test_missing_profile_lists_available():

@@ -111,7 +111,7 @@ def test_malformed_panel_writes_nothing(tmp_roots, hash_teacher, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text((FIXTURES / "panel.csv").read_text().replace("nurse-01,34", "nurse-01,"))
     config = load_config("smoke", overrides={"personas.source": "file", "personas.path": str(bad)})
-    with pytest.raises(ValueError, match="row 2: field 'age'"):
+    with pytest.raises(ValueError, match="line 2: field 'age'"):
         build_dataset(config, progress=False, teacher=hash_teacher)
     assert not paths.artifacts_dir("smoke").exists() and not paths.results_dir("smoke").exists()
 

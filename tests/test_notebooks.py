@@ -134,7 +134,7 @@ def test_a_failing_notebook_stops_make_and_names_the_partial_notebook(tmp_path):
         assert f"notebook 01_build_dataset failed; partial notebook: results/{profile}/executed/" in done.stdout
         errors = [o for c in json.loads(partial.read_text())["cells"] for o in c.get("outputs", [])
                   if o.get("output_type") == "error"]
-        assert errors and "row 2: field 'age'" in errors[0]["evalue"]
+        assert errors and "line 2: field 'age'" in errors[0]["evalue"]
         assert not (paths.data_dir(profile) / "manifest.json").exists()  # the make target was not written
     finally:
         import shutil

@@ -74,12 +74,12 @@ def rows(**change):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"gender": ""}, "row 2: field 'gender' is missing or empty"),
-    ({"age": "forty"}, "row 2: field 'age' must be a whole number"),
-    ({"age": 7}, "row 2: field 'age' must be between 18 and 120"),
-    ({"values": ["only one"]}, "row 2: field 'values' must hold exactly two"),
-    ({"persona_id": "a"}, "row 2: field 'persona_id': duplicate 'a'"),
-    ({"shoe_size": 44}, "row 2: unknown field 'shoe_size'"),
+    ({"gender": ""}, "line 2: field 'gender' missing or empty"),
+    ({"age": "forty"}, "line 2: field 'age' must be a whole number"),
+    ({"age": 7}, "line 2: field 'age' must be between 18 and 120"),
+    ({"values": ["only one"]}, "line 2: field 'values' must hold exactly two"),
+    ({"persona_id": "a"}, "line 2: field 'persona_id': duplicate 'a'"),
+    ({"shoe_size": 44}, "line 2: unknown field 'shoe_size'"),
 ])
 def test_malformed_jsonl_panel_names_row_and_field(tmp_path, change, message):
     path = tmp_path / "panel.jsonl"
@@ -93,7 +93,7 @@ def test_malformed_csv_row_is_numbered_as_in_the_file(tmp_path):
     lines[3] = lines[3].replace(",in school,", ",,")
     path = tmp_path / "panel.csv"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(PersonaError, match=r"row 4: field 'occupation' is missing"):
+    with pytest.raises(PersonaError, match=r"line 4: field 'occupation' missing"):
         file_panel(path)
 
 
