@@ -79,7 +79,8 @@ def run_summary(profile: str, run: str, overrides: dict) -> list[dict]:
     for name, columns in (("persona_fidelity", ["fidelity_gap", "fidelity_gap_low", "fidelity_gap_high"]),
                           ("closed_alignment", ["agreement_with_respondent"])):
         if (tables / f"{name}.csv").exists():
-            extra[name] = pd.read_csv(tables / f"{name}.csv").set_index("variant")[columns]
+            # reindex, not []: a table from an older or empty run may lack a column; it reads as missing.
+            extra[name] = pd.read_csv(tables / f"{name}.csv").set_index("variant").reindex(columns=columns)
     answers = pd.read_csv(folder / "per_example_scores.csv", keep_default_na=False) if (
         folder / "per_example_scores.csv").exists() else None
     training = json.loads((folder / "training_metrics.json").read_text()) if (

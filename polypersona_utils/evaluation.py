@@ -107,7 +107,9 @@ def with_intervals(frame: pd.DataFrame, columns, resamples_of) -> pd.DataFrame:
             mean, low, high = mean_with_interval(part[column].to_numpy(float), resamples)
             row.update({column: mean, f"{column}_low": low, f"{column}_high": high})
         rows.append(row)
-    return pd.DataFrame(rows)
+    # The same columns when there is nothing to summarise (a run whose test records hold no open answer).
+    return pd.DataFrame(rows, columns=["variant", "n", "personas",
+                                       *(f"{c}{s}" for c in columns for s in ("", "_low", "_high"))])
 
 
 def paired_differences(frame: pd.DataFrame, columns, seed: int, n_samples: int, better: str, worse: str
@@ -299,7 +301,7 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     cards = {r["persona_id"]: r["persona"] for r in test}
     fidelity, tables["diversity"] = fidelity_and_diversity(frame, cards)
     tables["persona_fidelity"] = with_intervals(fidelity, ("own_card_sim", "other_card_sim", "fidelity_gap"),
-                                                persona_resamples(config)) if len(fidelity) else fidelity
+                                                persona_resamples(config))
     bank = load_question_bank(config.questions.bank_path)
     tables["subgroup_alignment"] = subgroup_alignment(
         frame, cards, {q.question_id: q.gss_item for q in bank.questions if q.gss_item and q.is_closed},

@@ -26,10 +26,22 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+def ensure_folder(folder: Path) -> Path:
+    """`mkdir -p`, with a message naming the path when a file stands where a folder is needed."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise NotADirectoryError(f"{blocking}: is a file, but {folder} needs it to be a folder; move it away") \
+            from None
+    return folder
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename: a reader never sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the permissions open() would
@@ -38,6 +50,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # a full or read-only disk: say which file; the old one, if any, is untouched
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, f"{path}: could not write ({exc.strerror})") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

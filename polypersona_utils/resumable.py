@@ -6,16 +6,22 @@ of an uninterrupted one: no duplicate, no gap, and identical inputs are never co
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Callable, Hashable, Iterable, Sequence, TypeVar
 
-from .provenance import canonical_json
+from .provenance import canonical_json, ensure_folder
 
 log = logging.getLogger(__name__)
 Item = TypeVar("Item", bound=Hashable)
+
+
+class ResumableLogError(ValueError):
+    """A results log that cannot be resumed as it is; the message names the file and the line."""
 
 
 def read_log(path: Path) -> dict[str, dict]:
@@ -28,19 +34,49 @@ def read_log(path: Path) -> dict[str, dict]:
         log.warning("%s: dropping a half-written last line from an interrupted run", path)
         with open(path, "r+b") as handle:
             handle.truncate(len(complete))
-    rows = (json.loads(line) for line in complete.decode("utf-8").splitlines())
-    return {row["key"]: row for row in rows}
+    rows = {}
+    for number, line in enumerate(complete.decode("utf-8", errors="replace").splitlines(), start=1):
+        try:
+            row = json.loads(line)
+            rows[row["key"]] = row
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ResumableLogError(
+                f"{path}: line {number}: not a result row ({line[:60]!r}); the log is not overwritten. Delete that "
+                f"line to recompute only its batch, or the file to recompute everything") from None
+    return rows
+
+
+@contextlib.contextmanager
+def exclusive_lock(log_path: Path):
+    """Hold `<log>.lock` while a process appends to the log: a second build of the same profile waits for the
+    first, then finds its work done, instead of computing every batch again and appending it twice."""
+    lock_path = log_path.with_name(log_path.name + ".lock")
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("%s: another process is writing this log; waiting for it to finish", log_path)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_batches(items: Iterable[Item], key_of: Callable[[Item], str], order_of: Callable[[Item], tuple],
                 compute: Callable[[Sequence[Item], int], list[dict]], log_path: Path, batch_size: int,
                 desc: str, progress: bool = True) -> dict[Item, dict]:
     """Compute `compute(batch, batch_index) -> one row per item` for every distinct item not yet in the log."""
-    from tqdm import tqdm  # plain text bars: readable in papermill logs and without ipywidgets
-
     keys = {item: key_of(item) for item in set(items)}
     ordered = sorted(keys, key=lambda item: (*order_of(item), keys[item]))
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(log_path.parent)
+    with exclusive_lock(log_path):
+        return _run_locked(ordered, keys, compute, log_path, batch_size, desc, progress)
+
+
+def _run_locked(ordered, keys, compute, log_path, batch_size, desc, progress):
+    from tqdm import tqdm  # plain text bars: readable in papermill logs and without ipywidgets
+
     done = read_log(log_path)
     batches = [ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size)]
     todo = [(index, batch) for index, batch in enumerate(batches) if any(keys[i] not in done for i in batch)]
@@ -48,10 +84,16 @@ def run_batches(items: Iterable[Item], key_of: Callable[[Item], str], order_of: 
              sum(keys[i] in done for i in ordered), len(todo))
     with open(log_path, "a", encoding="utf-8") as handle:
         for index, batch in tqdm(todo, desc=desc, disable=not progress):
-            for item, row in zip(batch, compute(batch, index), strict=True):
+            rows = compute(batch, index)
+            lines = []
+            for item, row in zip(batch, rows, strict=True):
                 if keys[item] not in done:
                     done[keys[item]] = {"key": keys[item], **row}
-                    handle.write(canonical_json(done[keys[item]]) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+                    lines.append(canonical_json(done[keys[item]]) + "\n")
+            try:
+                handle.write("".join(lines))
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as exc:  # a full disk: name the file; the next run drops the half line and redoes it
+                raise OSError(exc.errno, f"{log_path}: could not append results ({exc.strerror})") from exc
     return {item: done[keys[item]] for item in ordered}

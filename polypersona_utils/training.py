@@ -241,7 +241,8 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     tokenizer.save_pretrained(str(run_dir))
     history = trainer.state.log_history
     metrics = {
-        "train_loss": outcome.training_loss,
+        "train_loss": whole_run_train_loss(history),
+        "train_loss_this_session": outcome.training_loss,
         "val_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
         "global_steps": trainer.state.global_step,
         "train_examples": len(datasets["train"]),
@@ -262,6 +263,20 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     shutil.rmtree(checkpoints, ignore_errors=True)  # the finished adapter is in run_dir
     atomic_write_json(marker, {"fingerprint_sha256": key})  # written last: its presence means done
     return TrainResult(run_dir, metrics, True)
+
+
+def whole_run_train_loss(history: list[dict]) -> float | None:
+    """Mean training loss over every optimizer step of the run, resumed or not. A resumed trainer's own figure
+    averages only the steps after the resume; the log history (restored from the checkpoint) holds them all. Each
+    logged loss averages the steps since the previous log, so it is weighted by how many steps it covers."""
+    logged = sorted((h["step"], h["loss"]) for h in history if "loss" in h and "step" in h)
+    if not logged:
+        return None
+    total, previous = 0.0, 0
+    for step, loss in logged:
+        total += loss * (step - previous)
+        previous = step
+    return total / previous
 
 
 def model_card(config, spec, run_name: str, fingerprint: dict, metrics: dict) -> str:

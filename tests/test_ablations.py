@@ -101,3 +101,21 @@ def test_report_without_the_reference_says_so(tmp_roots):
     ablation_report("smoke")
     assert "No paired comparison: the reference run `rank16` has not finished" in (
         paths.results_dir("smoke") / "ablations.md").read_text()
+
+
+def test_summary_reads_a_run_whose_fidelity_table_is_empty(tmp_roots):
+    """The writer's empty table (no open answer on the run's test records) has the interval columns, and the
+    reader accepts a table without them: `make reproduce PROFILE=smoke` once failed here with a KeyError."""
+    from polypersona_utils.ablations import run_summary
+    from polypersona_utils.evaluation import with_intervals
+
+    write_run("p", "tiny", {"lora.r": 8}, lambda p, q: 0.5, lambda p, q: 0.5, personas=1)
+    tables = paths.results_dir("p/runs/tiny") / "tables"
+    empty = with_intervals(pd.DataFrame(columns=["variant", "id", "persona_id", "fidelity_gap"]), ("fidelity_gap",),
+                           lambda part: [])
+    assert {"fidelity_gap_low", "fidelity_gap_high"} <= set(empty.columns)
+    empty.to_csv(tables / "persona_fidelity.csv", index=False)
+    assert run_summary("p", "tiny", {"lora.r": 8})[0]["fidelity_gap"] is None
+    pd.DataFrame([{"variant": "m-lora", "fidelity_gap": 0.1}]).to_csv(tables / "persona_fidelity.csv", index=False)
+    row = run_summary("p", "tiny", {"lora.r": 8})[0]
+    assert row["fidelity_gap"] == 0.1 and pd.isna(row["fidelity_gap_low"])

@@ -189,11 +189,37 @@ def test_killed_training_resumes_to_the_same_adapter(smoke_data, tiny_model_dir,
     subprocess.run(command + ["uninterrupted"], check=True)
     resumed = json.loads((run_dir / "metrics.json").read_text())
     assert resumed["resumed_from"] and resumed["resumed_from"].startswith("checkpoint-")
+    whole = json.loads((paths.adapters_dir("smoke") / "uninterrupted" / "metrics.json").read_text())
+    # Whole-run figures, not the mean of the steps after the resume.
+    assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-4)
+    assert resumed["train_loss_this_session"] != pytest.approx(whole["train_loss"], rel=1e-4)
     a = load_file(run_dir / "adapter_model.safetensors")
     b = load_file(paths.adapters_dir("smoke") / "uninterrupted" / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
+
+
+def test_whole_run_loss_weights_each_log_by_the_steps_it_covers():
+    from polypersona_utils.training import whole_run_train_loss
+
+    history = [{"loss": 3.0, "step": 2}, {"eval_loss": 9.0, "step": 2}, {"loss": 1.0, "step": 3},
+               {"loss": 2.0, "step": 6}]
+    assert whole_run_train_loss(history) == pytest.approx((3.0 * 2 + 1.0 * 1 + 2.0 * 3) / 6)
+    assert whole_run_train_loss([{"eval_loss": 1.0, "step": 1}]) is None
+
+
+def test_training_twice_on_one_machine_gives_the_same_adapter(smoke_data, tiny_model_dir):
+    """Run-to-run determinism of training (same params, same machine); across machines see the README."""
+    from safetensors.torch import load_file
+
+    config = tiny_config(tiny_model_dir)
+    first = train_model(config, config.models[0], run_name="first", progress=False)
+    second = train_model(config, config.models[0], run_name="second", progress=False)
+    a = load_file(first.run_dir / "adapter_model.safetensors")
+    b = load_file(second.run_dir / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert first.metrics["train_loss"] == second.metrics["train_loss"]
 
 
 def test_accelerate_config_and_per_process_device_map(monkeypatch):
