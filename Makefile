@@ -9,10 +9,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-ARTIFACTS := artifacts/$(PROFILE)
-RESULTS := results/$(PROFILE)
+# Where profiles, artifacts and results live (paths.WORKSPACE): this checkout unless WORKSPACE=... is given. The
+# tests point it at a temporary folder so that they never write into the checkout.
+WORKSPACE ?= $(or $(POLYPERSONA_WORKSPACE),.)
+export POLYPERSONA_WORKSPACE := $(abspath $(WORKSPACE))
+ARTIFACTS := $(WORKSPACE)/artifacts/$(PROFILE)
+RESULTS := $(WORKSPACE)/results/$(PROFILE)
 EXECUTED := $(RESULTS)/executed
-PARAMS := params/$(PROFILE).yaml
+PARAMS := $(WORKSPACE)/params/$(PROFILE).yaml
 PACKAGE := $(wildcard polypersona_utils/*.py) polypersona_utils/data/question_bank.yaml
 PAPERMILL := $(PY) -m papermill --cwd notebooks --log-output --request-save-on-cell-execute
 
@@ -55,9 +59,15 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 
 # Step stamps are refreshed each time make starts (a fraction of a second), before it compares dates: a stamp is
 # rewritten, and its step redone, only when that step's settings changed. Before the first install, the rule
-# below writes them.
+# below writes them. A profile that does not load stops make here, with its message said once.
+NO_PROFILE_GOALS := help install test test-fast lab clean
 ifneq ($(wildcard $(PY)),)
-$(shell $(PY) -m polypersona_utils.config stamps $(PROFILE) $(STAMPS) >&2)
+ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),help)),)
+STAMPS_FAILED := $(shell $(PY) -m polypersona_utils.config stamps $(PROFILE) $(STAMPS) || echo failed)
+ifneq ($(STAMPS_FAILED),)
+$(error profile $(PROFILE) cannot be used (the message above says why))
+endif
+endif
 endif
 $(STAMPS)/%.json: | $(INSTALLED)
 	$(PY) -m polypersona_utils.config stamps $(PROFILE) $(STAMPS)
@@ -90,10 +100,11 @@ metrics: $(METRICS)
 $(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(STAMPS)/metrics.json $(PACKAGE) | $(INSTALLED)
 	$(call run_notebook,04_metrics)
 
-# Notebooks 02-04 as ablation run $(1): overrides from the standard set or the knobs, outputs under runs/$(1)/.
+# Notebooks 02-04 as ablation run $(1) with knobs $(2): overrides from the standard set (no knobs) or the knobs,
+# outputs under runs/$(1)/.
 define run_ablation
 	@mkdir -p $(RUNS_DIR)/$(1)/executed
-	$(PY) -m polypersona_utils.ablations overrides $(1) $(ABLATION_KNOBS) > $(RUNS_DIR)/$(1)/overrides.json
+	$(PY) -m polypersona_utils.ablations overrides $(1) $(2) > $(RUNS_DIR)/$(1)/overrides.json
 	@for nb in 02_train 03_generate 04_metrics; do \
 	  $(PAPERMILL) notebooks/$$nb.ipynb $(RUNS_DIR)/$(1)/executed/$$nb.ipynb -p profile $(PROFILE) -p run $(1) \
 	    -r overrides "$$(cat $(RUNS_DIR)/$(1)/overrides.json)" \
@@ -105,12 +116,20 @@ endef
 .PHONY: ablation
 ablation: $(DATA) | $(INSTALLED)
 	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<run> [LORA_R=..] [HELDOUT=..] [NO_PERSONA=1] [QUANT=none] [EPOCHS=..] [FULL=1]"; exit 2; }
-	$(call run_ablation,$(NAME))
+	$(call run_ablation,$(NAME),$(ABLATION_KNOBS))
 
 $(RUNS_DIR)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb notebooks/04_metrics.ipynb \
                              $(DATA) $(STAMPS)/train.json $(STAMPS)/generate.json $(STAMPS)/metrics.json \
                              $(STAMPS)/ablation_runs.json $(PACKAGE) | $(INSTALLED)
-	$(call run_ablation,$*)
+	$(call run_ablation,$*,)
+
+# Knobs belong to one named run; the standard set always runs as the package defines it.
+ifneq ($(filter ablations reproduce,$(MAKECMDGOALS)),)
+ifneq ($(strip $(LORA_R)$(HELDOUT)$(NO_PERSONA)$(QUANT)$(EPOCHS)$(FULL)),)
+$(error LORA_R, HELDOUT, NO_PERSONA, QUANT, EPOCHS and FULL change one named run: make ablation NAME=<run> ...; \
+  unset them for make ablations and make reproduce)
+endif
+endif
 
 ## ablations: the standard ablation runs (or ABLATION_RUNS="...") and notebook 05 -> results/PROFILE/ablations.md
 .PHONY: ablations
@@ -123,10 +142,15 @@ $(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(ABLATION_RUNS:%=$(RUNS_D
 check-results: | $(INSTALLED)
 	$(PY) -m polypersona_utils.evaluation check $(PROFILE)
 
-## test: run the test suite (installs first)
+## test: run the whole test suite, notebooks and training included (installs first; what CI runs)
 .PHONY: test
 test: $(INSTALLED)
 	$(PY) -m pytest -q
+
+## test-fast: the tests that train no model and run no notebook (under 2 minutes; the edit-test loop)
+.PHONY: test-fast
+test-fast: $(INSTALLED)
+	$(PY) -m pytest -q -m "not slow"
 
 ## lab: open JupyterLab on notebooks/ with the project's environment
 .PHONY: lab

@@ -1,18 +1,41 @@
-"""Every location the study reads or writes, anchored on this package (no notebook writes a path string)."""
+"""Every location the study reads or writes, anchored on this package (no notebook writes a path string).
+
+Profiles, artifacts and results live in the workspace: the checkout itself, unless `POLYPERSONA_WORKSPACE` names
+another folder (the Makefile passes `WORKSPACE=...` on as that variable). The tests run the study in a temporary
+workspace, so they never write into the checkout. Code, notebooks and the shared model cache stay in the checkout.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
-PARAMS_DIR = PROJECT_ROOT / "params"
+WORKSPACE = Path(os.environ.get("POLYPERSONA_WORKSPACE") or PROJECT_ROOT).resolve()
+PARAMS_DIR = WORKSPACE / "params"
 NOTEBOOKS_DIR = PROJECT_ROOT / "notebooks"
-RESULTS_ROOT = PROJECT_ROOT / "results"
-ARTIFACTS_ROOT = PROJECT_ROOT / "artifacts"
+RESULTS_ROOT = WORKSPACE / "results"
+ARTIFACTS_ROOT = WORKSPACE / "artifacts"
 PACKAGE_DATA_DIR = PACKAGE_DIR / "data"
 QUESTION_BANK = PACKAGE_DATA_DIR / "question_bank.yaml"
 # Materialised models are shared by all profiles: converting the GGUF once is the slow part.
 MODEL_CACHE_DIR = PROJECT_ROOT / ".cache" / "models"
+
+
+class WrongCheckoutError(RuntimeError):
+    """The package imported is another clone's (a `.venv` reused across clones): outputs would land there."""
+
+
+def check_checkout(folder: Path) -> None:
+    """Stop when `folder` (where make or a notebook runs) belongs to a different clone than the imported package:
+    an editable install is bound to the clone that made it."""
+    folder = Path(folder).resolve()
+    clone = next((p for p in [folder, *folder.parents] if (p / "polypersona_utils" / "paths.py").exists()), None)
+    if clone is not None and clone != PROJECT_ROOT:
+        raise WrongCheckoutError(
+            f"this is the checkout {clone}, but Python imports polypersona_utils from {PROJECT_ROOT} (a .venv made "
+            f"in another clone); results would be written there. Make a .venv in this clone: rm -rf .venv && "
+            f"make install")
 
 
 def params_file(profile: str) -> Path:

@@ -334,8 +334,8 @@ def train_adapters(config, progress: bool = True) -> dict[str, TrainResult]:
     atomic_write_json(paths.results_dir(config.output_key) / "training_metrics.json",
                       {name: r.metrics for name, r in results.items()})
     atomic_write_json(paths.adapters_dir(config.output_key) / "manifest.json", {
-        name: {"run_dir": str(r.run_dir.relative_to(paths.PROJECT_ROOT)) if r.run_dir.is_relative_to(
-            paths.PROJECT_ROOT) else str(r.run_dir),
+        name: {"run_dir": str(r.run_dir.relative_to(paths.WORKSPACE)) if r.run_dir.is_relative_to(
+            paths.WORKSPACE) else str(r.run_dir),
                "fingerprint_sha256": json.loads((r.run_dir / COMPLETE_MARKER).read_text())["fingerprint_sha256"]}
         for name, r in results.items()})
     return results

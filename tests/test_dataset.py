@@ -133,7 +133,7 @@ def test_import_rejects_a_record_without_reference(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"id": "1", "domain": "finance", "persona": {}, "question": "Q?",
                                 "question_type": "open", "messages": [{"role": "user", "content": "Q?"}]}) + "\n")
-    with pytest.raises(RecordImportError, match="record 1: field 'persona' is missing"):
+    with pytest.raises(RecordImportError, match="bad.jsonl: line 1: field 'persona' is missing"):
         import_records(path)
 
 

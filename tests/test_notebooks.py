@@ -1,7 +1,12 @@
-"""Notebooks through the same Make targets a user runs, on the smoke profile."""
+"""Notebooks through the same Make targets a user runs, on the smoke profile, in a temporary workspace: the tests
+write nothing into the checkout (`POLYPERSONA_WORKSPACE`, see paths.py). The Make tests share one workspace and
+run in file order: data, train, metrics, then the whole smoke study."""
+import ast
 import json
 import re
+import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -10,7 +15,20 @@ from polypersona_utils.dataset import check_leakage
 from polypersona_utils.provenance import read_jsonl
 
 
-def test_source_notebooks_have_no_outputs_and_one_parameters_cell():
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A workspace holding copies of the shipped profiles; `paths` and every make call point at it."""
+    root = tmp_path_factory.mktemp("workspace")
+    shutil.copytree(paths.PARAMS_DIR, root / "params")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POLYPERSONA_WORKSPACE", str(root))
+        for name, value in (("WORKSPACE", root), ("PARAMS_DIR", root / "params"),
+                            ("ARTIFACTS_ROOT", root / "artifacts"), ("RESULTS_ROOT", root / "results")):
+            patch.setattr(paths, name, value)
+        yield root
+
+
+def test_source_notebooks_have_no_outputs_and_one_parameters_cell_of_plain_values():
     notebooks = sorted(paths.NOTEBOOKS_DIR.glob("*.ipynb"))
     assert [p.name for p in notebooks][:1] == ["01_build_dataset.ipynb"]
     for path in notebooks:
@@ -18,20 +36,32 @@ def test_source_notebooks_have_no_outputs_and_one_parameters_cell():
         assert all(not c.get("outputs") and not c.get("execution_count") for c in cells if c["cell_type"] == "code")
         tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, path.name
-        # Plain literals only: a derived value here would not follow an injected parameter.
-        for line in "".join(tagged[0]["source"]).splitlines():
-            assert "(" not in line.split("#")[0], f"{path.name}: parameters cell computes: {line}"
+        # Plain values only: a derived value here would not follow an injected parameter.
+        for statement in ast.parse("".join(tagged[0]["source"])).body:
+            assert isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant), (
+                f"{path.name}: parameters cell computes: {ast.unparse(statement)}")
+
+
+def make(*args, check=True, capture=False):
+    return subprocess.run(["make", *args], cwd=paths.PROJECT_ROOT, check=check, text=True,
+                          capture_output=capture)
+
+
+def up_to_date(*args) -> bool:
+    return make("-q", *args, check=False).returncode == 0
 
 
 @pytest.mark.slow
-def test_make_data_runs_notebook_01_on_smoke_and_then_does_nothing():
-    subprocess.run(["make", "data", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
-    executed_without_error("01_build_dataset.ipynb")
+def test_make_data_runs_notebook_01_on_smoke_and_then_does_nothing(workspace):
+    make("data", "PROFILE=smoke")
+    notebook = executed_without_error("01_build_dataset.ipynb")
+    logged = "".join("".join(o.get("text", "")) for c in notebook["cells"] for o in c.get("outputs", []))
+    assert re.search(r"INFO .*teacher.*\d+ already done", logged), "progress logging is on in notebooks"
     splits = {n: read_jsonl(paths.data_dir("smoke") / f"{n}.jsonl") for n in ("train", "val", "test")}
     check_leakage(splits)
     assert all(splits.values())
     # Nothing changed: the target is up to date and make has no work to do.
-    assert subprocess.run(["make", "-q", "data", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0
+    assert up_to_date("data", "PROFILE=smoke")
 
 
 def executed_without_error(name: str) -> dict:
@@ -42,21 +72,21 @@ def executed_without_error(name: str) -> dict:
 
 
 @pytest.mark.slow
-def test_make_train_runs_notebook_02_on_smoke():
-    subprocess.run(["make", "train", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
+def test_make_train_runs_notebook_02_on_smoke(workspace):
+    make("train", "PROFILE=smoke")
     executed_without_error("02_train.ipynb")
     manifest = json.loads((paths.adapters_dir("smoke") / "manifest.json").read_text())
-    run_dir = paths.PROJECT_ROOT / manifest["smollm2-135m"]["run_dir"]
+    run_dir = workspace / manifest["smollm2-135m"]["run_dir"]
     assert (run_dir / "adapter_model.safetensors").exists() and (run_dir / "training_complete.json").exists()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["plan"]["quantization"] == "nf4" and metrics["val_loss"]
     assert (paths.figures_dir("smoke") / "loss_smollm2-135m.png").exists()
-    assert subprocess.run(["make", "-q", "train", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0
+    assert up_to_date("train", "PROFILE=smoke")
 
 
 @pytest.mark.slow
-def test_make_generate_and_metrics_on_smoke_then_check_results():
-    subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
+def test_make_generate_and_metrics_on_smoke_then_check_results(workspace):
+    make("metrics", "PROFILE=smoke")
     executed_without_error("03_generate.ipynb")
     executed_without_error("04_metrics.ipynb")
     for variant in ("smollm2-135m-zeroshot", "smollm2-135m-lora"):
@@ -69,56 +99,70 @@ def test_make_generate_and_metrics_on_smoke_then_check_results():
     assert "NOT the paper's numbers" in (results / "README.md").read_text()
     settings = json.loads((results / "metric_settings.json").read_text())
     assert settings["bertscore_num_layers"] == 6 and "tok:13a" in settings["sacrebleu_signature"]
-    assert subprocess.run(["make", "-q", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0
+    assert up_to_date("metrics", "PROFILE=smoke")
     # The stored answers reproduce every table.
-    subprocess.run(["make", "check-results", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)
+    make("check-results", "PROFILE=smoke")
 
 
 @pytest.mark.slow
-def test_a_generation_setting_reruns_generation_and_metrics_not_data_or_training():
-    subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)  # up to date first
+def test_a_generation_setting_reruns_generation_and_metrics_not_data_or_training(workspace):
+    make("metrics", "PROFILE=smoke")  # up to date first
     params = paths.params_file("smoke")
     original = params.read_text()
     assert "yesno: 4" in original
-    try:
-        params.write_text(original.replace("yesno: 4", "yesno: 5"))
-        out = subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True,
-                             capture_output=True, text=True).stdout
-    finally:
-        params.write_text(original)
+    assert params.is_relative_to(workspace)  # the workspace's copy, never the checkout's
+    params.write_text(original.replace("yesno: 4", "yesno: 5"))
+    out = make("metrics", "PROFILE=smoke", capture=True).stdout
     ran = set(re.findall(r"notebooks/(\d\d_\w+)\.ipynb", out))
     assert ran == {"03_generate", "04_metrics"}, out[-2000:]
-    subprocess.run(["make", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True)  # settings restored
-    assert subprocess.run(["make", "-q", "metrics", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT).returncode == 0
+    params.write_text(original)
+    make("metrics", "PROFILE=smoke")  # settings restored
+    assert up_to_date("metrics", "PROFILE=smoke")
 
 
 @pytest.mark.slow
-def test_make_ablations_runs_the_set_and_notebook_05_on_smoke():
-    runs = "ABLATION_RUNS=rank16 rank8"  # two of the standard set keep the test short
-    subprocess.run(["make", "ablations", "PROFILE=smoke", runs], cwd=paths.PROJECT_ROOT, check=True)
+def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
+    """Every standard ablation run and notebook 05, on top of the main run the tests above built."""
+    from polypersona_utils.ablations import STANDARD_ABLATIONS
+
+    make("reproduce", "PROFILE=smoke")
     root = paths.results_dir("smoke") / "runs"
-    assert json.loads((root / "rank8" / "overrides.json").read_text()) == {"lora.r": 8, "lora.alpha": 16}
-    assert json.loads((root / "rank16" / "overrides.json").read_text()) == {}
+    assert sorted(p.name for p in root.iterdir()) == sorted(STANDARD_ABLATIONS)
+    for run, overrides in STANDARD_ABLATIONS.items():
+        assert json.loads((root / run / "overrides.json").read_text()) == overrides
     for name in ("02_train", "03_generate", "04_metrics"):
         notebook = json.loads((root / "rank8" / "executed" / f"{name}.ipynb").read_text())
         assert notebook["metadata"]["papermill"]["parameters"]["run"] == "rank8"
     training = json.loads((root / "rank8" / "training_metrics.json").read_text())["smollm2-135m"]
-    assert training["trainable_parameters"] == 2_442_240
+    eight = json.loads((root / "rank16" / "training_metrics.json").read_text())["smollm2-135m"]
+    assert training["trainable_parameters"] * 2 == eight["trainable_parameters"]  # LoRA parameters scale with r
     assert training["train_examples"] == 4 * 4  # the ablation subset: 4 training personas x 4 questions
     executed_without_error("05_ablations.ipynb")
     table = (paths.tables_dir("smoke") / "ablations.csv").read_text()
-    assert "rank8" in table and "main" in table
+    assert all(run in table for run in STANDARD_ABLATIONS) and "main" in table
     differences = (paths.tables_dir("smoke") / "ablation_differences.csv").read_text()
     assert "rank8 - rank16" in differences
     assert "Only 1 test personas: too few to say anything" in (paths.results_dir("smoke") / "ablations.md").read_text()
-    assert subprocess.run(["make", "-q", "ablations", "PROFILE=smoke", runs], cwd=paths.PROJECT_ROOT).returncode == 0
-    checked = subprocess.run(["make", "check-results", "PROFILE=smoke"], cwd=paths.PROJECT_ROOT, check=True,
-                             capture_output=True, text=True).stdout
+    assert up_to_date("reproduce", "PROFILE=smoke")
+    checked = make("check-results", "PROFILE=smoke", capture=True).stdout
     assert "results/smoke/runs/rank8: every table recomputed from the stored answers matches" in checked
 
 
+def test_ablation_knobs_do_not_reach_the_standard_set(workspace):
+    done = make("-n", "ablations", "PROFILE=smoke", "LORA_R=32", check=False, capture=True)
+    assert done.returncode != 0 and "change one named run: make ablation NAME=<run>" in done.stderr
+
+
+def test_a_broken_profile_stops_make_once_with_its_message(workspace):
+    (workspace / "params" / "broken.yaml").write_text("profile: broken\ntraining:\n  epochs: .nan\n")
+    done = make("data", "PROFILE=broken", check=False, capture=True)
+    assert done.returncode != 0
+    assert done.stderr.count("training.epochs: must be a finite number") == 1, done.stderr
+    assert not (workspace / "results" / "broken").exists() and not (workspace / "artifacts" / "broken").exists()
+
+
 @pytest.mark.slow
-def test_a_failing_notebook_stops_make_and_names_the_partial_notebook(tmp_path):
+def test_a_failing_notebook_stops_make_and_names_the_partial_notebook(workspace, tmp_path):
     profile = "pytest-failing-panel"
     bad = tmp_path / "bad.csv"
     bad.write_text((paths.PROJECT_ROOT / "tests" / "fixtures" / "panel.csv").read_text().replace("nurse-01,34",
@@ -126,19 +170,27 @@ def test_a_failing_notebook_stops_make_and_names_the_partial_notebook(tmp_path):
     params = paths.params_file(profile)
     params.write_text(f"profile: {profile}\npersonas:\n  source: file\n  path: {bad}\n  n_personas: 3\n"
                       "questions:\n  questions_per_persona: 2\n")
-    try:
-        done = subprocess.run(["make", "data", f"PROFILE={profile}"], cwd=paths.PROJECT_ROOT, capture_output=True,
-                              text=True)
-        partial = paths.executed_dir(profile) / "01_build_dataset.ipynb"
-        assert done.returncode != 0
-        assert f"notebook 01_build_dataset failed; partial notebook: results/{profile}/executed/" in done.stdout
-        errors = [o for c in json.loads(partial.read_text())["cells"] for o in c.get("outputs", [])
-                  if o.get("output_type") == "error"]
-        assert errors and "line 2: field 'age'" in errors[0]["evalue"]
-        assert not (paths.data_dir(profile) / "manifest.json").exists()  # the make target was not written
-    finally:
-        import shutil
+    done = make("data", f"PROFILE={profile}", check=False, capture=True)
+    partial = paths.executed_dir(profile) / "01_build_dataset.ipynb"
+    assert done.returncode != 0
+    assert f"notebook 01_build_dataset failed; partial notebook: {partial}" in done.stdout
+    errors = [o for c in json.loads(partial.read_text())["cells"] for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert errors and "line 2: field 'age'" in errors[0]["evalue"]
+    assert not (paths.data_dir(profile) / "manifest.json").exists()  # the make target was not written
 
-        params.unlink()
-        shutil.rmtree(paths.artifacts_dir(profile), ignore_errors=True)
-        shutil.rmtree(paths.results_dir(profile), ignore_errors=True)
+
+def test_a_venv_from_another_clone_is_refused(tmp_path):
+    """An editable install is bound to the clone that made it: running another clone's study with it would
+    import this package and write into this clone."""
+    clone = tmp_path / "other-clone"
+    (clone / "polypersona_utils").mkdir(parents=True)
+    (clone / "polypersona_utils" / "paths.py").write_text("")
+    (clone / "notebooks").mkdir()
+    with pytest.raises(paths.WrongCheckoutError, match=f"this is the checkout {clone}, but Python imports"):
+        paths.check_checkout(clone / "notebooks")
+    paths.check_checkout(paths.NOTEBOOKS_DIR)  # the right clone passes
+    # What a notebook of the other clone does first (papermill runs it in that clone's notebooks/).
+    done = subprocess.run([sys.executable, "-c", "from polypersona_utils import notebook; notebook.start('smoke')"],
+                          cwd=clone / "notebooks", capture_output=True, text=True)
+    assert done.returncode != 0 and "a .venv made in another clone" in done.stderr
