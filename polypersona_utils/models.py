@@ -112,10 +112,10 @@ def resolve_model_path(model_id: str, revision: str | None = None) -> Path:
 
     try:
         return Path(snapshot_download(repo_id=model_id, revision=revision))
-    except Exception as exc:  # offline, gated, or a wrong id: one clear message
+    except Exception as exc:  # offline, gated, a wrong id or revision: say which, then what to do
         raise ModelUnavailableError(
-            f"model '{model_id}' at revision {revision} could not be loaded from the Hugging Face hub "
-            f"({type(exc).__name__}). This machine may be offline: download it where the hub is reachable "
+            f"model '{model_id}' at revision {revision} could not be loaded from the Hugging Face hub: "
+            f"{type(exc).__name__}: {exc}. Where the hub is not reachable, download it elsewhere "
             "(huggingface-cli download) and set HF_HUB_OFFLINE=1, or point model_id at a local folder."
         ) from exc
 

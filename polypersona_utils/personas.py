@@ -235,10 +235,10 @@ def personahub_panel(n_personas: int, seed: int, dataset: str, config: str, revi
             from datasets import load_dataset
 
             rows = list(load_dataset(dataset, config, revision=revision, split="train"))
-        except Exception as exc:
+        except Exception as exc:  # offline, a wrong name or revision: say which
             raise PersonaError(
-                f"PersonaHub ({dataset}, config {config}, revision {revision}) could not be loaded "
-                f"({type(exc).__name__}); this machine may be offline. Use personas.source: gss2018 or file."
+                f"PersonaHub ({dataset}, config {config}, revision {revision}) could not be loaded: "
+                f"{type(exc).__name__}: {exc}. Offline, use personas.source: gss2018 or file."
             ) from exc
     texts = [str(r.get("persona", "")).strip() for r in rows]
     for index, text in enumerate(texts):

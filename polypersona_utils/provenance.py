@@ -7,6 +7,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import warnings
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -108,7 +109,10 @@ def git_commit() -> str:
             cwd=paths.PROJECT_ROOT, capture_output=True, text=True, check=True,
         ).stdout.strip()
         return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, subprocess.CalledProcessError) as exc:  # no git, or not a clone (an unpacked archive)
+        reason = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else exc
+        warnings.warn(f"provenance: the code version is not recorded (git_commit 'unknown'): {reason}",
+                      stacklevel=2)
         return "unknown"
 
 

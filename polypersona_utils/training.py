@@ -147,8 +147,8 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
         try:
             json.loads((candidate / "trainer_state.json").read_text(encoding="utf-8"))
             return candidate
-        except (OSError, ValueError):
-            log.warning("%s was cut off while saving (interrupted run); removed", candidate)
+        except (FileNotFoundError, ValueError) as exc:  # only a cut-off save; other I/O errors are raised
+            log.warning("%s was cut off while saving (interrupted run: %s); removed", candidate, exc)
             shutil.rmtree(candidate)
     return None
 

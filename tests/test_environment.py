@@ -31,11 +31,10 @@ def test_environment_yml_agrees_with_requirements():
     assert pins(pip_section) == requirements()
 
 
-def test_fast_moving_packages_pinned_and_torch_is_the_cpu_wheel_version():
+def test_fast_moving_packages_pinned_exactly():
     reqs = requirements()
     for name in FAST_MOVING:
         assert re.fullmatch(r"\d+(\.\d+)+", reqs[name]), name
-    assert reqs["torch"] == "2.13.0" and reqs["transformers"].startswith("5.")
 
 
 def test_installed_versions_match_the_pins():

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -111,4 +112,5 @@ def test_personahub_offline_fails_with_a_clear_message():
                             env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode != 0
     assert "PersonaError: PersonaHub (proj-persona/PersonaHub" in result.stderr
-    assert "offline" in result.stderr
+    # The real failure is named, not guessed.
+    assert re.search(r"could not be loaded: \w+: ", result.stderr) and "Offline, use" in result.stderr

@@ -86,3 +86,11 @@ def test_a_file_where_a_folder_is_expected_is_named(tmp_path):
     (tmp_path / "results").write_text("I am a file")
     with pytest.raises(NotADirectoryError, match=rf"{tmp_path}/results: is a file, but .* needs it to be a folder"):
         atomic_write_text(tmp_path / "results" / "tables" / "x.csv", "x")
+
+
+def test_an_unknown_code_version_is_said_not_silent(tmp_path, monkeypatch):
+    from polypersona_utils import paths
+
+    monkeypatch.setattr(paths, "PROJECT_ROOT", tmp_path)  # not a git clone (an unpacked archive)
+    with pytest.warns(UserWarning, match="the code version is not recorded"):
+        assert provenance.git_commit() == "unknown"

@@ -58,9 +58,9 @@ def test_killed_teacher_run_resumes_with_no_duplicate_and_no_gap(tmp_path):
     # Sampled (temperature 0.7) and still identical: seeds are per batch and batches are fixed slices.
     assert {r["key"]: r["answer"] for r in resumed_rows} == {r["key"]: r["answer"] for r in clean_rows}
     assert {r["answer"] for r in resumed_rows if r["answer"] in ("Yes", "No")}  # the closed one picked an option
-    mtime = clean.stat().st_mtime_ns
+    before = clean.read_bytes()
     subprocess.run([sys.executable, str(script), str(clean)], check=True)  # all cached: nothing appended
-    assert read_jsonl(clean) == clean_rows and clean.stat().st_mtime_ns >= mtime
+    assert clean.read_bytes() == before
 
 
 def test_trim_to_sentence():
@@ -72,17 +72,16 @@ def test_trim_to_sentence():
 
 def test_http_teacher_over_real_http(tmp_path, openai_server):
     url, seen = openai_server
-    if True:
-        teacher = HttpTeacher(url, "served-model", 32, 0.0, 1.0, seed=4)
-        open_q = TeacherRequest.make(build_messages(PERSONA, "lifestyle", "How do you relax?", "open"))
-        closed_q = TeacherRequest.make(build_messages(PERSONA, "finance", "Do you save?", "yesno", ("Yes", "No")),
-                                       ("Yes", "No"))
-        answers = run_teacher([open_q, closed_q, open_q], teacher, tmp_path / "cache.jsonl", 2, progress=False)
-        assert answers == {open_q: "I walk a lot.", closed_q: "Yes"}
-        assert len(seen) == 2  # the repeated request was asked once
-        assert seen[0]["model"] == "served-model" and seen[0]["max_tokens"] == 32
-        run_teacher([open_q, closed_q], teacher, tmp_path / "cache.jsonl", 2, progress=False)
-        assert len(seen) == 2  # cached: no new request
+    teacher = HttpTeacher(url, "served-model", 32, 0.0, 1.0, seed=4)
+    open_q = TeacherRequest.make(build_messages(PERSONA, "lifestyle", "How do you relax?", "open"))
+    closed_q = TeacherRequest.make(build_messages(PERSONA, "finance", "Do you save?", "yesno", ("Yes", "No")),
+                                   ("Yes", "No"))
+    answers = run_teacher([open_q, closed_q, open_q], teacher, tmp_path / "cache.jsonl", 2, progress=False)
+    assert answers == {open_q: "I walk a lot.", closed_q: "Yes"}
+    assert len(seen) == 2  # the repeated request was asked once
+    assert seen[0]["model"] == "served-model" and seen[0]["max_tokens"] == 32
+    run_teacher([open_q, closed_q], teacher, tmp_path / "cache.jsonl", 2, progress=False)
+    assert len(seen) == 2  # cached: no new request
 
 
 def test_http_teacher_unreachable_endpoint_is_a_clear_error(tmp_path):
