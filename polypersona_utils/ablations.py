@@ -17,6 +17,7 @@ import sys
 import pandas as pd
 
 from . import paths
+from .stats import MIN_PERSONAS_FOR_INTERVALS, paired_differences
 
 REFERENCE_RUN = "rank16"
 STANDARD_ABLATIONS: dict[str, dict] = {
@@ -131,7 +132,6 @@ def cross_run_differences(profile: str, reference: str = REFERENCE_RUN, columns=
     """Each ablation run's fine-tuned answers minus the reference run's, on the test records both answered,
     personas resampled jointly (the paired bootstrap of `evaluation.paired_differences`)."""
     from .config import load_config
-    from .evaluation import paired_differences
 
     config = load_config(profile)
     scores = {run: pd.read_csv(run_folder(profile, run) / "per_example_scores.csv")
@@ -158,7 +158,6 @@ def cross_run_differences(profile: str, reference: str = REFERENCE_RUN, columns=
 def describe_difference(run: str, overrides: dict, rows: pd.DataFrame, reference: str) -> str:
     """One sentence per ablation: what it changed, the paired ROUGE-1 and BERTScore differences with intervals,
     and whether the embedded scale can tell it apart from the reference."""
-    from .evaluation import MIN_PERSONAS_FOR_INTERVALS
 
     what = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items())) or "no change"
     parts, separated = [], []
@@ -179,9 +178,10 @@ def describe_difference(run: str, overrides: dict, rows: pd.DataFrame, reference
 def ablation_report(profile: str) -> pd.DataFrame:
     """Notebook 05: the ablation tables (CSV, Markdown, LaTeX), figures and `results/<profile>/ablations.md`."""
     from .config import load_config
-    from .evaluation import MIN_PERSONAS_FOR_INTERVALS
     from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
+    from .figures import ablation_figures
     from .reporting import write_table
+    from .results_readme import write_section
 
     config = load_config(profile)
     table = collect(profile)
@@ -190,7 +190,7 @@ def ablation_report(profile: str) -> pd.DataFrame:
     write_table(table, paths.tables_dir(profile) / "ablations", caption=f"ablations ({profile} profile)")
     write_table(differences, paths.tables_dir(profile) / "ablation_differences",
                 caption=f"ablation runs minus {REFERENCE_RUN}, paired on the same test records ({profile} profile)")
-    ablation_figures(profile, lora, differences)
+    ablation_figures(profile, lora, differences, SUMMARY_METRICS, REFERENCE_RUN)
 
     def fmt(row, metric):
         return f"{row[metric]:.3f} [{row[f'{metric}_low']:.3f}, {row[f'{metric}_high']:.3f}]"
@@ -236,78 +236,16 @@ def ablation_report(profile: str) -> pd.DataFrame:
               "Overlapping intervals mean the embedded scale cannot separate the settings; the paper profile "
               "(`make ablations PROFILE=paper`) is where the differences can show.", ""]
     atomic_write_text(paths.results_dir(profile) / "ablations.md", "\n".join(lines))
-    add_readme_section(paths.results_dir(profile) / "README.md", "Ablations (notebook 05)", [
+    write_section(paths.results_dir(profile), "ablations", "\n".join([
+        "## Ablations (notebook 05)", "",
         f"Each ablation run against `{REFERENCE_RUN}` on the same test records (fine-tuned variant, paired 95 % "
-        "persona-bootstrap intervals); the runs, their design and costs are in `ablations.md`.", "", *comparisons])
+        "persona-bootstrap intervals); the runs, their design and costs are in `ablations.md`.", "", *comparisons]))
     inputs = {f"{run}/per_example_scores.csv": sha256_file(run_folder(profile, run) / "per_example_scores.csv")
               for run in runs if (run_folder(profile, run) / "per_example_scores.csv").exists()}
     atomic_write_json(paths.results_dir(profile) / "provenance" / "05_ablations.json", provenance_record(
         config.to_dict(), {"bootstrap": config.seeds.bootstrap, "split": config.seeds.split}, inputs,
         runs=runs, reference=REFERENCE_RUN))
     return table
-
-
-README_MARKERS = ("<!-- ablations: written by notebook 05 -->", "<!-- /ablations -->")
-
-
-def add_readme_section(readme, title: str, body: list[str]) -> None:
-    """Put (or replace) notebook 05's section at the end of the results README that notebook 04 wrote."""
-    from .provenance import atomic_write_text
-
-    start, end = README_MARKERS
-    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
-    if start in text:
-        text = text[: text.index(start)].rstrip("\n") + "\n" + text[text.index(end) + len(end):].lstrip("\n")
-    section = "\n".join([start, f"## {title}", "", *body, end])
-    atomic_write_text(readme, text.rstrip("\n") + "\n\n" + section + "\n")
-
-
-def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame) -> None:
-    """Metric against rank (ablation runs only: same records), and each run minus the reference with intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .reporting import save_figure
-
-    runs = lora[lora.run != "main"]
-    ranked = runs[runs.overrides.apply(lambda o: set(json.loads(o)) <= {"lora.r", "lora.alpha"})].copy()
-    ranked["rank"] = ranked.overrides.apply(lambda o: json.loads(o).get("lora.r", 16))  # rank16: the profile's r
-    ranked = ranked.sort_values("rank")
-    def rank_axis(ax, title: str) -> None:
-        ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=title)
-        ax.set_xticks(ranked["rank"].tolist(), [str(r) for r in ranked["rank"]])
-        ax.minorticks_off()
-
-    fig, axes = plt.subplots(2, 3, figsize=(12, 7))
-    for ax, metric in zip(axes[0], SUMMARY_METRICS):
-        # clip: an interval of zero width can come out a rounding error below its mean
-        err = [(ranked[metric] - ranked[f"{metric}_low"]).clip(lower=0),
-               (ranked[f"{metric}_high"] - ranked[metric]).clip(lower=0)]
-        ax.errorbar(ranked["rank"], ranked[metric], yerr=err, fmt="o-", capsize=3)
-        rank_axis(ax, metric)
-    for ax, (column, label) in zip(axes[1], (("trainable_parameters", "trainable parameters"),
-                                             ("train_wall_s", "training time (s)"),
-                                             ("peak_process_memory_gib", "peak process memory (GiB)"))):
-        ax.plot(ranked["rank"], ranked[column].astype(float), "o-")
-        rank_axis(ax, label)
-        ax.set_ylim(bottom=0)  # from zero: small cost differences should look small
-    fig.suptitle(f"Quality (95 % intervals) and cost against LoRA rank ({profile} profile, ablation subset)")
-    fig.tight_layout()
-    save_figure(fig, paths.figures_dir(profile) / "ablation_rank")
-    plt.close(fig)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.5), sharey=True)
-    for ax, metric in zip(axes, ("rouge1", "bertscore_f1")):
-        rows = differences[differences.metric == metric]
-        err = [(rows.difference - rows.low).clip(lower=0), (rows.high - rows.difference).clip(lower=0)]
-        ax.errorbar(rows.difference, rows.comparison, xerr=err, fmt="o", capsize=3)
-        ax.axvline(0, color="grey", linewidth=1)
-        ax.set(xlabel=f"{metric}: run minus {REFERENCE_RUN}", title=metric)
-    fig.suptitle(f"Each ablation against {REFERENCE_RUN} on the same records, 95 % paired intervals ({profile})")
-    fig.tight_layout()
-    save_figure(fig, paths.figures_dir(profile) / "ablation_runs")
-    plt.close(fig)
 
 
 if __name__ == "__main__":  # python -m polypersona_utils.ablations overrides NAME KNOB=VALUE ...

@@ -3,6 +3,9 @@
 Every YAML key is a dataclass field; an unknown key, a wrong type or an impossible value raises `ConfigError`
 naming the file and the dotted key (the alignment-handbook recipe pattern, without nanoGPT's `exec`).
 `overrides` ({"training.epochs": 1}) change single values after loading, for ablation reruns.
+
+Longer than 300 lines because the whole schema of a profile is here, each section a dataclass with its own checks,
+next to the one loader that builds them: one place to read what a profile may say.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import yaml
 
 from . import paths
 from .models import is_hub_id
-from .questions import QUESTION_TYPES
+from .questions import QUESTION_TYPES, load_question_bank
 
 
 class ConfigError(ValueError):
@@ -238,11 +241,7 @@ class AblationConfig:
     heldout_domain: Optional[str] = None  # train on the other nine domains, test on this one
     include_persona: bool = True  # False: the persona card is removed at training and test time
 
-    def validate(self) -> None:
-        domains = ("demographics", "healthcare", "education", "work_experience", "technology",
-                   "consumer_preferences", "finance", "social_issues", "environment", "lifestyle")
-        if self.heldout_domain is not None and self.heldout_domain not in domains:
-            raise ValueError(f"heldout_domain: must be one of {list(domains)}")
+    # heldout_domain is checked against the profile's question bank in Config.validate, where the bank is known.
 
 
 @dataclass(frozen=True)
@@ -290,6 +289,11 @@ class Config:
 
         if self.run and not all(c.isalnum() or c in "-_." for c in self.run):
             raise ValueError(f"run: letters, digits, '-', '_' and '.' only, got {self.run!r}")
+        if self.ablation.heldout_domain is not None:
+            domains = load_question_bank(self.questions.bank_path).domains  # the bank declares its domains
+            if self.ablation.heldout_domain not in domains:
+                raise ValueError(f"ablation.heldout_domain: must be one of the question bank's domains {domains}, "
+                                 f"got {self.ablation.heldout_domain!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -3,6 +3,9 @@
 Record (contract): id, persona_id, domain, question_id, question, question_type, options, persona, messages,
 reference, reference_source; `messages` is [system, user, assistant] from `prompts.build_messages` and the
 assistant turn equals `reference`.
+
+Longer than 300 lines because building, importing, splitting and checking records are one contract (the record
+above): each step checks what the next relies on.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import numpy as np
 
 from . import paths
 from .personas import PersonaPanel, validate_card, PersonaError
-from .prompts import build_messages
+from .prompts import build_messages, with_known_stance
 from .provenance import (atomic_write_json, provenance_record, read_jsonl, sha256_file, sha256_json,
                          write_jsonl)
 from .questions import CLOSED_TYPES, QUESTION_TYPES, Question, QuestionBank
@@ -74,9 +77,7 @@ def teacher_request(persona: dict, question: Question, stance: str | None) -> Te
     """The training prompt, plus (when known) the real respondent's answer on the linked GSS item."""
     messages = build_messages(persona, question.domain, question.text, question.question_type, question.options)
     if stance is not None:
-        messages[0] = dict(messages[0], content=messages[0]["content"] + (
-            f"\n\nIn the real survey this person said the nation spends '{stance}' on this topic. "
-            "Your answer must agree with that view."))
+        messages = with_known_stance(messages, stance)
     return TeacherRequest.make(messages, question.options)
 
 

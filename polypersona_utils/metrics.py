@@ -14,6 +14,11 @@ import numpy as np
 EMBEDDED_BERTSCORE = {"all-minilm-l6-v2"}
 
 
+TEXT_METRICS = ("bleu_nltk", "rouge1", "rouge2", "rougeL", "bertscore_f1")
+
+
+SURVEY_METRICS = ("length_sim", "sentence_count_sim", "sentiment_sim")  # per example, in tables
+
 def sacrebleu_corpus(predictions: Sequence[str], references: Sequence[str], tokenize: str = "13a",
                      smooth_method: str = "exp", lowercase: bool = False) -> tuple[float, str]:
     """Corpus BLEU (0-100) and its signature, as sacreBLEU computes it (Post, 2018; sacrebleu.metrics.BLEU)."""

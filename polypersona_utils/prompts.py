@@ -43,6 +43,15 @@ def answer_instruction(question_type: str, options: Sequence[str]) -> str:
     return "Answer in two or three sentences."
 
 
+def with_known_stance(messages: list[dict[str, str]], stance: str) -> list[dict[str, str]]:
+    """The teacher's prompt for an open question on a GSS topic: the messages, told the respondent's real answer
+    on the linked spending item so that the written answer agrees with it (never used for training or scoring)."""
+    system = dict(messages[0], content=messages[0]["content"] + (
+        f"\n\nIn the real survey this person said the nation spends '{stance}' on this topic. "
+        "Your answer must agree with that view."))
+    return [system, *messages[1:]]
+
+
 def build_messages(
     persona: Mapping,
     domain: str,

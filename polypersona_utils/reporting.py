@@ -6,42 +6,8 @@ from pathlib import Path
 import pandas as pd
 
 from . import paths
+from .demographics import demographics_comparison
 from .provenance import atomic_write_text
-
-DEMOGRAPHICS = ("age_band", "gender", "education", "party", "occupation")
-
-
-def age_band(age: int) -> str:
-    if not age:
-        return "not stated"
-    return "18-29" if age < 30 else "30-44" if age < 45 else "45-64" if age < 65 else "65+"
-
-
-def demographic_frame(cards: list[dict]) -> pd.DataFrame:
-    """One row per persona card with the comparison variables (party = political identity before the comma)."""
-    return pd.DataFrame({
-        "age_band": [age_band(c["age"]) for c in cards],
-        "gender": [c["gender"] for c in cards],
-        "education": [c["education"] for c in cards],
-        "party": [c["political_identity"].split(",")[0] for c in cards],
-        "occupation": [c["occupation"] for c in cards],
-    })
-
-
-def demographics_comparison(panel_cards: list[dict]) -> pd.DataFrame:
-    """Share of each category in the persona panel against all GSS 2018 respondents (percent)."""
-    from .personas import all_gss_cards
-
-    panel, gss = demographic_frame(panel_cards), demographic_frame(all_gss_cards())
-    rows = []
-    for variable in DEMOGRAPHICS:
-        p = panel[variable].value_counts(normalize=True) * 100
-        g = gss[variable].value_counts(normalize=True) * 100
-        for category in sorted(set(p.index) | set(g.index)):
-            rows.append({"variable": variable, "category": category,
-                         "panel_pct": round(float(p.get(category, 0.0)), 1),
-                         "gss2018_pct": round(float(g.get(category, 0.0)), 1)})
-    return pd.DataFrame(rows)
 
 
 def write_table(table: pd.DataFrame, stem: Path, caption: str = "", float_format: str = "%.4f") -> None:
@@ -78,7 +44,9 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
     demographics = demographics_comparison(cards)
     write_table(demographics, tables / "persona_demographics_vs_gss",
                 "persona panel against all GSS 2018 respondents (percent)", float_format="%.1f")
-    _dataset_figure(counts_long, demographics, figures / "dataset_overview")
+    from .figures import dataset_figure
+
+    dataset_figure(counts_long, demographics, figures / "dataset_overview")
     total = sum(counts["records"].values())
     dropped = counts.get("dropped_no_teacher_answer", 0)
     lines = [
@@ -100,29 +68,3 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
     atomic_write_text(paths.results_dir(profile) / "dataset_card.md", "\n".join(lines))
 
 
-def save_figure(fig, stem: Path) -> None:
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    for suffix in (".png", ".pdf"):
-        tmp = stem.with_name(f".{stem.name}.tmp{suffix}")
-        fig.savefig(tmp, dpi=150, bbox_inches="tight", metadata={"CreationDate": None} if suffix == ".pdf" else {})
-        tmp.replace(stem.with_suffix(suffix))
-
-
-def _dataset_figure(counts_long: pd.DataFrame, demographics: pd.DataFrame, stem: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
-    by_type = counts_long.pivot_table(index="domain", columns="question_type", values="records", aggfunc="sum",
-                                      fill_value=0)
-    by_type.loc[by_type.sum(axis=1).sort_values().index].plot.barh(stacked=True, ax=left, width=0.8)
-    left.set(title="Records by domain and question type", xlabel="records", ylabel="")
-    education = demographics[demographics["variable"] == "education"].set_index("category")
-    education[["panel_pct", "gss2018_pct"]].rename(
-        columns={"panel_pct": "persona panel", "gss2018_pct": "GSS 2018 (all respondents)"}).plot.barh(ax=right)
-    right.set(title="Education: persona panel against GSS 2018", xlabel="percent", ylabel="")
-    fig.tight_layout()
-    save_figure(fig, stem)
-    plt.close(fig)

@@ -1,7 +1,11 @@
-"""Bootstrap intervals that resample personas (the unit that was sampled), with a named seed."""
+"""Bootstrap intervals that resample personas (the unit that was sampled), with a named seed, and paired
+differences on the same records."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+MIN_PERSONAS_FOR_INTERVALS = 10  # fewer resampled personas give intervals too coarse to read
 
 
 def persona_bootstrap_indices(persona_ids: list[str], n_samples: int, seed: int) -> list[np.ndarray]:
@@ -19,3 +23,34 @@ def mean_with_interval(values: np.ndarray, resamples: list[np.ndarray], level: f
     means = np.array([values[idx].mean() for idx in resamples])
     tail = (1 - level) / 2 * 100
     return float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+
+def with_intervals(frame: pd.DataFrame, columns, resamples_of) -> pd.DataFrame:
+    """Per variant: mean, lower and upper 95 % bootstrap bound of each column."""
+    rows = []
+    for variant, part in frame.groupby("variant", sort=False):
+        resamples = resamples_of(part)
+        row = {"variant": variant, "n": len(part), "personas": part.persona_id.nunique()}
+        for column in columns:
+            mean, low, high = mean_with_interval(part[column].to_numpy(float), resamples)
+            row.update({column: mean, f"{column}_low": low, f"{column}_high": high})
+        rows.append(row)
+    # The same columns when there is nothing to summarise (a run whose test records hold no open answer).
+    return pd.DataFrame(rows, columns=["variant", "n", "personas",
+                                       *(f"{c}{s}" for c in columns for s in ("", "_low", "_high"))])
+
+
+def paired_differences(frame: pd.DataFrame, columns, seed: int, n_samples: int, better: str, worse: str
+                       ) -> pd.DataFrame:
+    """`better` minus `worse` on the same records, personas resampled jointly (paired bootstrap)."""
+    a = frame[frame.variant == better].set_index("id").sort_index()
+    b = frame[frame.variant == worse].set_index("id").sort_index()
+    resamples = persona_bootstrap_indices(list(a["persona_id"]), n_samples, seed)
+    rows = []
+    for column in columns:
+        diff = a[column].to_numpy(float) - b[column].to_numpy(float)
+        mean, low, high = mean_with_interval(diff, resamples)
+        rows.append({"comparison": f"{better} - {worse}", "metric": column, "difference": mean,
+                     "low": low, "high": high, "personas": a.persona_id.nunique()})
+    return pd.DataFrame(rows)

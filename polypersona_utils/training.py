@@ -5,6 +5,9 @@ as well as CUDA) and LoRA adapters on q/k/v/o/gate/up/down projections. Records 
 prompt-completion examples through `prompts.build_messages`, so the loss falls on the assistant answer only
 (TRL masks the prompt tokens with -100). A finished run with the same fingerprint (config, data, model) is not
 trained again; an interrupted one resumes from its last checkpoint.
+
+Longer than 300 lines because the precision plan, the trainer settings, resume and the model card belong to one
+run and are read together.
 """
 from __future__ import annotations
 
@@ -259,6 +262,8 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "log_history.json", history)
     atomic_write_text(run_dir / "README.md", model_card(config, spec, run_name, fingerprint, metrics))
+    from .figures import loss_figure
+
     loss_figure(history, paths.figures_dir(config.output_key) / f"loss_{run_name}", run_name)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the finished adapter is in run_dir
     atomic_write_json(marker, {"fingerprint_sha256": key})  # written last: its presence means done
@@ -303,28 +308,6 @@ def model_card(config, spec, run_name: str, fingerprint: dict, metrics: dict) ->
         "",
     ]
     return "\n".join(lines)
-
-
-def loss_figure(history: list[dict], stem: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .reporting import save_figure
-
-    train = [(h["step"], h["loss"]) for h in history if "loss" in h]
-    val = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    if train:
-        ax.plot(*zip(*train), label="train loss", lw=1)
-    if val:
-        ax.plot(*zip(*val), "o-", label="val loss")
-    ax.set(xlabel="optimizer step", ylabel="loss", title=f"Training loss: {title}")
-    ax.legend()
-    fig.tight_layout()
-    save_figure(fig, stem)
-    plt.close(fig)
 
 
 def train_adapters(config, progress: bool = True) -> dict[str, TrainResult]:

@@ -107,7 +107,7 @@ def test_summary_reads_a_run_whose_fidelity_table_is_empty(tmp_roots):
     """The writer's empty table (no open answer on the run's test records) has the interval columns, and the
     reader accepts a table without them: `make reproduce PROFILE=smoke` once failed here with a KeyError."""
     from polypersona_utils.ablations import run_summary
-    from polypersona_utils.evaluation import with_intervals
+    from polypersona_utils.stats import with_intervals
 
     write_run("p", "tiny", {"lora.r": 8}, lambda p, q: 0.5, lambda p, q: 0.5, personas=1)
     tables = paths.results_dir("p/runs/tiny") / "tables"

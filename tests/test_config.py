@@ -158,3 +158,12 @@ def test_step_stamp_changes_only_with_its_own_settings(tmp_path):
     assert '"generation"' in stamps["generate"].read_text() and "0.9" in stamps["generate"].read_text()
     params.write_text("profile: x\ngeneration:\n  temperature: 0.9\nlora:\n  r: 8\n")
     assert {step for step, path in stamps.items() if write_step_stamp(load_config(params), step, path)} == {"train"}
+
+
+def test_a_held_out_domain_is_checked_against_the_question_bank():
+    from polypersona_utils.questions import load_question_bank
+
+    domains = load_question_bank(paths.QUESTION_BANK).domains
+    assert load_config("smoke", overrides={"ablation.heldout_domain": domains[-1]}).ablation.heldout_domain
+    with pytest.raises(ConfigError, match=r"ablation.heldout_domain: must be one of the question bank's domains"):
+        load_config("smoke", overrides={"ablation.heldout_domain": "astrology"})

@@ -5,7 +5,8 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.evaluation import BASELINE, check_results, evaluate, retrieval_baseline
+from polypersona_utils.baselines import BASELINE, retrieval_baseline
+from polypersona_utils.evaluation import check_results, evaluate
 from polypersona_utils.provenance import write_jsonl
 
 
