@@ -17,18 +17,19 @@ ARTIFACTS := $(WORKSPACE)/artifacts/$(PROFILE)
 RESULTS := $(WORKSPACE)/results/$(PROFILE)
 EXECUTED := $(RESULTS)/executed
 PARAMS := $(WORKSPACE)/params/$(PROFILE).yaml
-PACKAGE := $(wildcard polypersona_utils/*.py) polypersona_utils/data/question_bank.yaml
 PAPERMILL := $(PY) -m papermill --cwd notebooks --log-output --request-save-on-cell-execute
+BANK := polypersona_utils/data/question_bank.yaml
 
-# One stamp per step holding only the settings it reads (config.STEP_SECTIONS), rewritten only when they change.
+# One stamp per step holding only the settings it reads (polypersona_utils/steps.py), rewritten only when they
+# change, and sources.mk: the package modules each step's notebook runs (its code prerequisites).
 STAMPS := $(ARTIFACTS)/params
 DATA := $(ARTIFACTS)/data/manifest.json
 ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
 PREDICTIONS := $(ARTIFACTS)/predictions/manifest.json
 METRICS := $(RESULTS)/manifest.json
 RUNS_DIR := $(RESULTS)/runs
-# The standard set (ablations.STANDARD_ABLATIONS; rank16 is the reference). Give a subset with ABLATION_RUNS="...".
-ABLATION_RUNS ?= rank16 rank8 rank32 rank64 heldout-healthcare no-persona lora-16bit
+# The standard set comes from the package (ablations.standard_ablations, printed when make starts); give a subset
+# with ABLATION_RUNS="...".
 ABLATIONS := $(RESULTS)/ablations.md
 ABLATION_KNOBS = LORA_R=$(LORA_R) HELDOUT=$(HELDOUT) NO_PERSONA=$(NO_PERSONA) QUANT=$(QUANT) EPOCHS=$(EPOCHS) \
                  FULL=$(FULL)
@@ -63,14 +64,16 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 NO_PROFILE_GOALS := help install test test-fast lab clean
 ifneq ($(wildcard $(PY)),)
 ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),help)),)
-STAMPS_FAILED := $(shell $(PY) -m polypersona_utils.config stamps $(PROFILE) $(STAMPS) || echo failed)
-ifneq ($(STAMPS_FAILED),)
+STANDARD_RUNS := $(shell $(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) || echo failed)
+ifneq ($(filter failed,$(STANDARD_RUNS)),)
 $(error profile $(PROFILE) cannot be used (the message above says why))
 endif
+-include $(STAMPS)/sources.mk
 endif
 endif
+ABLATION_RUNS ?= $(STANDARD_RUNS)
 $(STAMPS)/%.json: | $(INSTALLED)
-	$(PY) -m polypersona_utils.config stamps $(PROFILE) $(STAMPS)
+	$(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) >/dev/null
 
 ## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)
 .PHONY: reproduce
@@ -79,32 +82,33 @@ reproduce: data train generate metrics ablations
 ## data: notebook 01, build the persona-grounded dataset -> artifacts/PROFILE/data/
 .PHONY: data
 data: $(DATA)
-$(DATA): notebooks/01_build_dataset.ipynb $(STAMPS)/data.json $(PACKAGE) | $(INSTALLED)
+$(DATA): notebooks/01_build_dataset.ipynb $(STAMPS)/data.json $(DATA_SOURCES) $(BANK) | $(INSTALLED)
 	$(call run_notebook,01_build_dataset)
 
 ## train: notebook 02, QLoRA-tune the profile's models -> artifacts/PROFILE/adapters/
 .PHONY: train
 train: $(ADAPTERS)
-$(ADAPTERS): notebooks/02_train.ipynb $(DATA) $(STAMPS)/train.json $(PACKAGE) | $(INSTALLED)
+$(ADAPTERS): notebooks/02_train.ipynb $(DATA) $(STAMPS)/train.json $(TRAIN_SOURCES) | $(INSTALLED)
 	$(call run_notebook,02_train)
 
 ## generate: notebook 03, answers of every variant -> artifacts/PROFILE/predictions/
 .PHONY: generate
 generate: $(PREDICTIONS)
-$(PREDICTIONS): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/generate.json $(PACKAGE) | $(INSTALLED)
+$(PREDICTIONS): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/generate.json $(GENERATE_SOURCES) \
+                | $(INSTALLED)
 	$(call run_notebook,03_generate)
 
 ## metrics: notebook 04, tables, figures and results README -> results/PROFILE/
 .PHONY: metrics
 metrics: $(METRICS)
-$(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(STAMPS)/metrics.json $(PACKAGE) | $(INSTALLED)
+$(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(STAMPS)/metrics.json $(METRICS_SOURCES) $(BANK) | $(INSTALLED)
 	$(call run_notebook,04_metrics)
 
 # Notebooks 02-04 as ablation run $(1) with knobs $(2): overrides from the standard set (no knobs) or the knobs,
 # outputs under runs/$(1)/.
 define run_ablation
 	@mkdir -p $(RUNS_DIR)/$(1)/executed
-	$(PY) -m polypersona_utils.ablations overrides $(1) $(2) > $(RUNS_DIR)/$(1)/overrides.json
+	$(PY) -m polypersona_utils.ablations overrides $(PROFILE) $(1) $(2) > $(RUNS_DIR)/$(1)/overrides.json
 	@for nb in 02_train 03_generate 04_metrics; do \
 	  $(PAPERMILL) notebooks/$$nb.ipynb $(RUNS_DIR)/$(1)/executed/$$nb.ipynb -p profile $(PROFILE) -p run $(1) \
 	    -r overrides "$$(cat $(RUNS_DIR)/$(1)/overrides.json)" \
@@ -120,7 +124,8 @@ ablation: $(DATA) | $(INSTALLED)
 
 $(RUNS_DIR)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb notebooks/04_metrics.ipynb \
                              $(DATA) $(STAMPS)/train.json $(STAMPS)/generate.json $(STAMPS)/metrics.json \
-                             $(STAMPS)/ablation_runs.json $(PACKAGE) | $(INSTALLED)
+                             $(STAMPS)/ablation_runs.json $(TRAIN_SOURCES) $(GENERATE_SOURCES) $(METRICS_SOURCES) \
+                             $(BANK) | $(INSTALLED)
 	$(call run_ablation,$*,)
 
 # Knobs belong to one named run; the standard set always runs as the package defines it.
@@ -134,7 +139,8 @@ endif
 ## ablations: the standard ablation runs (or ABLATION_RUNS="...") and notebook 05 -> results/PROFILE/ablations.md
 .PHONY: ablations
 ablations: $(ABLATIONS)
-$(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(ABLATION_RUNS:%=$(RUNS_DIR)/%/manifest.json) | $(INSTALLED)
+$(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(ABLATION_RUNS:%=$(RUNS_DIR)/%/manifest.json) \
+              $(ABLATIONS_SOURCES) | $(INSTALLED)
 	$(call run_notebook,05_ablations)
 
 ## check-results: recompute PROFILE's tables (main and ablation runs) from the stored answers; fail if any differ

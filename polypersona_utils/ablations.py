@@ -2,12 +2,12 @@
 
 A run named NAME writes under `artifacts/<profile>/runs/NAME/` and `results/<profile>/runs/NAME/`. Every ablation
 run trains and tests on the same fixed persona subset of the profile's splits (`ablation_runs` in the params; the
-default profile's is small enough for the CPU budget), and `rank16`, the main settings on that subset, is the
-reference the others are compared with, record by record. Rank runs keep alpha = 2 r, the paper's ratio, so the
-LoRA scaling alpha / r stays the same.
+default profile's is small enough for the CPU budget), and the reference run, the profile's own settings on that
+subset (named by its rank: `rank16` when `lora.r` is 16), is what the others are compared with, record by record.
+Rank runs keep the profile's alpha / r, so the LoRA scaling stays the same.
 
     make ablation NAME=rank32 LORA_R=32          # one run, from the shell
-    make ablations                               # the standard set below, then notebook 05
+    make ablations                               # the standard set (`standard_ablations`), then notebook 05
 """
 from __future__ import annotations
 
@@ -19,16 +19,30 @@ import pandas as pd
 from . import paths
 from .stats import MIN_PERSONAS_FOR_INTERVALS, paired_differences
 
-REFERENCE_RUN = "rank16"
-STANDARD_ABLATIONS: dict[str, dict] = {
-    REFERENCE_RUN: {},  # the profile's own settings on the ablation subset
-    "rank8": {"lora.r": 8, "lora.alpha": 16},
-    "rank32": {"lora.r": 32, "lora.alpha": 64},
-    "rank64": {"lora.r": 64, "lora.alpha": 128},
-    "heldout-healthcare": {"ablation.heldout_domain": "healthcare"},
-    "no-persona": {"ablation.include_persona": False},
-    "lora-16bit": {"training.quantization": "none", "training.compute_dtype": "float32"},
-}
+HELDOUT_DOMAIN = "healthcare"  # the standard held-out-domain run (the paper's largest domain after demographics)
+
+
+def reference_run(config) -> str:
+    """The profile's own settings on the ablation subset, named by its LoRA rank."""
+    return f"rank{config.lora.r}"
+
+
+def rank_overrides(config, rank: int) -> dict:
+    """LoRA rank `rank` with the profile's alpha / r kept."""
+    return {"lora.r": rank, "lora.alpha": max(1, round(rank * config.lora.alpha / config.lora.r))}
+
+
+def standard_ablations(config) -> dict[str, dict]:
+    """The standard set for a profile: the reference, half, twice and four times its rank, a held-out domain, the
+    persona card removed, and a 16-bit base instead of QLoRA's 4-bit."""
+    runs = {reference_run(config): {}}
+    for rank in (config.lora.r // 2, 2 * config.lora.r, 4 * config.lora.r):
+        if rank >= 1 and rank != config.lora.r:
+            runs[f"rank{rank}"] = rank_overrides(config, rank)
+    runs[f"heldout-{HELDOUT_DOMAIN}"] = {"ablation.heldout_domain": HELDOUT_DOMAIN}
+    runs["no-persona"] = {"ablation.include_persona": False}
+    runs["lora-16bit"] = {"training.quantization": "none", "training.compute_dtype": "float32"}
+    return runs
 KNOBS = {  # make variables -> parameter keys (`make ablation NAME=... LORA_R=32 HELDOUT=finance ...`)
     "LORA_R": "lora.r", "HELDOUT": "ablation.heldout_domain", "NO_PERSONA": "ablation.include_persona",
     "QUANT": "training.quantization", "EPOCHS": "training.epochs", "FULL": "ablation_runs",
@@ -37,20 +51,26 @@ SUMMARY_METRICS = ("bleu_nltk", "rouge1", "bertscore_f1")
 DIFFERENCE_COLUMNS = ["comparison", "metric", "difference", "low", "high", "personas", "model", "records"]
 
 
-def overrides_for(name: str, knobs: dict[str, str]) -> dict:
-    """A standard run's overrides, or the ones the make variables ask for (LORA_R also sets alpha = 2 r)."""
+def subset_settings(config) -> dict:
+    """What only ablation runs read (the persona subset): make's stamp for them; the main run never reads it."""
+    return config.select(("ablation_runs",))
+
+
+def overrides_for(config, name: str, knobs: dict[str, str]) -> dict:
+    """A standard run's overrides, or the ones the make variables ask for (LORA_R keeps the profile's alpha / r)."""
     given = {k: v for k, v in knobs.items() if v}
     if not given:
-        if name not in STANDARD_ABLATIONS:
-            raise SystemExit(f"ablation '{name}' is not standard ({sorted(STANDARD_ABLATIONS)}); "
+        standard = standard_ablations(config)
+        if name not in standard:
+            raise SystemExit(f"ablation '{name}' is not standard ({sorted(standard)}); "
                              f"give parameters, e.g. LORA_R=32, HELDOUT=finance, NO_PERSONA=1, QUANT=none, FULL=1")
-        return STANDARD_ABLATIONS[name]
+        return standard[name]
     out = {}
     for knob, value in given.items():
         if knob not in KNOBS:
             raise SystemExit(f"unknown ablation knob {knob}; known: {sorted(KNOBS)}")
         if knob == "LORA_R":
-            out.update({"lora.r": int(value), "lora.alpha": 2 * int(value)})
+            out.update(rank_overrides(config, int(value)))
         elif knob == "NO_PERSONA":
             out["ablation.include_persona"] = value.lower() not in ("1", "true", "yes")
         elif knob == "EPOCHS":
@@ -58,7 +78,7 @@ def overrides_for(name: str, knobs: dict[str, str]) -> dict:
         elif knob == "QUANT":
             out.update({"training.quantization": value} | ({"training.compute_dtype": "float32"}
                                                               if value == "none" else {}))
-        elif knob == "FULL":  # whole splits instead of the ablation subset (slow on CPU; not comparable to rank16)
+        elif knob == "FULL":  # whole splits instead of the ablation subset (slow on CPU; not comparable)
             if value.lower() in ("1", "true", "yes"):
                 out.update({f"ablation_runs.{split}_personas": None for split in ("train", "val", "test")})
         else:
@@ -67,7 +87,7 @@ def overrides_for(name: str, knobs: dict[str, str]) -> dict:
 
 
 def run_folder(profile: str, run: str):
-    return paths.results_dir(f"{profile}/runs/{run}") if run else paths.results_dir(profile)
+    return paths.RunPaths(profile, run).results
 
 
 def run_summary(profile: str, run: str, overrides: dict) -> list[dict]:
@@ -128,12 +148,13 @@ def collect(profile: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cross_run_differences(profile: str, reference: str = REFERENCE_RUN, columns=SUMMARY_METRICS) -> pd.DataFrame:
+def cross_run_differences(profile: str, columns=SUMMARY_METRICS) -> pd.DataFrame:
     """Each ablation run's fine-tuned answers minus the reference run's, on the test records both answered,
-    personas resampled jointly (the paired bootstrap of `evaluation.paired_differences`)."""
+    personas resampled jointly (the paired bootstrap of `stats.paired_differences`)."""
     from .config import load_config
 
     config = load_config(profile)
+    reference = reference_run(config)
     scores = {run: pd.read_csv(run_folder(profile, run) / "per_example_scores.csv")
               for run in finished_runs(profile) if (run_folder(profile, run) / "per_example_scores.csv").exists()}
     if reference not in scores:
@@ -184,13 +205,14 @@ def ablation_report(profile: str) -> pd.DataFrame:
     from .results_readme import write_section
 
     config = load_config(profile)
+    reference = reference_run(config)
     table = collect(profile)
     lora = table[table.variant.str.endswith("-lora")].reset_index(drop=True)
     differences = cross_run_differences(profile)
     write_table(table, paths.tables_dir(profile) / "ablations", caption=f"ablations ({profile} profile)")
     write_table(differences, paths.tables_dir(profile) / "ablation_differences",
-                caption=f"ablation runs minus {REFERENCE_RUN}, paired on the same test records ({profile} profile)")
-    ablation_figures(profile, lora, differences, SUMMARY_METRICS, REFERENCE_RUN)
+                caption=f"ablation runs minus {reference}, paired on the same test records ({profile} profile)")
+    ablation_figures(profile, lora, differences, SUMMARY_METRICS, reference, config.lora.r)
 
     def fmt(row, metric):
         return f"{row[metric]:.3f} [{row[f'{metric}_low']:.3f}, {row[f'{metric}_high']:.3f}]"
@@ -200,7 +222,7 @@ def ablation_report(profile: str) -> pd.DataFrame:
              f"Each ablation run is notebooks 02-04 rerun with the parameters shown, on a fixed persona subset of the "
              f"profile's splits (train {subset.train_personas or 'all'}, validation {subset.val_personas or 'all'}, "
              f"test {subset.test_personas or 'all'} personas; `ablation_runs` in `params/{profile}.yaml`). "
-             f"`{REFERENCE_RUN}` is the profile's own settings on that subset: every other run is compared with it "
+             f"`{reference}` is the profile's own settings on that subset: every other run is compared with it "
              "record by record. `main` is the full study (whole splits), shown for scale, not for comparison.", "",
              "## Fine-tuned variant per run", "",
              "Means with 95 % persona-bootstrap intervals on each run's test records; `fidelity_gap` is the open "
@@ -220,15 +242,15 @@ def ablation_report(profile: str) -> pd.DataFrame:
                if isinstance(row.get("top_answer"), str) else "")
         lines.append(f"- `{row.run}`: BLEU {fmt(row, 'bleu_nltk')}, ROUGE-1 {fmt(row, 'rouge1')}, BERTScore "
                      f"{fmt(row, 'bertscore_f1')}.{top}{caveat}")
-    lines += ["", f"## Each ablation against `{REFERENCE_RUN}` (paired on the same test records)", ""]
+    lines += ["", f"## Each ablation against `{reference}` (paired on the same test records)", ""]
     runs = finished_runs(profile)
     comparisons = []
     for (comparison, model), rows in differences.groupby(["comparison", "model"], sort=True):
         run = comparison.split(" - ")[0]
-        comparisons.append(describe_difference(run, runs.get(run, {}), rows, REFERENCE_RUN))
+        comparisons.append(describe_difference(run, runs.get(run, {}), rows, reference))
     if not comparisons:
-        comparisons = [f"No paired comparison: the reference run `{REFERENCE_RUN}` has not finished "
-                       f"(`make ablation NAME={REFERENCE_RUN} PROFILE={profile}`)."]
+        comparisons = [f"No paired comparison: the reference run `{reference}` has not finished "
+                       f"(`make ablation NAME={reference} PROFILE={profile}`)."]
     lines += comparisons
     lines += ["", "A held-out run's records are the held-out domain's test records, so its comparison is held-out "
               "against in-domain training on the same questions and personas. Rank runs change trainable "
@@ -238,17 +260,19 @@ def ablation_report(profile: str) -> pd.DataFrame:
     atomic_write_text(paths.results_dir(profile) / "ablations.md", "\n".join(lines))
     write_section(paths.results_dir(profile), "ablations", "\n".join([
         "## Ablations (notebook 05)", "",
-        f"Each ablation run against `{REFERENCE_RUN}` on the same test records (fine-tuned variant, paired 95 % "
+        f"Each ablation run against `{reference}` on the same test records (fine-tuned variant, paired 95 % "
         "persona-bootstrap intervals); the runs, their design and costs are in `ablations.md`.", "", *comparisons]))
     inputs = {f"{run}/per_example_scores.csv": sha256_file(run_folder(profile, run) / "per_example_scores.csv")
               for run in runs if (run_folder(profile, run) / "per_example_scores.csv").exists()}
     atomic_write_json(paths.results_dir(profile) / "provenance" / "05_ablations.json", provenance_record(
         config.to_dict(), {"bootstrap": config.seeds.bootstrap, "split": config.seeds.split}, inputs,
-        runs=runs, reference=REFERENCE_RUN))
+        runs=runs, reference=reference))
     return table
 
 
-if __name__ == "__main__":  # python -m polypersona_utils.ablations overrides NAME KNOB=VALUE ...
-    name = sys.argv[2]
-    knobs = dict(arg.split("=", 1) for arg in sys.argv[3:])
-    print(json.dumps(overrides_for(name, knobs), sort_keys=True))
+if __name__ == "__main__":  # python -m polypersona_utils.ablations overrides PROFILE NAME KNOB=VALUE ...
+    from .config import load_config
+
+    command, profile, name = sys.argv[1:4]
+    knobs = dict(arg.split("=", 1) for arg in sys.argv[4:])
+    print(json.dumps(overrides_for(load_config(profile), name, knobs), sort_keys=True))

@@ -298,10 +298,19 @@ class Config:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    @property
-    def output_key(self) -> str:
-        """Where this configuration's adapters, predictions and results go (data always comes from the profile)."""
-        return f"{self.profile}/runs/{self.run}" if self.run else self.profile
+    def select(self, keys: tuple[str, ...]) -> dict[str, Any]:
+        """The values at dotted `keys` ("lora", "seeds.training"): what one step of the study reads."""
+        values, out = self.to_dict(), {}
+        for key in keys:
+            node = values
+            for part in key.split("."):
+                node = node[part]
+            out[key] = node
+        return out
+
+    def paths(self, split: str = "test") -> paths.RunPaths:
+        """Where this run reads and writes, evaluated on `split` (data always comes from the profile)."""
+        return paths.RunPaths(self.profile, self.run, split)
 
 
 def _convert(value: Any, annotation: Any, where: str) -> Any:
@@ -404,6 +413,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+def load_run(profile: str | Path, run: str = "", overrides: dict[str, Any] | None = None) -> Config:
+    """A run's identity, (profile, run, overrides), as its configuration; `config.paths(split)` says where it reads
+    and writes. The one way notebooks, ablations and the command line turn a run into settings and places."""
+    return load_config(profile, overrides={**(overrides or {}), **({"run": run} if run else {})})
+
+
 def load_config(profile_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Read `params/<profile>.yaml` (or a YAML path) into a validated `Config`.
 
@@ -437,60 +452,3 @@ def load_config(profile_or_path: str | Path, overrides: dict[str, Any] | None = 
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return dataclasses.replace(config, source_file=str(path))
-
-
-# What each step of the study reads from the configuration. `make` gives each step a stamp file holding only these
-# values, rewritten only when they change, so editing a generation setting reruns generation and metrics, not
-# training. tests/test_config.py checks that every field belongs to some step.
-STEP_SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("profile", "description", "personas", "questions", "references", "splits", "seeds.persona_sample",
-             "seeds.question_sample", "seeds.split", "seeds.teacher"),
-    "train": ("models", "lora", "training", "seeds.training", "ablation"),
-    "generate": ("models", "generation", "training.quantization", "training.compute_dtype", "seeds.sampling",
-                 "ablation"),
-    "metrics": ("models", "metrics", "seeds.bootstrap", "ablation"),
-    "ablation_runs": ("ablation_runs",),  # read by ablation runs only, never by the main run
-}
-
-
-def step_settings(config: Config, step: str) -> dict[str, Any]:
-    """The configuration values `step` depends on, by dotted key."""
-    values = config.to_dict()
-    out = {}
-    for key in STEP_SECTIONS[step]:
-        node = values
-        for part in key.split("."):
-            node = node[part]
-        out[key] = node
-    return out
-
-
-def write_step_stamp(config: Config, step: str, path: Path) -> bool:
-    """Write `step`'s settings to `path` unless the file already holds them (its date then stays, and make sees
-    nothing new). Returns whether it wrote."""
-    import json
-
-    from .provenance import atomic_write_text
-
-    text = json.dumps(step_settings(config, step), indent=1, sort_keys=True) + "\n"
-    if path.exists() and path.read_text(encoding="utf-8") == text:
-        return False
-    atomic_write_text(path, text)
-    return True
-
-
-def write_step_stamps(profile: str, folder: Path) -> list[str]:
-    """Every step's stamp under `folder`; returns the steps whose settings changed."""
-    config = load_config(profile)  # once: make runs this at every start
-    return [step for step in STEP_SECTIONS if write_step_stamp(config, step, Path(folder) / f"{step}.json")]
-
-
-if __name__ == "__main__":  # python -m polypersona_utils.config stamps PROFILE FOLDER (run by the Makefile)
-    import sys
-
-    if len(sys.argv) != 4 or sys.argv[1] != "stamps":
-        raise SystemExit("usage: python -m polypersona_utils.config stamps PROFILE FOLDER")
-    try:
-        write_step_stamps(sys.argv[2], Path(sys.argv[3]))
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None

@@ -31,6 +31,13 @@ SPLITS = ("train", "val", "test")
 RECORD_FIELDS = ("id", "persona_id", "domain", "question_id", "question", "question_type", "options", "persona",
                  "messages", "reference", "reference_source")
 REFERENCE_SOURCES = ("real_respondent", "teacher", "imported")
+# What notebook 01 reads from the configuration: its provenance and make's step stamp both come from here.
+DATASET_SETTINGS = ("profile", "description", "personas", "questions", "references", "splits", "seeds.persona_sample",
+                    "seeds.question_sample", "seeds.split", "seeds.teacher")
+
+
+def dataset_settings(config) -> dict:
+    return config.select(DATASET_SETTINGS)
 
 
 class LeakageError(AssertionError):
@@ -338,7 +345,7 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
     provenance = provenance_record(
         params=config.to_dict(), seeds=config.to_dict()["seeds"],
         inputs={**inputs, **{f"data/{p.name}": sha256_file(p) for p in files.values()}},
-        step="01_build_dataset", counts=counts,
+        step="01_build_dataset", counts=counts, settings=dataset_settings(config),
     )
     atomic_write_json(paths.results_dir(profile) / "provenance" / "01_build_dataset.json", provenance)
     # Written last: its presence means the build finished (the Makefile target).

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths
+from . import metrics
 from .baselines import BASELINE, CELL_BASELINE, demographic_cell_baseline, retrieval_baseline
 from .fidelity import fidelity_and_diversity
 from .figures import distribution_figure, metric_figures, subgroup_distribution_figure
@@ -51,10 +51,11 @@ def add_scores(frame: pd.DataFrame, settings) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def load_predictions(config) -> dict[str, list[dict]]:
+def load_predictions(config, split: str = "test") -> dict[str, list[dict]]:
     from .generation import variants
 
-    return {v.name: read_jsonl(paths.predictions_dir(config.output_key) / f"{v.name}.jsonl") for v in variants(config)}
+    folder = config.paths(split).predictions
+    return {v.name: read_jsonl(folder / f"{v.name}.jsonl") for v in variants(config)}
 
 
 def persona_resamples(config):
@@ -94,6 +95,12 @@ def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
             "closed_alignment": closed, "paired_differences": pd.concat(paired, ignore_index=True)}
 
 
+def evaluation_settings(config) -> dict:
+    """What notebook 04 reads: the models (its variants), the metric settings and the bootstrap seed. Written into
+    the results manifest and make's step stamp."""
+    return config.select(("models", "metrics", "seeds.bootstrap", "ablation"))
+
+
 def metric_settings(config) -> dict:
     m = config.metrics
     return asdict(m) | {
@@ -107,14 +114,14 @@ def metric_settings(config) -> dict:
 
 
 def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
-    """All tables of the study for `split`, written under results/<profile>/; returns them."""
+    """All tables of the study for `split`, written under the run's results folder (`config.paths(split)`)."""
     from .dataset import load_split
     from .questions import load_question_bank
 
-    profile = config.output_key
-    data = paths.data_dir(config.profile)
+    where = config.paths(split)
+    profile = where.name
     test, train = load_split(config, split), load_split(config, "train")
-    predictions = load_predictions(config)
+    predictions = load_predictions(config, split)
     predictions[BASELINE] = retrieval_baseline(train, test)
     frame = add_scores(answers_frame(test, predictions), config.metrics)
     cells = answers_frame(test, {CELL_BASELINE: demographic_cell_baseline(train, test)})
@@ -129,25 +136,26 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     tables["subgroup_alignment"] = subgroup_alignment(
         frame, cards, {q.question_id: q.gss_item for q in bank.questions if q.gss_item and q.is_closed},
         {q.question_id: list(q.options) for q in bank.questions})
-    out = paths.tables_dir(profile)
+    out = where.tables
     for name, table in tables.items():
         write_table(table, out / name, caption=f"{name.replace('_', ' ')} ({profile} profile)")
     # The answers and their scores, kept with the results: `make check-results` recomputes every table from them.
-    atomic_write_text(paths.results_dir(profile) / "per_example_scores.csv",
+    atomic_write_text(where.results / "per_example_scores.csv",
                       frame.to_csv(index=False, float_format="%.6f"))
     settings = metric_settings(config)
-    atomic_write_json(paths.results_dir(profile) / "metric_settings.json", settings)
-    metric_figures(tables, paths.figures_dir(profile), profile)
+    atomic_write_json(where.results / "metric_settings.json", settings)
+    metric_figures(tables, where.figures, profile)
     distribution_figure(frame, bank, gss_item_distributions(config.seeds.bootstrap)[0],
-                        paths.figures_dir(profile) / "answer_distributions")
+                        where.figures / "answer_distributions")
     subgroup_distribution_figure(frame, cards, {q.question_id: q.gss_item for q in bank.questions
                                                 if q.gss_item and q.is_closed},
-                                 paths.figures_dir(profile) / "answer_distributions_by_subgroup")
-    write_section(paths.results_dir(profile), "metrics", metrics_section(config, tables))
-    atomic_write_json(paths.results_dir(profile) / "manifest.json", provenance_record(
+                                 where.figures / "answer_distributions_by_subgroup")
+    write_section(where.results, "metrics", metrics_section(config, tables, profile))
+    atomic_write_json(where.results / "manifest.json", provenance_record(
         params=config.to_dict(), seeds=asdict(config.seeds), step="04_metrics", metric_settings=settings,
-        inputs={f"predictions/{p.name}": sha256_file(p) for p in paths.predictions_dir(profile).glob("*.jsonl")}
-        | {f"data/{split}.jsonl": sha256_file(data / f"{split}.jsonl")},
+        settings=evaluation_settings(config), split=split,
+        inputs={f"predictions/{p.name}": sha256_file(p) for p in where.predictions.glob("*.jsonl")}
+        | {f"data/{split}.jsonl": sha256_file(where.data / f"{split}.jsonl")},
         outputs={p.name: sha256_file(p) for p in sorted(out.glob("*.csv"))}))
     return tables
 
@@ -157,7 +165,8 @@ def check_results(config) -> list[str]:
     tables whose CSV differs from the stored one. Empty list: the results are reproduced."""
     import tempfile
 
-    stored = pd.read_csv(paths.results_dir(config.output_key) / "per_example_scores.csv", keep_default_na=False,
+    where = config.paths()
+    stored = pd.read_csv(where.results / "per_example_scores.csv", keep_default_na=False,
                          na_values={"parsed_option": [""]})
     answers = stored[list(ANSWER_COLUMNS)].copy()
     answers["parsed_option"] = answers.parsed_option.astype(object).where(answers.parsed_option.notna(), None)
@@ -166,7 +175,7 @@ def check_results(config) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, table in tables.items():
             write_table(table, Path(tmp) / name, caption="")
-            expected = paths.tables_dir(config.output_key) / f"{name}.csv"
+            expected = where.tables / f"{name}.csv"
             if not expected.exists() or expected.read_text() != (Path(tmp) / f"{name}.csv").read_text():
                 different.append(name)
     return different
@@ -176,17 +185,17 @@ if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFI
     import sys
 
     from .ablations import finished_runs
-    from .config import load_config
+    from .config import load_run
 
     profile = sys.argv[2] if len(sys.argv) > 2 else "default"
-    configs = [load_config(profile)] + [load_config(profile, overrides=overrides | {"run": run})
-                                        for run, overrides in finished_runs(profile).items()]
+    configs = [load_run(profile)] + [load_run(profile, run, overrides)
+                                     for run, overrides in finished_runs(profile).items()]
     failed = False
     for config in configs:
         mismatched = check_results(config)
         if mismatched:
             failed = True
-            print(f"results/{config.output_key}: recomputed tables differ from the stored ones: {mismatched}")
+            print(f"results/{config.paths().name}: recomputed tables differ from the stored ones: {mismatched}")
         else:
-            print(f"results/{config.output_key}: every table recomputed from the stored answers matches")
+            print(f"results/{config.paths().name}: every table recomputed from the stored answers matches")
     sys.exit(1 if failed else 0)

@@ -8,10 +8,6 @@ import numpy as np
 import pandas as pd
 
 from . import paths
-from .baselines import BASELINE
-from .demographics import SUBGROUPS, demographic_frame
-from .metrics import SURVEY_METRICS, TEXT_METRICS
-from .respondents import gss_subgroup_distributions
 
 
 def pyplot():
@@ -65,6 +61,8 @@ def loss_figure(history: list[dict], stem: Path, title: str) -> None:
 
 def metric_figures(tables: dict[str, pd.DataFrame], folder: Path, profile: str) -> None:
     """Text metrics with intervals per variant, and every metric per domain."""
+    from .metrics import SURVEY_METRICS, TEXT_METRICS
+
     plt = pyplot()
     text = tables["model_comparison"]
     fig, axes = plt.subplots(1, len(TEXT_METRICS), figsize=(3.2 * len(TEXT_METRICS), 3.6), sharey=True)
@@ -129,6 +127,10 @@ def subgroup_distribution_figure(frame: pd.DataFrame, cards: dict[str, dict], it
                                  stem: Path) -> None:
     """Per demographic subgroup: the answer distribution over the linked GSS items asked in the test split, real
     (all GSS 2018 respondents in the subgroup, the same items weighted as asked) against each variant's."""
+    from .baselines import BASELINE
+    from .demographics import SUBGROUPS, demographic_frame
+    from .respondents import gss_subgroup_distributions
+
     plt = pyplot()
     from .personas import SPENDING_OPTIONS
 
@@ -171,12 +173,12 @@ def subgroup_distribution_figure(frame: pd.DataFrame, cards: dict[str, dict], it
 
 
 def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame, summary_metrics,
-                     reference: str) -> None:
+                     reference: str, profile_rank: int) -> None:
     """Metric against rank (ablation runs only: same records), and each run minus the reference with intervals."""
     plt = pyplot()
     runs = lora[lora.run != "main"]
     ranked = runs[runs.overrides.apply(lambda o: set(json.loads(o)) <= {"lora.r", "lora.alpha"})].copy()
-    ranked["rank"] = ranked.overrides.apply(lambda o: json.loads(o).get("lora.r", 16))  # rank16: the profile's r
+    ranked["rank"] = ranked.overrides.apply(lambda o: json.loads(o).get("lora.r", profile_rank))
     ranked = ranked.sort_values("rank")
     def rank_axis(ax, title: str) -> None:
         ax.set(xscale="log", xlabel="LoRA rank r (alpha = 2 r)", title=title)

@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from . import paths
 from .backends import generate_local, openai_chat
 from .dataset import load_split
 from .parsing import parse_option
@@ -32,6 +31,13 @@ class Variant:
     include_persona: bool = True
 
 
+def generation_settings(config) -> dict:
+    """What notebook 03 reads: the models, decoding, the base's precision and the sampling seed. Written into the
+    predictions manifest and make's step stamp."""
+    return config.select(("models", "generation", "training.quantization", "training.compute_dtype",
+                          "seeds.sampling", "ablation"))
+
+
 def variants(config) -> list[Variant]:
     """`<model>-zeroshot` for every model; `<model>-lora` for every trained one."""
     include_persona = config.ablation.include_persona
@@ -41,7 +47,7 @@ def variants(config) -> list[Variant]:
                            include_persona))
         if spec.train:
             out.append(Variant(f"{spec.name}-lora", spec.model_id, spec.revision, spec.chat_template,
-                               str(paths.adapters_dir(config.output_key) / spec.name), include_persona))
+                               str(config.paths().adapters / spec.name), include_persona))
     return out
 
 
@@ -131,7 +137,7 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
     """Answer every record of `split` with `variant`; returns `predictions/<variant>.jsonl`."""
     records = {r["id"]: r for r in load_split(config, split)}
     if not records:
-        raise ValueError(f"{config.output_key}: the {split} split has no records"
+        raise ValueError(f"{config.paths(split).name}: the {split} split has no records"
                          + (f" in the held-out domain '{config.ablation.heldout_domain}'"
                             if config.ablation.heldout_domain else ""))
     generator = generator or LocalGenerator(variant, config.training.quantization, config.training.compute_dtype)
@@ -165,9 +171,9 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
     done = run_batches(
         records, key_of=key_of,
         order_of=lambda rid: (records[rid]["question_type"] == "open", sum(len(m["content"]) for m in prompts[rid])),
-        compute=compute, log_path=paths.cache_dir(config.profile) / "predictions" / f"{variant.name}.jsonl",
+        compute=compute, log_path=config.paths().cache / "predictions" / f"{variant.name}.jsonl",
         batch_size=config.generation.batch_size, desc=f"generate {variant.name}", progress=progress)
-    out = paths.predictions_dir(config.output_key) / f"{variant.name}.jsonl"
+    out = config.paths(split).predictions / f"{variant.name}.jsonl"
     rows = sorted(({k: v for k, v in row.items() if k not in ("key", "id")}
                    | {"id": rid, "variant": variant.name, "split": split} for rid, row in done.items()),
                   key=lambda r: r["id"])
@@ -178,6 +184,7 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
 def generate_all(config, split: str = "test", progress: bool = True) -> dict[str, Path]:
     """Every variant of the profile; then `predictions/manifest.json`, written last (the Make target)."""
     files = {v.name: generate_predictions(config, v, split, progress=progress) for v in variants(config)}
-    atomic_write_json(paths.predictions_dir(config.output_key) / "manifest.json",
-                      {name: {"file": path.name, "sha256": sha256_file(path)} for name, path in files.items()})
+    atomic_write_json(config.paths(split).predictions / "manifest.json",
+                      {"settings": generation_settings(config), "split": split,
+                       "files": {name: {"file": path.name, "sha256": sha256_file(path)} for name, path in files.items()}})
     return files

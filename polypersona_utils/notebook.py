@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 from . import paths
-from .config import Config, load_config
+from .config import Config, load_run
 
 
 def start(profile: str, run: str = "", overrides: str | dict = "{}") -> Config:
@@ -15,4 +15,4 @@ def start(profile: str, run: str = "", overrides: str | dict = "{}") -> Config:
     paths.check_checkout(Path.cwd())
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
     changes = json.loads(overrides) if isinstance(overrides, str) else dict(overrides)
-    return load_config(profile, overrides={**changes, **({"run": run} if run else {})})
+    return load_run(profile, run, changes)

@@ -7,6 +7,7 @@ workspace, so they never write into the checkout. Code, notebooks and the shared
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -80,3 +81,59 @@ def adapters_dir(profile: str) -> Path:
 
 def predictions_dir(profile: str) -> Path:
     return artifacts_dir(profile) / "predictions"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where one run of a profile reads and writes: the main run (`run=""`) or an ablation run, evaluated on one
+    split. Data and caches are the profile's, shared by its runs; a run's own outputs go under `runs/<run>/`, and a
+    split other than test writes under `splits/<split>/`, so evaluating `val` never overwrites the test outputs."""
+
+    profile: str
+    run: str = ""
+    split: str = "test"
+
+    @property
+    def name(self) -> str:
+        """How the run is named in messages and titles: `default`, `default/runs/rank8`, `default (val)`."""
+        name = f"{self.profile}/runs/{self.run}" if self.run else self.profile
+        return name if self.split == "test" else f"{name} ({self.split})"
+
+    def _own(self, root: Path) -> Path:
+        return root / self.profile / "runs" / self.run if self.run else root / self.profile
+
+    def _split(self, folder: Path) -> Path:
+        return folder if self.split == "test" else folder / "splits" / self.split
+
+    @property
+    def data(self) -> Path:
+        return data_dir(self.profile)
+
+    @property
+    def cache(self) -> Path:
+        return cache_dir(self.profile)
+
+    @property
+    def adapters(self) -> Path:
+        return self._own(ARTIFACTS_ROOT) / "adapters"
+
+    @property
+    def predictions(self) -> Path:
+        return self._split(self._own(ARTIFACTS_ROOT) / "predictions")
+
+    @property
+    def results(self) -> Path:
+        return self._split(self._own(RESULTS_ROOT))
+
+    @property
+    def tables(self) -> Path:
+        return self.results / "tables"
+
+    @property
+    def figures(self) -> Path:
+        return self.results / "figures"
+
+    @property
+    def training_results(self) -> Path:
+        """The run's training metrics and loss figures (training does not depend on the evaluated split)."""
+        return self._own(RESULTS_ROOT)

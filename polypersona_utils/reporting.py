@@ -1,4 +1,4 @@
-"""Tables, figures and cards written under results/<profile>/ (CSV + Markdown tables, PNG + PDF figures)."""
+"""Tables (CSV, Markdown and LaTeX side by side) and the dataset card written under results/<profile>/."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -57,7 +57,7 @@ def findings(text: pd.DataFrame, closed: pd.DataFrame, paired: pd.DataFrame) -> 
     return out
 
 
-def metrics_section(config, tables: dict[str, pd.DataFrame]) -> str:
+def metrics_section(config, tables: dict[str, pd.DataFrame], run_name: str) -> str:
     """Notebook 04's section: the tables in words, and how they relate to the paper's."""
 
     text, closed, paired = tables["model_comparison"], tables["closed_alignment"], tables["paired_differences"]
@@ -65,7 +65,7 @@ def metrics_section(config, tables: dict[str, pd.DataFrame]) -> str:
     def interval(row, metric):
         return f"{row[metric]:.3f} [{row[f'{metric}_low']:.3f}, {row[f'{metric}_high']:.3f}]"
 
-    lines = [f"# Results: {config.output_key}", "", profile_banner(config), "",
+    lines = [f"# Results: {run_name}", "", profile_banner(config), "",
              "The paper reports (its own models, data and metric settings, not reproduced here): best BLEU 0.090 "
              "(TinyLlama-1.1B), ROUGE-1 0.429 (Phi-2), BERTScore above 0.88. The numbers below come from "
              f"`{config.models[0].model_id}` on this profile's data; BERTScore here uses "

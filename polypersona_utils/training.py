@@ -171,16 +171,26 @@ class TrainResult:
     trained_now: bool
 
 
-def run_fingerprint(config, spec, data_files: dict[str, Path], include_persona: bool) -> dict:
-    # Only what changes the adapter: checkpoint interval and logging do not.
+def adapter_settings(config, include_persona: bool | None = None) -> dict:
+    """What changes an adapter besides its model and data (checkpoint interval and logging do not). The run
+    fingerprint and make's step stamp both come from here."""
     training = {k: v for k, v in asdict(config.training).items() if k not in ("save_steps", "report_to")}
-    return {
-        "model": asdict(spec), "lora": asdict(config.lora), "training": training,
-        "seed": config.seeds.training, "include_persona": include_persona,
-        "heldout_domain": config.ablation.heldout_domain,
-        "subset": asdict(config.ablation_runs) if config.run else None,
-        "data": {name: sha256_file(path) for name, path in data_files.items()},
+    return {  # keyed by the configuration's dotted names
+        "lora": asdict(config.lora), "training": training, "seeds.training": config.seeds.training,
+        "ablation.include_persona": config.ablation.include_persona if include_persona is None else include_persona,
+        "ablation.heldout_domain": config.ablation.heldout_domain,
+        "ablation_runs": asdict(config.ablation_runs) if config.run else None,  # the main run uses whole splits
     }
+
+
+def training_settings(config) -> dict:
+    """Make's stamp for notebook 02: every trained model's adapter settings."""
+    return {"models": [asdict(spec) for spec in config.models if spec.train], **adapter_settings(config)}
+
+
+def run_fingerprint(config, spec, data_files: dict[str, Path], include_persona: bool) -> dict:
+    return {"model": asdict(spec), **adapter_settings(config, include_persona),
+            "data": {name: sha256_file(path) for name, path in data_files.items()}}
 
 
 def train_model(config, spec, run_name: str | None = None, include_persona: bool = True, progress: bool = True,
@@ -198,7 +208,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
 
     run_name = run_name or spec.name
     include_persona = include_persona and config.ablation.include_persona
-    run_dir = paths.adapters_dir(config.output_key) / run_name
+    run_dir = config.paths().adapters / run_name
     data_dir = data_dir or paths.data_dir(config.profile)
     data_files = {split: data_dir / f"{split}.jsonl" for split in ("train", "val")}
     fingerprint = run_fingerprint(config, spec, data_files, include_persona)
@@ -264,7 +274,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     atomic_write_text(run_dir / "README.md", model_card(config, spec, run_name, fingerprint, metrics))
     from .figures import loss_figure
 
-    loss_figure(history, paths.figures_dir(config.output_key) / f"loss_{run_name}", run_name)
+    loss_figure(history, config.paths().training_results / "figures" / f"loss_{run_name}", run_name)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the finished adapter is in run_dir
     atomic_write_json(marker, {"fingerprint_sha256": key})  # written last: its presence means done
     return TrainResult(run_dir, metrics, True)
@@ -314,9 +324,9 @@ def train_adapters(config, progress: bool = True) -> dict[str, TrainResult]:
     """Every trainable model of the profile; then `adapters/manifest.json`, written last (the Make target)."""
     results = {spec.name: train_model(config, spec, progress=progress) for spec in config.models if spec.train}
     # Kept with the results (artifacts/ is not committed): trainable parameters, time, memory, losses.
-    atomic_write_json(paths.results_dir(config.output_key) / "training_metrics.json",
+    atomic_write_json(config.paths().training_results / "training_metrics.json",
                       {name: r.metrics for name, r in results.items()})
-    atomic_write_json(paths.adapters_dir(config.output_key) / "manifest.json", {
+    atomic_write_json(config.paths().adapters / "manifest.json", {
         name: {"run_dir": str(r.run_dir.relative_to(paths.WORKSPACE)) if r.run_dir.is_relative_to(
             paths.WORKSPACE) else str(r.run_dir),
                "fingerprint_sha256": json.loads((r.run_dir / COMPLETE_MARKER).read_text())["fingerprint_sha256"]}

@@ -134,32 +134,6 @@ def test_ablation_subset_sizes_are_validated(tmp_path):
     assert config.ablation_runs.test_personas is None and config.ablation_runs.train_personas == 8
 
 
-def test_every_setting_belongs_to_a_step():
-    """A field no step claims would change results without make rerunning anything."""
-    import dataclasses
-
-    from polypersona_utils.config import STEP_SECTIONS, Config, SeedsConfig
-
-    claimed = {key for keys in STEP_SECTIONS.values() for key in keys}
-    top = {f.name for f in dataclasses.fields(Config)} - {"run", "source_file", "seeds"}
-    assert top <= {key.split(".")[0] for key in claimed}
-    assert {f"seeds.{f.name}" for f in dataclasses.fields(SeedsConfig)} <= claimed
-
-
-def test_step_stamp_changes_only_with_its_own_settings(tmp_path):
-    from polypersona_utils.config import write_step_stamp
-
-    params = write(tmp_path, "profile: x\ngeneration:\n  temperature: 0.7\n")
-    stamps = {step: tmp_path / f"{step}.json" for step in ("data", "train", "generate", "metrics")}
-    assert all(write_step_stamp(load_config(params), step, path) for step, path in stamps.items())
-    params.write_text("profile: x\ngeneration:\n  temperature: 0.9\n")  # a generation setting only
-    rewritten = {step for step, path in stamps.items() if write_step_stamp(load_config(params), step, path)}
-    assert rewritten == {"generate"}
-    assert '"generation"' in stamps["generate"].read_text() and "0.9" in stamps["generate"].read_text()
-    params.write_text("profile: x\ngeneration:\n  temperature: 0.9\nlora:\n  r: 8\n")
-    assert {step for step, path in stamps.items() if write_step_stamp(load_config(params), step, path)} == {"train"}
-
-
 def test_a_held_out_domain_is_checked_against_the_question_bank():
     from polypersona_utils.questions import load_question_bank
 

@@ -111,3 +111,18 @@ def test_subgroup_alignment_table(evaluated):
     assert len(perfect) and perfect.distribution_alignment.between(0, 1).all()
     for name in ("answer_distributions", "answer_distributions_by_subgroup"):
         assert (paths.figures_dir("smoke") / f"{name}.png").stat().st_size > 10_000
+
+
+def test_evaluating_another_split_never_overwrites_the_test_outputs(evaluated, smoke_data):
+    config, _ = evaluated
+    test_readme = config.paths().results / "README.md"
+    before = test_readme.read_bytes()
+    val = config.paths("val")
+    assert val.results == config.paths().results / "splits" / "val" and val.predictions != config.paths().predictions
+    for variant, answer_of in (("smollm2-135m-lora", lambda r: r["reference"]), ("smollm2-135m-zeroshot", lambda r: "")):
+        rows = [{"id": r["id"], "prediction": answer_of(r), "parsed_option": None, "unparseable": bool(r["options"]),
+                 "variant": variant, "split": "val"} for r in smoke_data.splits["val"]]
+        write_jsonl(val.predictions / f"{variant}.jsonl", rows)
+    evaluate(config, split="val")
+    assert (val.tables / "model_comparison.csv").exists() and "(val)" in (val.results / "README.md").read_text()
+    assert test_readme.read_bytes() == before

@@ -123,7 +123,10 @@ def test_a_generation_setting_reruns_generation_and_metrics_not_data_or_training
 @pytest.mark.slow
 def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     """Every standard ablation run and notebook 05, on top of the main run the tests above built."""
-    from polypersona_utils.ablations import STANDARD_ABLATIONS
+    from polypersona_utils.ablations import standard_ablations
+    from polypersona_utils.config import load_config
+
+    STANDARD_ABLATIONS = standard_ablations(load_config("smoke"))
 
     make("reproduce", "PROFILE=smoke")
     root = paths.results_dir("smoke") / "runs"

@@ -1,0 +1,113 @@
+"""What make asks the package when it starts: each step's settings stamp, the package modules each step's notebook
+imports (its prerequisites), and the profile's standard ablation runs. Every answer is derived from the code that
+uses it: the stamps from the functions that fingerprint or record each step's settings, the module lists from the
+notebooks' imports, the ablation list from `ablations.standard_ablations`.
+
+    python -m polypersona_utils.steps PROFILE FOLDER   # writes FOLDER/<step>.json and FOLDER/sources.mk,
+                                                       # prints the standard ablation runs
+"""
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+from . import paths
+from .config import Config, ConfigError, load_config
+from .provenance import atomic_write_text
+
+# Make's name of each step -> the notebook that runs it.
+STEP_NOTEBOOKS = {"data": "01_build_dataset", "train": "02_train", "generate": "03_generate",
+                  "metrics": "04_metrics", "ablations": "05_ablations"}
+
+
+def step_settings(config: Config) -> dict[str, dict]:
+    """Each step's settings, from the step's own function (the one its fingerprint or provenance uses)."""
+    from .ablations import subset_settings
+    from .dataset import dataset_settings
+    from .evaluation import evaluation_settings
+    from .generation import generation_settings
+    from .training import training_settings
+
+    return {"data": dataset_settings(config), "train": training_settings(config),
+            "generate": generation_settings(config), "metrics": evaluation_settings(config),
+            "ablation_runs": subset_settings(config)}
+
+
+def write_stamp(path: Path, settings: dict) -> bool:
+    """Write `settings` unless the file already holds them (its date then stays, and make sees nothing new)."""
+    text = json.dumps(settings, indent=1, sort_keys=True, default=str) + "\n"
+    if path.exists() and path.read_text(encoding="utf-8") == text:
+        return False
+    atomic_write_text(path, text)
+    return True
+
+
+def module_imports(source: str) -> set[str]:
+    """Package modules a piece of code imports (lazy imports inside functions included)."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level == 1:
+                found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif (node.module or "") == "polypersona_utils":
+                found |= {a.name for a in node.names}
+            elif (node.module or "").startswith("polypersona_utils."):
+                found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("polypersona_utils.")}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Package module -> the package modules it imports."""
+    return {path.stem: module_imports(path.read_text()) - {path.stem}
+            for path in sorted(paths.PACKAGE_DIR.glob("*.py"))}
+
+
+def notebook_modules(notebook: str, graph: dict[str, set[str]]) -> list[str]:
+    """Every package module `notebooks/<notebook>.ipynb` runs: what its cells import, and what those import."""
+    cells = json.loads((paths.NOTEBOOKS_DIR / f"{notebook}.ipynb").read_text(encoding="utf-8"))["cells"]
+    todo = set().union(*(module_imports("".join(c["source"])) for c in cells if c["cell_type"] == "code"))
+    seen: set[str] = set()
+    while todo:
+        module = todo.pop()
+        if module in graph and module not in seen:
+            seen.add(module)
+            todo |= graph[module]
+    return sorted(seen)
+
+
+def sources_makefile() -> str:
+    """`<STEP>_SOURCES := polypersona_utils/x.py ...` per step: a step reruns when code it runs changes."""
+    graph = import_graph()
+    lines = ["# Written by python -m polypersona_utils.steps: the package modules each step's notebook runs."]
+    for step, notebook in STEP_NOTEBOOKS.items():
+        files = " ".join(f"polypersona_utils/{m}.py" for m in notebook_modules(notebook, graph))
+        lines.append(f"{step.upper()}_SOURCES := {files}")
+    return "\n".join(lines) + "\n"
+
+
+def prepare(profile: str, folder: Path) -> list[str]:
+    """Refresh the stamps and the sources list under `folder`; returns the standard ablation runs."""
+    from .ablations import standard_ablations
+
+    config = load_config(profile)  # once: make runs this at every start
+    for step, settings in step_settings(config).items():
+        write_stamp(Path(folder) / f"{step}.json", settings)
+    sources = Path(folder) / "sources.mk"
+    text = sources_makefile()
+    if not sources.exists() or sources.read_text(encoding="utf-8") != text:
+        atomic_write_text(sources, text)
+    return list(standard_ablations(config))
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m polypersona_utils.steps PROFILE FOLDER")
+    try:
+        print(" ".join(prepare(sys.argv[1], Path(sys.argv[2]))))
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None

@@ -1,0 +1,77 @@
+"""What make asks the package when it starts: step stamps from the step's own settings functions, each step's code
+prerequisites from its notebook's imports, the standard ablation runs from the package."""
+import dataclasses
+
+import pytest
+
+from polypersona_utils import paths
+from polypersona_utils.config import Config, SeedsConfig, load_config
+from polypersona_utils.steps import import_graph, notebook_modules, prepare, sources_makefile, step_settings
+from polypersona_utils.training import run_fingerprint
+
+
+def write(tmp_path, text):
+    path = tmp_path / "x.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_every_setting_belongs_to_a_step():
+    """A field no step reads would change results without make rerunning anything."""
+    claimed = {key for settings in step_settings(load_config("smoke")).values() for key in settings}
+    top = {f.name for f in dataclasses.fields(Config)} - {"run", "source_file", "seeds"}
+    assert top <= {key.split(".")[0] for key in claimed}
+    assert {f"seeds.{f.name}" for f in dataclasses.fields(SeedsConfig)} <= claimed
+
+
+def test_the_train_stamp_and_the_run_fingerprint_come_from_one_function(tmp_path):
+    config = load_config("smoke")
+    stamp = step_settings(config)["train"]
+    fingerprint = run_fingerprint(config, config.models[0], {}, include_persona=True)
+    assert {k: v for k, v in stamp.items() if k != "models"} == {
+        k: v for k, v in fingerprint.items() if k not in ("model", "data")}
+
+
+def test_step_stamp_changes_only_with_its_own_settings(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "PARAMS_DIR", tmp_path)
+    params = write(tmp_path, "profile: x\ngeneration:\n  temperature: 0.7\n")
+    stamps = tmp_path / "stamps"
+
+    def rewritten():
+        before = {p.name: p.read_text() for p in stamps.glob("*.json")} if stamps.exists() else {}
+        prepare("x", stamps)
+        return {p.stem for p in stamps.glob("*.json") if before.get(p.name) != p.read_text()}
+
+    assert rewritten() == {"data", "train", "generate", "metrics", "ablation_runs"}
+    assert rewritten() == set()  # nothing changed: no stamp rewritten, make sees nothing new
+    params.write_text("profile: x\ngeneration:\n  temperature: 0.9\n")  # a generation setting only
+    assert rewritten() == {"generate"}
+    params.write_text("profile: x\ngeneration:\n  temperature: 0.9\nlora:\n  r: 8\n")
+    assert rewritten() == {"train"}
+
+
+def test_each_step_depends_on_the_modules_its_notebook_runs():
+    graph = import_graph()
+    data = notebook_modules("01_build_dataset", graph)
+    assert {"dataset", "personas", "prompts", "teacher"} <= set(data)
+    assert "training" not in data and "evaluation" not in data  # training code does not rebuild the dataset
+    assert "training" in notebook_modules("02_train", graph)
+    assert "evaluation" in notebook_modules("04_metrics", graph)
+    assert "TRAIN_SOURCES := " in sources_makefile()
+
+
+def test_the_standard_ablations_follow_the_profiles_rank():
+    from polypersona_utils.ablations import reference_run, standard_ablations
+
+    eight = load_config("smoke", overrides={"lora.r": 8, "lora.alpha": 16})
+    runs = standard_ablations(eight)
+    assert reference_run(eight) == "rank8" and runs["rank8"] == {}
+    assert runs["rank4"] == {"lora.r": 4, "lora.alpha": 8} and runs["rank32"] == {"lora.r": 32, "lora.alpha": 64}
+    assert list(standard_ablations(load_config("smoke")))[:4] == ["rank16", "rank8", "rank32", "rank64"]
+
+
+@pytest.mark.parametrize("profile", ["smoke", "default"])
+def test_prepare_prints_the_standard_runs(profile, tmp_path):
+    from polypersona_utils.ablations import standard_ablations
+
+    assert prepare(profile, tmp_path) == list(standard_ablations(load_config(profile)))
