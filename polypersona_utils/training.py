@@ -302,7 +302,7 @@ def model_card(config, spec, run_name: str, fingerprint: dict, metrics: dict) ->
         f"# Adapter `{run_name}`", "", profile_banner(config), "",
         f"- Base model: `{spec.model_id}` at revision `{spec.revision or 'embedded/local'}`",
         f"- Data: train.jsonl sha256 `{fingerprint['data']['train'][:16]}...`, "
-        f"{metrics['train_examples']} examples; persona in prompt: {fingerprint['include_persona']}",
+        f"{metrics['train_examples']} examples; persona in prompt: {fingerprint['ablation.include_persona']}",
         f"- LoRA: r={lora.r}, alpha={lora.alpha}, dropout={lora.dropout}, targets {lora.target_modules}",
         f"- Trainer: lr {t.learning_rate}, {t.epochs} epochs, {t.lr_scheduler} schedule, warmup {t.warmup_ratio}, "
         f"max grad norm {t.max_grad_norm}, max length {t.max_seq_length}, seed {config.seeds.training}",

@@ -1,6 +1,5 @@
 """Ablation overrides and notebook 05's aggregation, on stored run results written here."""
 import json
-import re
 
 import numpy as np
 import pandas as pd
