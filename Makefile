@@ -27,6 +27,7 @@ DATA := $(ARTIFACTS)/data/manifest.json
 ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
 PREDICTIONS := $(ARTIFACTS)/predictions/manifest.json
 METRICS := $(RESULTS)/manifest.json
+PANEL := $(RESULTS)/provenance/06_panel.json
 RUNS_DIR := $(RESULTS)/runs
 # The standard set comes from the package (ablations.standard_ablations, printed when make starts); give a subset
 # with ABLATION_RUNS="...".
@@ -77,7 +78,7 @@ $(STAMPS)/%.json: | $(INSTALLED)
 
 ## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)
 .PHONY: reproduce
-reproduce: data train generate metrics ablations
+reproduce: data train generate metrics panel ablations
 
 ## data: notebook 01, build the persona-grounded dataset -> artifacts/PROFILE/data/
 .PHONY: data
@@ -103,6 +104,12 @@ $(PREDICTIONS): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/genera
 metrics: $(METRICS)
 $(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(STAMPS)/metrics.json $(METRICS_SOURCES) $(BANK) | $(INSTALLED)
 	$(call run_notebook,04_metrics)
+
+## panel: notebook 06, the synthetic panel against held-out real respondents -> results/PROFILE/tables/panel_*
+.PHONY: panel
+panel: $(PANEL)
+$(PANEL): notebooks/06_panel.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/panel.json $(PANEL_SOURCES) $(BANK) | $(INSTALLED)
+	$(call run_notebook,06_panel)
 
 # Notebooks 02-04 as ablation run $(1) with knobs $(2): overrides from the standard set (no knobs) or the knobs,
 # outputs under runs/$(1)/.

@@ -39,6 +39,7 @@ class SeedsConfig:
     training: int = 20185
     sampling: int = 20186
     bootstrap: int = 20187
+    panel: int = 20188
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,26 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PanelConfig:
+    """The synthetic panel against held-out real respondents (notebook 06)."""
+
+    respondents: Optional[int] = 300  # held-out GSS 2018 respondents; null: every one not in the dataset
+    ablation_respondents: Optional[int] = 60  # a fixed, smaller panel for each ablation run
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # scoring precision; auto: bf16 where native
+    cell_smoothing: float = 2.0  # pseudo-respondents pulling a demographic cell towards the population marginal
+    min_cell_respondents: int = 10  # item x subgroup cells with fewer are left out of subgroup-effect recovery
+    batch_respondents: int = 4  # respondents scored (and logged) together
+
+    def validate(self) -> None:
+        for name in ("respondents", "ablation_respondents"):
+            value = getattr(self, name)
+            if value is not None and value < 2:
+                raise ValueError(f"{name}: must be at least 2 or null (every eligible respondent), got {value}")
+        if self.cell_smoothing < 0 or self.min_cell_respondents < 1 or self.batch_respondents < 1:
+            raise ValueError("cell_smoothing must be >= 0, min_cell_respondents and batch_respondents >= 1")
+
+
+@dataclass(frozen=True)
 class AblationConfig:
     """What an ablation run changes beyond ordinary parameters (notebook 05, `make ablation`)."""
 
@@ -277,6 +298,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    panel: PanelConfig = field(default_factory=PanelConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     ablation_runs: AblationRunsConfig = field(default_factory=AblationRunsConfig)
     run: str = ""  # name of an ablation run: its outputs go under <profile>/runs/<run>/

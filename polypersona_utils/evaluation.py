@@ -191,8 +191,10 @@ if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFI
     configs = [load_run(profile)] + [load_run(profile, run, overrides)
                                      for run, overrides in finished_runs(profile).items()]
     failed = False
+    from .panel_report import check_panel
+
     for config in configs:
-        mismatched = check_results(config)
+        mismatched = check_results(config) + check_panel(config)
         if mismatched:
             failed = True
             print(f"results/{config.paths().name}: recomputed tables differ from the stored ones: {mismatched}")

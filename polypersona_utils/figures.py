@@ -213,3 +213,47 @@ def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame
     fig.tight_layout()
     save_figure(fig, paths.figures_dir(profile) / "ablation_runs")
     plt.close(fig)
+
+
+def panel_figures(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], folder: Path, title: str) -> None:
+    """Per linked item, the share answering the first option ("Too little") in each party group, real against
+    every variant (not pooled over items); and a calibration plot, predicted probability against observed share."""
+    plt = pyplot()
+    items = sorted(frame.question_id.unique())
+    variants = list(frame.variant.unique())
+    parties = sorted(frame.party.unique())
+    columns = min(5, len(items))
+    rows = -(-len(items) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[len(items):]:
+        ax.set_visible(False)
+    x = np.arange(len(parties))
+    for ax, qid in zip(axes.flat, items):
+        on_item = frame[frame.question_id == qid]
+        first = on_item.options.iloc[0][0]
+        reference = on_item[on_item.variant == variants[0]]
+        real = [float((reference[reference.party == p].real_option == first).mean()) for p in parties]
+        ax.plot(x, real, "ks-", label="real respondents", linewidth=2)
+        for variant in variants:
+            part = on_item[on_item.variant == variant]
+            ax.plot(x, [float(np.mean([pr[0] for pr in part[part.party == p].probabilities])) if (part.party == p).any()
+                        else np.nan for p in parties], "o--", label=variant, alpha=0.8)
+        ax.set_xticks(x, parties, rotation=60, ha="right", fontsize=6)
+        ax.set_title(f"{on_item.gss_item.iloc[0] if 'gss_item' in on_item else qid}: share '{first}'", fontsize=8)
+    axes[0][0].set_ylabel("share / mean probability")
+    axes.flat[len(items) - 1].legend(fontsize=6, loc="best")
+    fig.suptitle(f"Per item and party: real answers against each variant's distribution ({title})")
+    fig.tight_layout()
+    save_figure(fig, folder / "panel_by_party")
+    plt.close(fig)
+    calibration = tables["panel_calibration"]
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linewidth=1)
+    for variant, part in calibration.groupby("variant", sort=False):
+        ax.plot(part.predicted, part.observed, "o-", label=variant, alpha=0.8)
+    ax.set(xlabel="predicted probability of an option", ylabel="observed share of real answers",
+           title=f"Calibration ({title})", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    save_figure(fig, folder / "panel_calibration")
+    plt.close(fig)

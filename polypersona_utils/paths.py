@@ -114,8 +114,13 @@ class RunPaths:
         return cache_dir(self.profile)
 
     @property
+    def artifacts(self) -> Path:
+        """The run's own artifacts (adapters, predictions, the synthetic panel)."""
+        return self._own(ARTIFACTS_ROOT)
+
+    @property
     def adapters(self) -> Path:
-        return self._own(ARTIFACTS_ROOT) / "adapters"
+        return self.artifacts / "adapters"
 
     @property
     def predictions(self) -> Path:

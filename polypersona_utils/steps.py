@@ -18,7 +18,7 @@ from .provenance import atomic_write_text
 
 # Make's name of each step -> the notebook that runs it.
 STEP_NOTEBOOKS = {"data": "01_build_dataset", "train": "02_train", "generate": "03_generate",
-                  "metrics": "04_metrics", "ablations": "05_ablations"}
+                  "metrics": "04_metrics", "panel": "06_panel", "ablations": "05_ablations"}
 
 
 def step_settings(config: Config) -> dict[str, dict]:
@@ -27,11 +27,12 @@ def step_settings(config: Config) -> dict[str, dict]:
     from .dataset import dataset_settings
     from .evaluation import evaluation_settings
     from .generation import generation_settings
+    from .panel_report import panel_settings
     from .training import training_settings
 
     return {"data": dataset_settings(config), "train": training_settings(config),
             "generate": generation_settings(config), "metrics": evaluation_settings(config),
-            "ablation_runs": subset_settings(config)}
+            "panel": panel_settings(config), "ablation_runs": subset_settings(config)}
 
 
 def write_stamp(path: Path, settings: dict) -> bool:

@@ -1,0 +1,230 @@
+"""A synthetic panel scored against a held-out panel of real GSS 2018 respondents (notebook 06).
+
+The held-out panel is real respondents disjoint from every persona of the profile's dataset (so from every training
+persona), drawn with `seeds.panel`; each is asked every linked GSS item they answered. For each model variant the
+panel holds, per (respondent, item), the model's probability of each option (`option_scoring`: a forward pass over
+the study's one prompt), averaged over the option order given by the bank and its reverse (models favour a
+position; the size of that effect is kept), and one answer sampled from it at the generation temperature (seeded
+per respondent and item, so the panel has the spread a real one has). Written to
+`artifacts/<profile>/[runs/<run>/]panel/<variant>.jsonl`, one line per (respondent, item) with `persona_id`,
+`question_id`, `options` (bank order), `probabilities` (same order, summing to 1), `probabilities_reversed_order`,
+`sampled_option`, `real_option`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .prompts import build_messages
+from .provenance import read_jsonl, sha256_file, sha256_json, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PanelRespondent:
+    persona_id: str
+    card: dict
+    race: str  # from the GSS record: a subgroup the card does not show
+    answers: dict[str, str]  # question_id -> real option
+
+
+RACE = {1: "white", 2: "black", 3: "other race"}
+
+
+def linked_questions(bank) -> list:
+    """The bank's closed questions linked to a GSS item, one per item, in bank order."""
+    return [q for q in bank.questions if q.gss_item and q.is_closed]
+
+
+def held_out_panel(config, exclude: set[str], size: int | None, seed: int, only: set[str] | None = None
+                   ) -> list[PanelRespondent]:
+    """`size` eligible GSS 2018 respondents (all when None) whose persona ids are not in `exclude` (and are in
+    `only`, when given), with their real answers to every linked item they answered; drawn with `seed`, in id
+    order."""
+    from .personas import SPENDING_OPTIONS, _clean, eligible_respondents, gss_card
+    from .questions import load_question_bank
+
+    questions = linked_questions(load_question_bank(config.questions.bank_path))
+    respondents = []
+    for row in eligible_respondents().to_dict("records"):
+        row = {k: _clean(v) for k, v in row.items()}
+        card = gss_card(row).to_dict()
+        if card["persona_id"] in exclude or (only is not None and card["persona_id"] not in only):
+            continue
+        answers = {q.question_id: SPENDING_OPTIONS[row[q.gss_item]] for q in questions if row[q.gss_item] is not None}
+        if answers:
+            respondents.append(PanelRespondent(card["persona_id"], card, RACE.get(row["race"], "race not reported"),
+                                               answers))
+    if size is not None and size < len(respondents):
+        chosen = sorted(np.random.default_rng(seed).choice(len(respondents), size, replace=False))
+        respondents = [respondents[i] for i in chosen]
+    return respondents
+
+
+def dataset_persona_ids(config) -> set[str]:
+    """Every persona of the profile's dataset (train, val and test): the panel never contains them."""
+    folder = config.paths().data
+    return {r["persona_id"] for split in ("train", "val", "test") for r in read_jsonl(folder / f"{split}.jsonl")}
+
+
+def softmax(scores) -> np.ndarray:
+    scores = np.asarray(scores, float)
+    weights = np.exp(scores - scores.max())
+    return weights / weights.sum()
+
+
+def sampled_option(probabilities, options, temperature: float, seed_parts: tuple[int, ...]) -> str:
+    """One answer drawn from the distribution sharpened or flattened by `temperature` (0: the most probable)."""
+    p = np.asarray(probabilities, float)
+    if temperature <= 0:
+        return options[int(np.argmax(p))]
+    p = p ** (1 / temperature)
+    return options[int(np.random.default_rng(list(seed_parts)).choice(len(options), p=p / p.sum()))]
+
+
+def respondent_distributions(model, tokenizer, respondent: PanelRespondent, questions: dict, include_persona: bool
+                             ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """question_id -> (probabilities in the bank's order, the same with the options' order reversed in the
+    prompt); one scoring call per respondent, so the card runs through the model once."""
+    from .option_scoring import option_log_probs
+
+    chats, options, keys = [], [], []
+    for qid in respondent.answers:
+        q = questions[qid]
+        for order in (list(q.options), list(reversed(q.options))):
+            chats.append(build_messages(respondent.card, q.domain, q.text, q.question_type, order,
+                                        include_persona=include_persona))
+            options.append(order)
+            keys.append(qid)
+    scores = option_log_probs(model, tokenizer, chats, options)
+    out: dict[str, list] = {}
+    for qid, order, row in zip(keys, options, scores):
+        by_option = dict(zip(order, softmax(row)))
+        out.setdefault(qid, []).append(np.array([by_option[o] for o in questions[qid].options]))
+    return {qid: (given, reversed_) for qid, (given, reversed_) in out.items()}
+
+
+def scoring_model(variant, quantization: str, compute_dtype: str, dtype: str):
+    """The variant's model for scoring: the base as training saw it (an NF4 base de-quantised, so its weights are
+    exactly the 4-bit values) in `dtype`, with the adapter's LoRA delta folded in. The same function as the 4-bit
+    base plus adapter, up to float rounding (tests/test_panel.py), and several times faster on a CPU."""
+    import torch
+
+    from . import models
+
+    tokenizer = models.load_tokenizer(variant.model_id, variant.revision, variant.chat_template)
+    model = models.load_causal_lm(variant.model_id, variant.revision, quantization, compute_dtype)
+    if quantization != "none":
+        model = model.dequantize()
+    model = model.to(getattr(torch, dtype))
+    if variant.adapter_dir:
+        from peft import PeftModel
+
+        adapter = Path(variant.adapter_dir)
+        if not (adapter / "adapter_model.safetensors").exists():
+            raise FileNotFoundError(f"{adapter}: no trained adapter; run notebook 02 (make train) first")
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model.eval(), tokenizer
+
+
+def scoring_dtype(setting: str) -> str:
+    """`auto`: bfloat16 where the processor computes it natively (CUDA, or a CPU with AVX512-BF16 or AMX), else
+    float32 (emulated bfloat16 is slower than float32)."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    if torch.cuda.is_available():
+        return "bfloat16"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return "bfloat16" if ("AMX" in capability or "BF16" in capability
+                          or torch.cpu._is_avx512_bf16_supported()) else "float32"
+
+
+def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, progress: bool = True) -> Path:
+    """Every (respondent, item) of the panel scored by `variant`, written to `out`. Resumable: respondents are
+    logged as they are scored (`cache/panel/<variant>.jsonl`, keyed by everything that decides their numbers), so
+    an interrupted run continues where it stopped and a rerun with the same inputs scores nothing again."""
+    from .questions import load_question_bank
+    from .resumable import run_batches
+
+    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    dtype = scoring_dtype(config.panel.dtype)
+    adapter = Path(variant.adapter_dir) / "adapter_model.safetensors" if variant.adapter_dir else None
+    identity = {"variant": variant.name, "model": [variant.model_id, variant.revision],
+                "adapter_sha256": sha256_file(adapter) if adapter and adapter.exists() else None,
+                "quantization": config.training.quantization, "compute_dtype": config.training.compute_dtype,
+                "dtype": dtype, "include_persona": variant.include_persona,
+                "temperature": config.generation.temperature, "seed": config.seeds.sampling}
+    by_id = {r.persona_id: r for r in respondents}
+    order = {r.persona_id: i for i, r in enumerate(respondents)}
+    loaded = {}
+
+    def compute(batch_ids, batch_index):
+        if not loaded:  # loaded only when something is left to score
+            loaded["model"], loaded["tokenizer"] = scoring_model(
+                variant, config.training.quantization, config.training.compute_dtype, dtype)
+        rows = []
+        for respondent in (by_id[pid] for pid in batch_ids):
+            distributions = respondent_distributions(loaded["model"], loaded["tokenizer"], respondent, questions,
+                                                     variant.include_persona)
+            items = []
+            for qid, (given, reversed_) in sorted(distributions.items()):
+                options = list(questions[qid].options)
+                mean = (given + reversed_) / 2
+                items.append({
+                    "persona_id": respondent.persona_id, "question_id": qid, "gss_item": questions[qid].gss_item,
+                    "options": options, "probabilities": [round(float(p), 6) for p in mean],
+                    "probabilities_given_order": [round(float(p), 6) for p in given],
+                    "probabilities_reversed_order": [round(float(p), 6) for p in reversed_],
+                    # seeded by respondent and item, not by batch: the same answer however the run was cut
+                    "sampled_option": sampled_option(mean, options, config.generation.temperature,
+                                                     (config.seeds.sampling, int(respondent.persona_id[-4:]),
+                                                      linked_index(questions, qid))),
+                    "real_option": respondent.answers[qid], "variant": variant.name, "scoring_dtype": dtype})
+            rows.append({"items": items})
+        return rows
+
+    done = run_batches(list(by_id), key_of=lambda pid: sha256_json({**identity, "respondent": pid,
+                                                                    "card": by_id[pid].card}),
+                       order_of=lambda pid: (order[pid],), compute=compute,
+                       log_path=config.paths().cache / "panel" / f"{variant.name}.jsonl",
+                       batch_size=config.panel.batch_respondents, desc=f"panel {variant.name}", progress=progress)
+    write_jsonl(out, [item for r in respondents for item in done[r.persona_id]["items"]])
+    return out
+
+
+def linked_index(questions: dict, qid: str) -> int:
+    return sorted(questions).index(qid)
+
+
+def panel_frame(rows: list[dict], respondents: dict[str, PanelRespondent]):
+    """One row per (variant, respondent, item) with the subgroups the tables compare in."""
+    import pandas as pd
+
+    from .demographics import demographic_frame
+
+    frame = pd.DataFrame(rows)
+    cards = [respondents[p].card for p in frame.persona_id]
+    groups = demographic_frame(cards)
+    frame["age_band"], frame["gender"], frame["education"] = groups.age_band, groups.gender, groups.education
+    frame["party"] = groups.party
+    frame["ideology"] = [c["political_identity"].split(", ", 1)[-1] for c in cards]
+    frame["race"] = [respondents[p].race for p in frame.persona_id]
+    return frame
+
+
+def order_effect(rows: list[dict]) -> float:
+    """Mean total-variation distance between the distributions for the given and the reversed option order."""
+    gaps = [0.5 * sum(abs(a - b) for a, b in zip(r["probabilities_given_order"], r["probabilities_reversed_order"]))
+            for r in rows if "probabilities_given_order" in r]
+    return float(np.mean(gaps)) if gaps else math.nan
+
+
+def inputs_of(paths_: list[Path]) -> dict[str, str]:
+    return {p.name: sha256_file(p) for p in paths_ if p.exists()}

@@ -1,0 +1,221 @@
+"""The synthetic panel's tables: answer distributions against the real answers of the same held-out respondents.
+
+- `panel_alignment`: per variant and subgroup (`variable` `all` is the whole panel), the mean over items of
+  `1 - W1/W1max` between the mean of the variant's probabilities and the real answer shares of the group's
+  respondents, with a respondent-bootstrap interval, and the Jensen-Shannon distance. `human-split-half` rows: two
+  disjoint random samples of real GSS 2018 respondents of the group's size compared with each other, the ceiling.
+- `panel_individual`: per variant, the log-loss and accuracy of each respondent's real answer under the variant's
+  distribution, with respondent-bootstrap intervals.
+- `panel_effects` (subgroup-effect recovery): how a subgroup's mean answer (options scored 0, 1, 2 in the bank's
+  order) differs from the whole panel's, synthetic against real, over item x subgroup cells: correlation and slope.
+  `1 - W1/W1max` sits near 1 for any sensible distribution; this says whether the persona carries.
+All are pure functions of the stored distributions (`results/<profile>/panel_distributions.csv`), so
+`make check-results` recomputes them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import metrics
+
+SUBGROUP_VARIABLES = ("age_band", "gender", "education", "party", "ideology", "race")
+HUMAN = "human-split-half"
+LOG_FLOOR = 1e-6  # a probability of exactly 0 for the real answer would make the log-loss infinite
+
+
+def alignment_rows(probabilities: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """`1 - W1/W1max` per row between distributions (rows of `probabilities`) and (rows of `real`) over ordered
+    options; vectorised `metrics.wasserstein_alignment`."""
+    p = probabilities / probabilities.sum(axis=-1, keepdims=True)
+    q = real / real.sum(axis=-1, keepdims=True)
+    w1 = np.abs(np.cumsum(p, axis=-1) - np.cumsum(q, axis=-1))[..., :-1].sum(axis=-1)
+    return 1 - w1 / (p.shape[-1] - 1)
+
+
+def bootstrap_weights(n: int, samples: int, seed: int) -> np.ndarray:
+    """(samples, n) counts: how often each respondent is drawn in each resample (with replacement)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n, size=(samples, n))
+    return np.stack([np.bincount(row, minlength=n) for row in draws]).astype(float)
+
+
+def group_alignment(group: pd.DataFrame, weights: np.ndarray | None) -> tuple[float, np.ndarray | None, float, int]:
+    """(alignment, its bootstrap replicates, JS distance, items) of one variant's rows for one group."""
+    respondents = {p: i for i, p in enumerate(sorted(group.persona_id.unique()))}
+    values, replicates, distances = [], [], []
+    for _, item in group.groupby("question_id", sort=True):
+        probs = np.stack(item.probabilities.to_numpy())
+        real = np.stack(item.real_onehot.to_numpy())
+        values.append(alignment_rows(probs.mean(axis=0), real.mean(axis=0)))
+        distances.append(metrics.jensen_shannon_distance(probs.mean(axis=0), real.mean(axis=0)))
+        if weights is not None:
+            w = weights[:, [respondents[p] for p in item.persona_id]]  # (samples, rows of this item)
+            total = np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+            replicates.append(alignment_rows((w @ probs) / total + 1e-12, (w @ real) / total + 1e-12))
+    alignment = float(np.mean(values))
+    return alignment, (np.mean(replicates, axis=0) if weights is not None else None), float(np.mean(distances)), \
+        len(values)
+
+
+def groups_of(frame: pd.DataFrame):
+    yield "all", "all", frame
+    for variable in SUBGROUP_VARIABLES:
+        for category, part in frame.groupby(variable, sort=True):
+            yield variable, category, part
+
+
+def panel_alignment(frame: pd.DataFrame, human: pd.DataFrame, samples: int, seed: int) -> pd.DataFrame:
+    rows = []
+    for variant, answers in frame.groupby("variant", sort=False):
+        for variable, category, part in groups_of(answers):
+            n = part.persona_id.nunique()
+            alignment, replicates, js, items = group_alignment(part, bootstrap_weights(n, samples, seed))
+            low, high = np.percentile(replicates, [2.5, 97.5])
+            rows.append({"variant": variant, "variable": variable, "category": category, "respondents": n,
+                         "items": items, "alignment": alignment, "alignment_lo": low, "alignment_hi": high,
+                         "js_distance": js})
+    return pd.concat([pd.DataFrame(rows), human], ignore_index=True)
+
+
+def human_split_half(frame: pd.DataFrame, population: pd.DataFrame, seed: int, resamples: int = 20) -> pd.DataFrame:
+    """For each group of the panel: two disjoint random samples, each of the group's size, of real GSS 2018
+    respondents of the same group, compared with each other (mean over `resamples` draws; 2.5 and 97.5
+    percentiles as the interval). `population` has one row per (respondent, item) with the subgroup columns,
+    `question_id` and `real_onehot`, like the panel frame."""
+    rng = np.random.default_rng(seed)
+    panel = frame[frame.variant == frame.variant.iloc[0]]
+    rows = []
+    for variable, category, part in groups_of(panel):
+        pool = population if variable == "all" else population[population[variable] == category]
+        people = np.array(sorted(pool.persona_id.unique()))
+        size = min(part.persona_id.nunique(), len(people) // 2)
+        if size < 1:
+            continue
+        draws, distances = [], []
+        for _ in range(resamples):
+            chosen = rng.permutation(people)[: 2 * size]
+            a = pool[pool.persona_id.isin(chosen[:size])]
+            b = pool[pool.persona_id.isin(chosen[size:])]
+            values, js = [], []
+            for qid, item_a in a.groupby("question_id"):
+                item_b = b[b.question_id == qid]
+                if item_b.empty:
+                    continue
+                pa, pb = np.stack(item_a.real_onehot).mean(axis=0), np.stack(item_b.real_onehot).mean(axis=0)
+                values.append(alignment_rows(pa, pb))
+                js.append(metrics.jensen_shannon_distance(pa, pb))
+            draws.append(np.mean(values))
+            distances.append(np.mean(js))
+        rows.append({"variant": HUMAN, "variable": variable, "category": category, "respondents": size,
+                     "items": panel[panel.persona_id.isin(part.persona_id)].question_id.nunique(),
+                     "alignment": float(np.mean(draws)), "alignment_lo": float(np.percentile(draws, 2.5)),
+                     "alignment_hi": float(np.percentile(draws, 97.5)), "js_distance": float(np.mean(distances))})
+    return pd.DataFrame(rows)
+
+
+def panel_individual(frame: pd.DataFrame, samples: int, seed: int) -> pd.DataFrame:
+    rows = []
+    for variant, answers in frame.groupby("variant", sort=False):
+        real_p = np.array([p[o] for p, o in zip(answers.probabilities, answers.real_index)])
+        loss = -np.log(np.maximum(real_p, LOG_FLOOR))
+        hit = np.array([int(np.argmax(p)) == o for p, o in zip(answers.probabilities, answers.real_index)], float)
+        people = {p: i for i, p in enumerate(sorted(answers.persona_id.unique()))}
+        index = np.array([people[p] for p in answers.persona_id])
+        weights = bootstrap_weights(len(people), samples, seed)[:, index]  # each pair weighted by its respondent
+        row = {"variant": variant, "respondents": len(people)}
+        for name, values in (("log_loss", loss), ("accuracy", hit)):
+            replicates = weights @ values / weights.sum(axis=1)
+            row.update({name: float(values.mean()), f"{name}_lo": float(np.percentile(replicates, 2.5)),
+                        f"{name}_hi": float(np.percentile(replicates, 97.5))})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def effect_cells(answers: pd.DataFrame, weights: np.ndarray | None, min_respondents: int):
+    """(synthetic effects, real effects) over item x subgroup cells with at least `min_respondents`."""
+    people = {p: i for i, p in enumerate(sorted(answers.persona_id.unique()))}
+    w = np.ones((1, len(people))) if weights is None else weights
+    col = np.array([people[p] for p in answers.persona_id])
+    score = np.arange(len(answers.probabilities.iloc[0]))
+    synthetic = np.stack(answers.probabilities.to_numpy()) @ score
+    real = answers.real_index.to_numpy(float)
+    syn_cells, real_cells = [], []
+    for qid in sorted(answers.question_id.unique()):
+        on_item = (answers.question_id == qid).to_numpy()
+        base_w = w[:, col[on_item]]
+        base_syn = base_w @ synthetic[on_item] / base_w.sum(axis=1)
+        base_real = base_w @ real[on_item] / base_w.sum(axis=1)
+        for variable in SUBGROUP_VARIABLES:
+            for category in sorted(answers.loc[on_item, variable].unique()):
+                cell = on_item & (answers[variable] == category).to_numpy()
+                if len(set(answers.persona_id[cell])) < min_respondents:
+                    continue
+                cell_w = w[:, col[cell]]
+                total = np.maximum(cell_w.sum(axis=1), 1e-12)
+                syn_cells.append(cell_w @ synthetic[cell] / total - base_syn)
+                real_cells.append(cell_w @ real[cell] / total - base_real)
+    return np.array(syn_cells), np.array(real_cells)  # (cells, samples)
+
+
+def correlation_and_slope(synthetic: np.ndarray, real: np.ndarray) -> tuple[float, float]:
+    """Over cells: correlation of synthetic with real subgroup effects, and the slope of synthetic on real. A
+    panel whose subgroups all answer alike (persona-blind) recovers no effect: correlation and slope 0."""
+    if len(synthetic) < 3 or np.std(real) == 0:
+        return float("nan"), float("nan")
+    if np.abs(synthetic).max() < 1e-9:  # float noise around zero, not an effect
+        return 0.0, 0.0
+    slope = float(np.polyfit(real, synthetic, 1)[0])
+    return float(np.corrcoef(real, synthetic)[0, 1]), slope
+
+
+def panel_effects(frame: pd.DataFrame, samples: int, seed: int, min_respondents: int) -> pd.DataFrame:
+    rows = []
+    for variant, answers in frame.groupby("variant", sort=False):
+        answers = answers.reset_index(drop=True)
+        synthetic, real = effect_cells(answers, None, min_respondents)
+        correlation, slope = correlation_and_slope(synthetic[:, 0], real[:, 0]) if len(synthetic) else (np.nan,) * 2
+        weights = bootstrap_weights(answers.persona_id.nunique(), samples, seed)
+        syn_b, real_b = effect_cells(answers, weights, min_respondents)
+        replicates = np.array([correlation_and_slope(syn_b[:, b], real_b[:, b]) for b in range(samples)]) \
+            if len(syn_b) else np.full((samples, 2), np.nan)
+        low, high = np.nanpercentile(replicates, [2.5, 97.5], axis=0) if len(syn_b) else (np.full(2, np.nan),) * 2
+        rows.append({"variant": variant, "cells": len(synthetic), "correlation": correlation,
+                     "correlation_lo": low[0], "correlation_hi": high[0], "slope": slope, "slope_lo": low[1],
+                     "slope_hi": high[1]})
+    return pd.DataFrame(rows)
+
+
+def calibration(frame: pd.DataFrame, bins: int = 10) -> pd.DataFrame:
+    """Per variant and probability bin: mean predicted probability against the observed share of real answers,
+    pooled over every option of every pair."""
+    rows = []
+    for variant, answers in frame.groupby("variant", sort=False):
+        probs = np.concatenate(answers.probabilities.to_numpy())
+        hits = np.concatenate(answers.real_onehot.to_numpy())
+        which = np.minimum((probs * bins).astype(int), bins - 1)
+        for b in range(bins):
+            inside = which == b
+            if inside.any():
+                rows.append({"variant": variant, "bin": b, "predicted": float(probs[inside].mean()),
+                             "observed": float(hits[inside].mean()), "pairs": int(inside.sum())})
+    return pd.DataFrame(rows)
+
+
+def with_answer_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Adds `real_index` and `real_onehot` (the real answer in the bank's option order)."""
+    frame = frame.copy()
+    frame["real_index"] = [list(o).index(r) for o, r in zip(frame.options, frame.real_option)]
+    frame["real_onehot"] = [np.eye(len(o))[i] for o, i in zip(frame.options, frame.real_index)]
+    frame["probabilities"] = [np.asarray(p, float) for p in frame.probabilities]
+    return frame
+
+
+def panel_tables(frame: pd.DataFrame, population: pd.DataFrame, samples: int, seed: int, min_respondents: int
+                 ) -> dict[str, pd.DataFrame]:
+    frame, population = with_answer_columns(frame), with_answer_columns(population)
+    human = human_split_half(frame, population, seed)
+    return {"panel_alignment": panel_alignment(frame, human, samples, seed),
+            "panel_individual": panel_individual(frame, samples, seed),
+            "panel_effects": panel_effects(frame, samples, seed, min_respondents),
+            "panel_calibration": calibration(frame)}

@@ -1,0 +1,185 @@
+"""Notebook 06: the synthetic panel of every variant and the statistician's references, scored against the
+held-out real panel; tables, figures, the results README's panel section, and `check_panel` for check-results."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pandas as pd
+
+from .panel import (PanelRespondent, dataset_persona_ids, held_out_panel, linked_questions, order_effect,
+                    panel_frame, sampled_option, score_panel)
+from .panel_evaluation import HUMAN, panel_tables
+from .panel_references import REFERENCE_VARIANTS, reference_distributions
+from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file, write_jsonl
+from .reporting import write_table
+
+DISTRIBUTIONS_FILE = "panel_distributions.csv"
+
+
+def panel_settings(config) -> dict:
+    """What notebook 06 reads: written into its provenance and make's step stamp."""
+    return config.select(("models", "panel", "seeds.panel", "seeds.sampling", "seeds.bootstrap", "generation.temperature",
+                          "training.quantization", "training.compute_dtype", "ablation", "metrics.bootstrap_samples"))
+
+
+def panel_size(config) -> int | None:
+    return config.panel.ablation_respondents if config.run else config.panel.respondents
+
+
+def respondents_of(config) -> tuple[list[PanelRespondent], list[PanelRespondent]]:
+    """(held-out panel, training respondents): the panel is disjoint from every persona of the dataset; the
+    references are fitted on the train split's respondents (all their linked answers)."""
+    train_ids = {r["persona_id"] for r in read_jsonl(config.paths().data / "train.jsonl")}
+    panel = held_out_panel(config, dataset_persona_ids(config), panel_size(config), config.seeds.panel)
+    train = held_out_panel(config, set(), None, config.seeds.panel, only=train_ids)
+    return panel, train
+
+
+def reference_rows(config, panel, train, questions) -> dict[str, list[dict]]:
+    distributions = reference_distributions(train, panel, questions, config.panel.cell_smoothing)
+    out = {}
+    for variant, by_pair in distributions.items():
+        rows = []
+        for index, respondent in enumerate(panel):
+            for item_index, qid in enumerate(sorted(respondent.answers)):
+                probabilities = by_pair[respondent.persona_id, qid]
+                options = list(questions[qid].options)
+                rows.append({"persona_id": respondent.persona_id, "question_id": qid,
+                             "gss_item": questions[qid].gss_item, "options": options,
+                             "probabilities": [round(float(p), 6) for p in probabilities],
+                             "sampled_option": sampled_option(probabilities, options, config.generation.temperature,
+                                                              (config.seeds.sampling, index, item_index)),
+                             "real_option": respondent.answers[qid], "variant": variant})
+        out[variant] = rows
+    return out
+
+
+def distributions_csv(frame: pd.DataFrame) -> str:
+    columns = ["variant", "persona_id", "question_id", "options", "probabilities", "real_option", "sampled_option",
+               "age_band", "gender", "education", "party", "ideology", "race"]
+    out = frame[columns].copy()
+    out["options"] = out.options.map("|".join)
+    out["probabilities"] = out.probabilities.map(lambda p: "|".join(f"{x:.6f}" for x in p))
+    return out.to_csv(index=False)
+
+
+def read_distributions(path) -> pd.DataFrame:
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame["options"] = frame.options.str.split("|")
+    frame["probabilities"] = frame.probabilities.map(lambda s: [float(x) for x in s.split("|")])
+    return frame
+
+
+def population_frame(config) -> pd.DataFrame:
+    """Every eligible GSS 2018 respondent's real answers, with subgroups: the pool of the human ceiling."""
+    everyone = held_out_panel(config, set(), None, config.seeds.panel)
+    from .questions import load_question_bank
+
+    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    rows = [{"persona_id": r.persona_id, "question_id": qid, "options": list(questions[qid].options),
+             "probabilities": [float(o == r.answers[qid]) for o in questions[qid].options],
+             "real_option": r.answers[qid], "variant": "population"}
+            for r in everyone for qid in sorted(r.answers)]
+    return panel_frame(rows, {r.persona_id: r for r in everyone})
+
+
+def compute_panel_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    return panel_tables(frame, population_frame(config), config.metrics.bootstrap_samples, config.seeds.bootstrap,
+                        config.panel.min_cell_respondents)
+
+
+def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
+    from .figures import panel_figures
+    from .generation import variants
+    from .questions import load_question_bank
+    from .results_readme import write_section
+
+    where = config.paths()
+    panel, train = respondents_of(config)
+    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    rows, order_effects = [], {}
+    for variant in variants(config):
+        path = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl", progress)
+        variant_rows = read_jsonl(path)
+        order_effects[variant.name] = order_effect(variant_rows)
+        rows += variant_rows
+    for variant, variant_rows in reference_rows(config, panel, train, questions).items():
+        write_jsonl(where.artifacts / "panel" / f"{variant}.jsonl", variant_rows)
+        rows += variant_rows
+    frame = panel_frame(rows, {r.persona_id: r for r in panel})
+    atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame))
+    tables = compute_panel_tables(config, frame)
+    tables["panel_order_effect"] = pd.DataFrame(
+        [{"variant": name, "mean_total_variation": value} for name, value in order_effects.items()])
+    for name, table in tables.items():
+        write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
+    panel_figures(frame, tables, where.figures, where.name)
+    write_section(where.results, "panel", panel_section(config, tables, len(panel), len(train)))
+    atomic_write_json(where.results / "provenance" / "06_panel.json", provenance_record(
+        config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
+        step="06_panel", respondents=len(panel), training_respondents=len(train), settings=panel_settings(config)))
+    return tables
+
+
+def check_panel(config) -> list[str]:
+    """Tables recomputed from the stored distributions that differ from the stored ones (empty: reproduced)."""
+    import tempfile
+    from pathlib import Path
+
+    where = config.paths()
+    stored = where.results / DISTRIBUTIONS_FILE
+    if not stored.exists():
+        return []
+    tables = compute_panel_tables(config, read_distributions(stored))
+    different = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in tables.items():
+            write_table(table, Path(tmp) / name, caption="")
+            expected = where.tables / f"{name}.csv"
+            if not expected.exists() or expected.read_text() != (Path(tmp) / f"{name}.csv").read_text():
+                different.append(name)
+    return different
+
+
+def interval(row, name: str) -> str:
+    return f"{row[name]:.3f} [{row[name + '_lo']:.3f}, {row[name + '_hi']:.3f}]"
+
+
+def panel_section(config, tables: dict[str, pd.DataFrame], respondents: int, training: int) -> str:
+    """The results README's panel section: each model variant against each reference, in words."""
+    alignment = tables["panel_alignment"]
+    overall = alignment[alignment.variable == "all"].set_index("variant")
+    by_party = alignment[alignment.variable == "party"]
+    individual = tables["panel_individual"].set_index("variant")
+    effects = tables["panel_effects"].set_index("variant")
+    models = [v for v in overall.index if v not in REFERENCE_VARIANTS and v != HUMAN]
+    lines = ["## The synthetic panel against held-out real respondents (notebook 06)", "",
+             f"{respondents} real GSS 2018 respondents who are in no split of this dataset, each asked every linked "
+             f"GSS item they answered; every variant's probability of each option (option log-likelihoods, averaged "
+             f"over the given and the reversed option order) against their real answers. References fitted on the "
+             f"{training} training respondents only. Tables: `tables/panel_*`; figures: `figures/panel_*`.", "",
+             "| variant | alignment (all) | party: mean alignment | log-loss | accuracy | subgroup-effect correlation |",
+             "|---|---|---|---|---|---|"]
+    for variant in list(overall.index):
+        party = by_party[by_party.variant == variant].alignment.mean()
+        ind = individual.loc[variant] if variant in individual.index else None
+        eff = effects.loc[variant] if variant in effects.index else None
+        lines.append(f"| `{variant}` | {interval(overall.loc[variant], 'alignment')} | {party:.3f} | "
+                     + (f"{interval(ind, 'log_loss')} | {interval(ind, 'accuracy')} | " if ind is not None else "- | - | ")
+                     + (f"{interval(eff, 'correlation')} |" if eff is not None else "- |"))
+    lines += [""]
+    for model in models:
+        for reference in REFERENCE_VARIANTS:
+            a, b = individual.loc[model], individual.loc[reference]
+            verdict = ("better" if a.log_loss_hi < b.log_loss_lo else "worse" if a.log_loss_lo > b.log_loss_hi
+                       else "not told apart (the intervals overlap)")
+            lines.append(f"- `{model}` against `{reference}`: {verdict} at predicting each respondent's real answer "
+                         f"(log-loss {a.log_loss:.3f} against {b.log_loss:.3f}); overall alignment "
+                         f"{overall.loc[model, 'alignment']:.3f} against {overall.loc[reference, 'alignment']:.3f}; "
+                         f"subgroup-effect correlation {effects.loc[model, 'correlation']:.3f} against "
+                         f"{effects.loc[reference, 'correlation']:.3f}.")
+    lines += ["", "A uniform guess has log-loss ln 3 = 1.099 on these three-option items. `1 - W1/W1max` is close to 1 "
+              "for any sensible distribution; the subgroup-effect correlation (how a subgroup's mean answer differs "
+              "from the whole panel's, synthetic against real, over item x subgroup cells) is what says whether the "
+              "persona carries.", ""]
+    return "\n".join(lines)

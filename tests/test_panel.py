@@ -1,0 +1,178 @@
+"""The synthetic panel: option scoring with shared prefixes equals plain forwards, order averaging, the scoring model
+equals base + adapter, the references, and the tables on hand-made distributions whose numbers are known."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polypersona_utils import panel as panel_module
+from polypersona_utils.panel import PanelRespondent, order_effect, respondent_distributions, sampled_option
+from polypersona_utils.panel_evaluation import (alignment_rows, bootstrap_weights, panel_individual, panel_tables,
+                                                with_answer_columns)
+from polypersona_utils.prompts import build_messages
+
+CARD = {"persona_id": "gss2018-0001", "age": 40, "gender": "woman", "occupation": "works full time",
+        "education": "bachelor's degree", "region": "lives in a city", "income_bracket": "$50,000-$74,999",
+        "political_identity": "Democrat, liberal", "values": ["a", "b"], "traits": ["c", "d"],
+        "interests": ["e", "f"]}
+SPENDING = ["Too little", "About right", "Too much"]
+
+
+def test_shared_prefix_scores_equal_one_full_forward_per_option(tiny_model_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from polypersona_utils.option_scoring import full_forward_log_probs, option_log_probs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    questions = [("health", "Is the nation spending too little, about right or too much on health?", SPENDING),
+                 ("education", "And on improving the nation's education system?", list(reversed(SPENDING))),
+                 ("environment", "Environment?", ["Yes", "No", "Maybe so"])]
+    chats = [build_messages(CARD, d, q, "likert", o) for d, q, o in questions]
+    shared = option_log_probs(model, tokenizer, chats, [o for _, _, o in questions])
+    for chat, (_, _, options), scores in zip(chats, questions, shared):
+        assert scores == pytest.approx(full_forward_log_probs(model, tokenizer, chat, options), abs=1e-4)
+
+
+def test_order_averaging_cancels_a_pure_position_preference(monkeypatch):
+    """A 'model' that only likes the first listed option: in the given order it picks option 1, reversed option 3;
+    the average is symmetric and the order effect is the whole distance."""
+    import polypersona_utils.option_scoring as scoring
+
+    monkeypatch.setattr(scoring, "option_log_probs",
+                        lambda model, tok, chats, options: [[5.0, 0.0, 0.0] for _ in chats])
+    question = type("Q", (), {"options": tuple(SPENDING), "domain": "health", "text": "Q?", "question_type": "likert"})
+    respondent = PanelRespondent("gss2018-0001", CARD, "white", {"q1": "Too little"})
+    given, reversed_ = respondent_distributions(None, None, respondent, {"q1": question}, True)["q1"]
+    p = math.exp(5) / (math.exp(5) + 2)
+    assert given == pytest.approx([p, (1 - p) / 2, (1 - p) / 2])
+    assert reversed_ == pytest.approx([(1 - p) / 2, (1 - p) / 2, p])
+    mean = (given + reversed_) / 2
+    assert mean[0] == pytest.approx(mean[2])
+    row = {"probabilities_given_order": list(given), "probabilities_reversed_order": list(reversed_)}
+    assert order_effect([row]) == pytest.approx(0.5 * (2 * abs(p - (1 - p) / 2)))
+
+
+def test_sampled_answers_are_seeded_and_follow_the_temperature():
+    draws = [sampled_option([0.6, 0.3, 0.1], SPENDING, 1.0, (7, i, 0)) for i in range(2000)]
+    assert draws == [sampled_option([0.6, 0.3, 0.1], SPENDING, 1.0, (7, i, 0)) for i in range(2000)]
+    assert draws.count("Too little") / 2000 == pytest.approx(0.6, abs=0.04)
+    assert sampled_option([0.4, 0.35, 0.25], SPENDING, 0.0, (1,)) == "Too little"  # temperature 0: the mode
+
+
+def hand_made_frame(probabilities_of, people=40):
+    """Respondents alternate Democrat / Republican; Democrats answer "Too little", Republicans "Too much"."""
+    rows = []
+    for i in range(people):
+        party = "Democrat" if i % 2 == 0 else "Republican"
+        real = "Too little" if party == "Democrat" else "Too much"
+        for qid in ("q1", "q2"):
+            rows.append({"variant": "model", "persona_id": f"p{i:03d}", "question_id": qid, "options": SPENDING,
+                         "probabilities": probabilities_of(party), "real_option": real, "age_band": "30-44",
+                         "gender": "woman" if i % 4 < 2 else "man", "education": "x", "party": party,
+                         "ideology": "moderate", "race": "white"})
+    return pd.DataFrame(rows)
+
+
+def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
+    knows = hand_made_frame(lambda party: [0.8, 0.1, 0.1] if party == "Democrat" else [0.1, 0.1, 0.8])
+    population = hand_made_frame(lambda party: [1.0, 0.0, 0.0])  # only its real answers are read
+    tables = panel_tables(knows, population, samples=200, seed=1, min_respondents=5)
+    individual = tables["panel_individual"].set_index("variant").loc["model"]
+    assert individual.log_loss == pytest.approx(-math.log(0.8))
+    assert individual.accuracy == 1.0 and individual.log_loss_lo <= individual.log_loss <= individual.log_loss_hi
+    alignment = tables["panel_alignment"].set_index(["variant", "variable", "category"])
+    # Democrats: mean [0.8, 0.1, 0.1] against real [1, 0, 0]: W1 = 0.2 + 0.1 = 0.3 of a maximum 2.
+    assert alignment.loc[("model", "party", "Democrat"), "alignment"] == pytest.approx(1 - 0.3 / 2)
+    # Whole panel: mean [0.45, 0.1, 0.45] against real [0.5, 0, 0.5]: W1 = 0.05 + 0.05 = 0.1.
+    assert alignment.loc[("model", "all", "all"), "alignment"] == pytest.approx(1 - 0.1 / 2)
+    effects = tables["panel_effects"].set_index("variant").loc["model"]
+    assert effects.correlation == pytest.approx(1.0) and effects.slope == pytest.approx(0.7)
+    blind = hand_made_frame(lambda party: [0.45, 0.1, 0.45])
+    blind_effects = panel_tables(blind, population, 200, 1, 5)["panel_effects"].set_index("variant").loc["model"]
+    assert blind_effects.slope == pytest.approx(0.0, abs=1e-9)  # a persona-blind panel recovers no effect
+
+
+def test_vectorised_alignment_is_the_metric_and_bootstrap_weights_resample_people():
+    from polypersona_utils.metrics import wasserstein_alignment
+
+    p, q = np.array([0.2, 0.5, 0.3]), np.array([0.6, 0.1, 0.3])
+    assert alignment_rows(p, q) == pytest.approx(wasserstein_alignment(p, q))
+    weights = bootstrap_weights(5, 100, seed=3)
+    assert weights.shape == (100, 5) and (weights.sum(axis=1) == 5).all()
+    assert (weights == bootstrap_weights(5, 100, seed=3)).all()
+
+
+def test_log_loss_of_a_zero_probability_is_finite():
+    frame = with_answer_columns(hand_made_frame(lambda party: [0.0, 1.0, 0.0], people=4))
+    assert np.isfinite(panel_individual(frame, 50, 0).log_loss).all()
+
+
+def test_references_fit_on_training_respondents_only():
+    from polypersona_utils.panel_references import reference_distributions
+
+    def person(i, party, answer):
+        card = {**CARD, "persona_id": f"p{i}", "political_identity": f"{party}, moderate"}
+        return PanelRespondent(f"p{i}", card, "white", {"q1": answer})
+
+    train = [person(i, "Democrat" if i % 2 else "Republican", "Too little" if i % 2 else "Too much")
+             for i in range(40)]
+    panel = [person(100, "Democrat", "Too much"), person(101, "Republican", "Too little")]
+    question = type("Q", (), {"options": tuple(SPENDING)})
+    out = reference_distributions(train, panel, {"q1": question}, cell_smoothing=2.0)
+    population = out["baseline-population"]["p100", "q1"]
+    assert population == pytest.approx([20.5 / 41.5, 0.5 / 41.5, 20.5 / 41.5])  # Jeffreys-smoothed shares
+    cell = out["baseline-demographic-cell"]["p100", "q1"]  # 20 Democrats in the cell, all "Too little"
+    assert cell == pytest.approx((np.array([20, 0, 0]) + 2 * population) / 22)
+    assert out["baseline-logistic"]["p100", "q1"][0] > 0.8 and out["baseline-logistic"]["p101", "q1"][2] > 0.8
+
+
+def test_the_held_out_panel_excludes_the_datasets_personas(smoke_data):
+    from polypersona_utils.config import load_config
+
+    config = load_config("smoke")
+    excluded = panel_module.dataset_persona_ids(config)
+    panel = panel_module.held_out_panel(config, excluded, 30, seed=5)
+    assert len(panel) == 30 and not {r.persona_id for r in panel} & excluded
+    assert all(r.answers for r in panel)
+    assert [r.persona_id for r in panel] == [r.persona_id for r in
+                                             panel_module.held_out_panel(config, excluded, 30, seed=5)]
+
+
+@pytest.mark.slow
+def test_the_scoring_model_is_the_4bit_base_plus_adapter(tmp_path):
+    """The scoring model's weights are exactly the NF4 base's 4-bit values plus the LoRA delta (scale * B A); on a
+    real prompt its option distribution agrees with the 4-bit base plus adapter (what generation runs) within the
+    4-bit CPU kernel's own rounding, which is bf16-like (about 0.4 % on a layer's outputs, measured)."""
+    import bitsandbytes as bnb
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from polypersona_utils import models
+    from polypersona_utils.generation import Variant
+    from polypersona_utils.option_scoring import option_log_probs
+    from polypersona_utils.panel import scoring_model, softmax
+
+    torch.manual_seed(0)
+    base = models.load_causal_lm("smollm2-135m-instruct", None, "nf4", "float32")
+    adapter = get_peft_model(base, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                              init_lora_weights=False, task_type="CAUSAL_LM"))
+    adapter.save_pretrained(tmp_path / "adapter")
+    lora = adapter.base_model.model.model.layers[0].self_attn.q_proj
+    four_bit_weight = bnb.functional.dequantize_4bit(lora.base_layer.weight.data, lora.base_layer.weight.quant_state)
+    delta = lora.scaling["default"] * lora.lora_B["default"].weight @ lora.lora_A["default"].weight
+    variant = Variant("x-lora", "smollm2-135m-instruct", None, None, str(tmp_path / "adapter"))
+    merged, tokenizer = scoring_model(variant, "nf4", "float32", "float32")
+    torch.testing.assert_close(merged.model.layers[0].self_attn.q_proj.weight.data, four_bit_weight + delta,
+                               rtol=0, atol=1e-5)
+    four_bit = PeftModel.from_pretrained(models.load_causal_lm("smollm2-135m-instruct", None, "nf4", "float32"),
+                                         tmp_path / "adapter").eval()
+    chat = build_messages(CARD, "healthcare", "Is the nation spending too little, about right or too much on "
+                          "improving and protecting the nation's health?", "likert", SPENDING)
+    expected = softmax(option_log_probs(four_bit, tokenizer, [chat], [SPENDING])[0])
+    got = softmax(option_log_probs(merged, tokenizer, [chat], [SPENDING])[0])
+    assert got == pytest.approx(expected, abs=0.05)
+    plain = softmax(option_log_probs(models.load_causal_lm("smollm2-135m-instruct").eval(), tokenizer, [chat],
+                                     [SPENDING])[0])
+    assert np.abs(got - plain).max() > 0.05  # the adapter is really in it
