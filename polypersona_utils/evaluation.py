@@ -8,7 +8,6 @@ learned nothing about people.
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ from .fidelity import fidelity_and_diversity
 from .figures import distribution_figure, metric_figures, subgroup_distribution_figure
 from .metrics import SURVEY_METRICS, TEXT_METRICS
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
-from .reporting import write_table
+from .reporting import tables_that_differ, write_table
 from .respondents import closed_alignment, gss_item_distributions, subgroup_alignment
 from .results_readme import metrics_section, write_section
 from .stats import paired_differences, persona_bootstrap_indices, with_intervals
@@ -163,22 +162,13 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
 def check_results(config) -> list[str]:
     """Recompute every table from the stored answers (per_example_scores.csv, text columns only) and list the
     tables whose CSV differs from the stored one. Empty list: the results are reproduced."""
-    import tempfile
-
     where = config.paths()
     stored = pd.read_csv(where.results / "per_example_scores.csv", keep_default_na=False,
                          na_values={"parsed_option": [""]})
     answers = stored[list(ANSWER_COLUMNS)].copy()
     answers["parsed_option"] = answers.parsed_option.astype(object).where(answers.parsed_option.notna(), None)
     tables = compute_tables(config, add_scores(answers, config.metrics))
-    different = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, table in tables.items():
-            write_table(table, Path(tmp) / name, caption="")
-            expected = where.tables / f"{name}.csv"
-            if not expected.exists() or expected.read_text() != (Path(tmp) / f"{name}.csv").read_text():
-                different.append(name)
-    return different
+    return tables_that_differ(tables, where.tables)
 
 
 if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFILE: the main run and every ablation run

@@ -19,6 +19,16 @@ def pyplot():
     return plt
 
 
+def item_grid(plt, count: int, width: float, height: float):
+    """A grid of up to five panels a row for `count` items, the unused panels hidden."""
+    columns = min(5, count)
+    rows = -(-count // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(width * columns, height * rows), sharey=True, squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def save_figure(fig, stem: Path) -> None:
     stem.parent.mkdir(parents=True, exist_ok=True)
     for suffix in (".png", ".pdf"):
@@ -96,11 +106,7 @@ def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, f
     if not asked:
         return
     variants = list(frame.variant.unique())
-    columns = min(5, len(asked))
-    rows = -(-len(asked) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 3.4 * rows), sharey=True, squeeze=False)
-    for ax in axes.flat[len(asked):]:
-        ax.set_visible(False)
+    fig, axes = item_grid(plt, len(asked), 3.4, 3.4)
     for ax, qid in zip(axes.flat, asked):
         options = list(linked[qid].options)
         width = 0.8 / (len(variants) + 1)
@@ -222,11 +228,7 @@ def panel_figures(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], folder: 
     items = sorted(frame.question_id.unique())
     variants = list(frame.variant.unique())
     parties = sorted(frame.party.unique())
-    columns = min(5, len(items))
-    rows = -(-len(items) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), sharey=True, squeeze=False)
-    for ax in axes.flat[len(items):]:
-        ax.set_visible(False)
+    fig, axes = item_grid(plt, len(items), 3.6, 3.2)
     x = np.arange(len(parties))
     for ax, qid in zip(axes.flat, items):
         on_item = frame[frame.question_id == qid]

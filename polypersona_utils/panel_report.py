@@ -11,7 +11,7 @@ from .panel import (PanelRespondent, dataset_persona_ids, held_out_panel, linked
 from .panel_evaluation import HUMAN, panel_tables
 from .panel_references import REFERENCE_VARIANTS, reference_distributions
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file, write_jsonl
-from .reporting import write_table
+from .reporting import tables_that_differ, write_table
 
 DISTRIBUTIONS_FILE = "panel_distributions.csv"
 
@@ -123,22 +123,12 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
 
 def check_panel(config) -> list[str]:
     """Tables recomputed from the stored distributions that differ from the stored ones (empty: reproduced)."""
-    import tempfile
-    from pathlib import Path
-
     where = config.paths()
     stored = where.results / DISTRIBUTIONS_FILE
     if not stored.exists():
         return []
     tables = compute_panel_tables(config, read_distributions(stored))
-    different = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, table in tables.items():
-            write_table(table, Path(tmp) / name, caption="")
-            expected = where.tables / f"{name}.csv"
-            if not expected.exists() or expected.read_text() != (Path(tmp) / f"{name}.csv").read_text():
-                different.append(name)
-    return different
+    return tables_that_differ(tables, where.tables)
 
 
 def interval(row, name: str) -> str:

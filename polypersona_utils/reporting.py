@@ -19,6 +19,20 @@ def write_table(table: pd.DataFrame, stem: Path, caption: str = "", float_format
                                                                caption=caption or None, label=f"tab:{stem.name}"))
 
 
+def tables_that_differ(tables: dict[str, pd.DataFrame], folder: Path) -> list[str]:
+    """Names of the tables whose CSV, written as `write_table` writes it, differs from the one in `folder`."""
+    import tempfile
+
+    different = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, table in tables.items():
+            write_table(table, Path(tmp) / name, caption="")
+            expected = Path(folder) / f"{name}.csv"
+            if not expected.exists() or expected.read_text() != (Path(tmp) / f"{name}.csv").read_text():
+                different.append(name)
+    return different
+
+
 def profile_banner(config) -> str:
     if config.profile == "paper":
         return "Profile `paper`: the paper's settings (hub models, full scale)."

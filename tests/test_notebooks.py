@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from polypersona_utils import paths
@@ -141,6 +142,17 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     assert training["trainable_parameters"] * 2 == eight["trainable_parameters"]  # LoRA parameters scale with r
     assert training["train_examples"] == 4 * 4  # the ablation subset: 4 training personas x 4 questions
     executed_without_error("05_ablations.ipynb")
+    executed_without_error("06_panel.ipynb")
+    alignment = pd.read_csv(paths.tables_dir("smoke") / "panel_alignment.csv")
+    assert {"smollm2-135m-zeroshot", "smollm2-135m-lora", "baseline-population", "baseline-demographic-cell",
+            "baseline-logistic", "human-split-half"} <= set(alignment.variant)
+    assert not alignment[["alignment", "alignment_lo", "alignment_hi", "js_distance"]].isna().any().any()
+    individual = pd.read_csv(paths.tables_dir("smoke") / "panel_individual.csv")
+    assert not individual.isna().any().any() and (individual.respondents == 16).all()
+    panel_rows = read_jsonl(paths.artifacts_dir("smoke") / "panel" / "smollm2-135m-lora.jsonl")
+    assert all(abs(sum(r["probabilities"]) - 1) < 1e-4 and r["sampled_option"] in r["options"] for r in panel_rows)
+    assert "## The synthetic panel against held-out real respondents" in (
+        paths.results_dir("smoke") / "README.md").read_text()
     table = (paths.tables_dir("smoke") / "ablations.csv").read_text()
     assert all(run in table for run in STANDARD_ABLATIONS) and "main" in table
     differences = (paths.tables_dir("smoke") / "ablation_differences.csv").read_text()
