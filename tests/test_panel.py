@@ -176,3 +176,23 @@ def test_the_scoring_model_is_the_4bit_base_plus_adapter(tmp_path):
     plain = softmax(option_log_probs(models.load_causal_lm("smollm2-135m-instruct").eval(), tokenizer, [chat],
                                      [SPENDING])[0])
     assert np.abs(got - plain).max() > 0.05  # the adapter is really in it
+
+
+def test_check_results_recomputes_the_panel_tables_and_catches_a_changed_one(tmp_roots):
+    from polypersona_utils.config import load_config
+    from polypersona_utils.panel_report import (DISTRIBUTIONS_FILE, check_panel, compute_panel_tables,
+                                                distributions_csv, read_distributions)
+    from polypersona_utils.reporting import write_table
+
+    config = load_config("smoke", overrides={"metrics.bootstrap_samples": 100})
+    frame = hand_made_frame(lambda party: [0.7, 0.2, 0.1] if party == "Democrat" else [0.2, 0.2, 0.6])
+    frame["sampled_option"] = "About right"
+    where = config.paths()
+    where.results.mkdir(parents=True)
+    (where.results / DISTRIBUTIONS_FILE).write_text(distributions_csv(frame))
+    for name, table in compute_panel_tables(config, read_distributions(where.results / DISTRIBUTIONS_FILE)).items():
+        write_table(table, where.tables / name)
+    assert check_panel(config) == []
+    stored = where.tables / "panel_individual.csv"
+    stored.write_text(stored.read_text().replace("model,", "model-edited,"))
+    assert check_panel(config) == ["panel_individual"]

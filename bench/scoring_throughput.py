@@ -1,0 +1,84 @@
+"""Closed-question scoring: the panel's own path against the naive one, same model, respondents and items.
+
+    .venv/bin/python bench/scoring_throughput.py [--respondents 6] [--json]
+
+baseline  what a user would write by hand: for each (respondent, item), one greedy `generate` of the answer with the
+          study's prompt and max_new_tokens, then `parsing.parse_option`; fp32, one prompt at a time. Gives one
+          answer (the mode), not a distribution.
+project   `panel.respondent_distributions` on the scoring model (`panel.scoring_model`, `panel.dtype: auto`): every
+          option's probability, in the given and the reversed option order, the card's tokens run once per
+          respondent. Gives the whole distribution, order-averaged: twice the prompts of the baseline.
+Both count (respondent, item) pairs per second. Needs nothing built: the respondents come from the GSS data.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--respondents", type=int, default=6)
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = parser.parse_args()
+
+    import torch
+
+    from polypersona_utils import models
+    from polypersona_utils.backends import generate_local
+    from polypersona_utils.config import load_config
+    from polypersona_utils.generation import variants
+    from polypersona_utils.panel import (held_out_panel, linked_questions, respondent_distributions, scoring_dtype,
+                                         scoring_model)
+    from polypersona_utils.parsing import parse_option
+    from polypersona_utils.prompts import build_messages
+    from polypersona_utils.questions import load_question_bank
+
+    torch.manual_seed(0)
+    config = load_config("default")
+    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    panel = held_out_panel(config, set(), args.respondents, config.seeds.panel)
+    pairs = sum(len(r.answers) for r in panel)
+    zero_shot = next(v for v in variants(config) if v.adapter_dir is None)
+
+    tokenizer = models.load_tokenizer(zero_shot.model_id)
+    plain = models.load_causal_lm(zero_shot.model_id).eval()
+    start = time.perf_counter()
+    parsed = 0
+    for respondent in panel:
+        for qid in respondent.answers:
+            q = questions[qid]
+            chat = build_messages(respondent.card, q.domain, q.text, q.question_type, q.options)
+            text = generate_local(plain, tokenizer, [chat], config.generation.max_new_tokens[q.question_type], 0.0,
+                                  1.0, 0)[0]
+            parsed += parse_option(text, q.options) is not None
+    baseline_s = time.perf_counter() - start
+    del plain
+
+    dtype = scoring_dtype(config.panel.dtype)
+    model, tokenizer = scoring_model(zero_shot, config.training.quantization, config.training.compute_dtype, dtype)
+    start = time.perf_counter()
+    for respondent in panel:
+        respondent_distributions(model, tokenizer, respondent, questions, True)
+    project_s = time.perf_counter() - start
+
+    result = {"name": "closed_question_scoring", "unit": "respondent-item pairs/s", "pairs": pairs,
+              "baseline_per_s": pairs / baseline_s, "project_per_s": pairs / project_s,
+              "ratio": baseline_s / project_s, "baseline_parsed_share": parsed / pairs, "scoring_dtype": dtype,
+              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+                         f"torch {torch.__version__}"}
+    print(f"{pairs} pairs of {len(panel)} respondents: naive generate+parse {result['baseline_per_s']:.2f}/s "
+          f"({parsed}/{pairs} parsed), panel scoring {result['project_per_s']:.2f}/s ({dtype}, both option orders, "
+          f"full distributions): {result['ratio']:.1f}x")
+    if args.json:
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
