@@ -42,10 +42,10 @@ def test_step_stamp_changes_only_with_its_own_settings(tmp_path, monkeypatch):
         prepare("x", stamps)
         return {p.stem for p in stamps.glob("*.json") if before.get(p.name) != p.read_text()}
 
-    assert rewritten() == {"data", "train", "generate", "metrics", "ablation_runs"}
+    assert rewritten() == {"data", "train", "generate", "metrics", "panel", "ablation_runs"}
     assert rewritten() == set()  # nothing changed: no stamp rewritten, make sees nothing new
-    params.write_text("profile: x\ngeneration:\n  temperature: 0.9\n")  # a generation setting only
-    assert rewritten() == {"generate"}
+    params.write_text("profile: x\ngeneration:\n  temperature: 0.9\n")  # sampling: generation and the panel
+    assert rewritten() == {"generate", "panel"}
     params.write_text("profile: x\ngeneration:\n  temperature: 0.9\nlora:\n  r: 8\n")
     assert rewritten() == {"train"}
 
