@@ -168,7 +168,7 @@ test-fast: $(INSTALLED)
 ## lab: open JupyterLab on notebooks/ with the project's environment
 .PHONY: lab
 lab: $(INSTALLED)
-	$(PY) -m jupyter lab --notebook-dir=notebooks
+	$(PY) -m jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 ## clean: delete PROFILE's regenerable artifacts (keeps results/ and the model cache)
 .PHONY: clean

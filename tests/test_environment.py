@@ -42,3 +42,13 @@ def test_installed_versions_match_the_pins():
                                                    .read_text().splitlines())}.items():
         installed = metadata.version(name)
         assert installed.split("+")[0] == version, f"{name}: installed {installed}, pinned {version}"
+
+
+def test_make_lab_runs_as_root_in_a_container_and_widgets_are_installed():
+    import os
+    import subprocess
+
+    command = subprocess.run(["make", "-n", "lab"], cwd=paths.PROJECT_ROOT, capture_output=True, text=True).stdout
+    assert "jupyter lab --notebook-dir=notebooks" in command
+    assert ("--allow-root" in command) == (os.getuid() == 0)  # jupyter refuses root without it
+    assert metadata.version("ipywidgets") == requirements()["ipywidgets"]  # tqdm's notebook bars need it
