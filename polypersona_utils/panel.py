@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -41,25 +42,32 @@ def linked_questions(bank) -> list:
     return [q for q in bank.questions if q.gss_item and q.is_closed]
 
 
+@lru_cache(maxsize=2)
+def gss_respondents(bank_path: Path) -> tuple[PanelRespondent, ...]:
+    """Every eligible GSS 2018 respondent who answered a linked item of the bank, with card, race and real answers,
+    in id order: built once per process (the panel, the training respondents and the human ceiling all draw on it)."""
+    from .personas import SPENDING_OPTIONS, _clean, eligible_respondents, gss_card
+    from .questions import load_question_bank
+
+    questions = linked_questions(load_question_bank(bank_path))
+    respondents = []
+    for row in eligible_respondents().to_dict("records"):
+        row = {k: _clean(v) for k, v in row.items()}
+        answers = {q.question_id: SPENDING_OPTIONS[row[q.gss_item]] for q in questions if row[q.gss_item] is not None}
+        if answers:
+            card = gss_card(row).to_dict()
+            respondents.append(PanelRespondent(card["persona_id"], card, RACE.get(row["race"], "race not reported"),
+                                               answers))
+    return tuple(respondents)
+
+
 def held_out_panel(config, exclude: set[str], size: int | None, seed: int, only: set[str] | None = None
                    ) -> list[PanelRespondent]:
     """`size` eligible GSS 2018 respondents (all when None) whose persona ids are not in `exclude` (and are in
     `only`, when given), with their real answers to every linked item they answered; drawn with `seed`, in id
     order."""
-    from .personas import SPENDING_OPTIONS, _clean, eligible_respondents, gss_card
-    from .questions import load_question_bank
-
-    questions = linked_questions(load_question_bank(config.questions.bank_path))
-    respondents = []
-    for row in eligible_respondents().to_dict("records"):
-        row = {k: _clean(v) for k, v in row.items()}
-        card = gss_card(row).to_dict()
-        if card["persona_id"] in exclude or (only is not None and card["persona_id"] not in only):
-            continue
-        answers = {q.question_id: SPENDING_OPTIONS[row[q.gss_item]] for q in questions if row[q.gss_item] is not None}
-        if answers:
-            respondents.append(PanelRespondent(card["persona_id"], card, RACE.get(row["race"], "race not reported"),
-                                               answers))
+    respondents = [r for r in gss_respondents(config.questions.bank_path)
+                   if r.persona_id not in exclude and (only is None or r.persona_id in only)]
     if size is not None and size < len(respondents):
         chosen = sorted(np.random.default_rng(seed).choice(len(respondents), size, replace=False))
         respondents = [respondents[i] for i in chosen]
@@ -146,8 +154,9 @@ def scoring_dtype(setting: str) -> str:
                           or torch.cpu._is_avx512_bf16_supported()) else "float32"
 
 
-def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, progress: bool = True) -> Path:
-    """Every (respondent, item) of the panel scored by `variant`, written to `out`. Resumable: respondents are
+def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, progress: bool = True
+                ) -> list[dict]:
+    """Every (respondent, item) of the panel scored by `variant`, written to `out` and returned. Resumable: respondents are
     logged as they are scored (`cache/panel/<variant>.jsonl`, keyed by everything that decides their numbers), so
     an interrupted run continues where it stopped and a rerun with the same inputs scores nothing again."""
     from .questions import load_question_bank
@@ -195,8 +204,9 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
                        order_of=lambda pid: (order[pid],), compute=compute,
                        log_path=config.paths().cache / "panel" / f"{variant.name}.jsonl",
                        batch_size=config.panel.batch_respondents, desc=f"panel {variant.name}", progress=progress)
-    write_jsonl(out, [item for r in respondents for item in done[r.persona_id]["items"]])
-    return out
+    rows = [item for r in respondents for item in done[r.persona_id]["items"]]
+    write_jsonl(out, rows)
+    return rows
 
 
 def linked_index(questions: dict, qid: str) -> int:
@@ -224,7 +234,3 @@ def order_effect(rows: list[dict]) -> float:
     gaps = [0.5 * sum(abs(a - b) for a, b in zip(r["probabilities_given_order"], r["probabilities_reversed_order"]))
             for r in rows if "probabilities_given_order" in r]
     return float(np.mean(gaps)) if gaps else math.nan
-
-
-def inputs_of(paths_: list[Path]) -> dict[str, str]:
-    return {p.name: sha256_file(p) for p in paths_ if p.exists()}

@@ -99,8 +99,8 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
     rows, order_effects = [], {}
     for variant in variants(config):
-        path = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl", progress)
-        variant_rows = read_jsonl(path)
+        variant_rows = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",
+                                   progress)
         order_effects[variant.name] = order_effect(variant_rows)
         rows += variant_rows
     for variant, variant_rows in reference_rows(config, panel, train, questions).items():

@@ -104,15 +104,9 @@ class LocalTeacher:
         option: the same scores up to float rounding (tests/test_teacher.py)."""
         import torch
 
-        prompt_ids = self.tokenizer(self._prompt(request), add_special_tokens=False)["input_ids"]
-        continuations = []
-        for option in request.options:
-            full = self.tokenizer.apply_chat_template(
-                request.chat() + [{"role": "assistant", "content": option}], tokenize=False)
-            ids = self.tokenizer(full, add_special_tokens=False)["input_ids"]
-            if ids[: len(prompt_ids)] != prompt_ids:  # the template must extend the prompt token by token
-                raise ValueError(f"option {option!r}: its chat text does not start with the prompt's tokens")
-            continuations.append(ids[len(prompt_ids):])
+        from .option_scoring import continuation_ids
+
+        prompt_ids, continuations = continuation_ids(self.tokenizer, request.chat(), request.options)
         device = self.model.device
         prompt_out = self.model(torch.tensor([prompt_ids], device=device), use_cache=True)
         first = torch.log_softmax(prompt_out.logits[0, -1].float(), dim=-1)  # predicts each option's first token
