@@ -90,6 +90,21 @@ class QuestionsConfig:
 
 
 @dataclass(frozen=True)
+class RealAnswersConfig:
+    """Real GSS 2018 respondents who join the train split with their real answers to every linked item they
+    answered (closed records, no teacher): how the model can learn how answers differ between people."""
+
+    training_respondents: int = 0  # drawn among respondents outside the persona panel; never in the held-out panel
+    # mixed: each such record shows its options in the bank's order or reversed (seeded), so that the position of
+    # an option carries nothing the model could learn in place of its content
+    option_order: Literal["given", "mixed"] = "mixed"
+
+    def validate(self) -> None:
+        if self.training_respondents < 0:
+            raise ValueError("training_respondents: must be 0 or more")
+
+
+@dataclass(frozen=True)
 class ReferencesConfig:
     mode: Literal["build", "import"] = "build"
     import_path: Optional[str] = None  # mode: import (Polypersona-format JSON or JSONL)
@@ -290,6 +305,7 @@ class Config:
     personas: PersonasConfig = field(default_factory=PersonasConfig)
     questions: QuestionsConfig = field(default_factory=QuestionsConfig)
     references: ReferencesConfig = field(default_factory=ReferencesConfig)
+    real_answers: RealAnswersConfig = field(default_factory=RealAnswersConfig)
     splits: SplitsConfig = field(default_factory=SplitsConfig)
     models: list[ModelSpec] = field(
         default_factory=lambda: [ModelSpec(name="smollm2-135m", model_id="smollm2-135m-instruct")]

@@ -9,6 +9,7 @@ above): each step checks what the next relies on.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -32,8 +33,10 @@ RECORD_FIELDS = ("id", "persona_id", "domain", "question_id", "question", "quest
                  "messages", "reference", "reference_source")
 REFERENCE_SOURCES = ("real_respondent", "teacher", "imported")
 # What notebook 01 reads from the configuration: its provenance and make's step stamp both come from here.
-DATASET_SETTINGS = ("profile", "description", "personas", "questions", "references", "splits", "seeds.persona_sample",
-                    "seeds.question_sample", "seeds.split", "seeds.teacher")
+DATASET_SETTINGS = ("profile", "description", "personas", "questions", "references", "real_answers", "splits",
+                    "seeds.persona_sample", "seeds.question_sample", "seeds.split", "seeds.teacher")
+# The persona ids of the training respondents (`real_answers`), written beside the splits.
+TRAINING_RESPONDENTS_FILE = "training_respondents.json"
 
 
 def dataset_settings(config) -> dict:
@@ -118,6 +121,41 @@ def make_record(persona: dict, question: Question, reference: str, source: str,
         "reference": reference,
         "reference_source": source,
     }
+
+
+def training_respondent_records(config, exclude: set[str]) -> list[dict]:
+    """Closed records of `real_answers.training_respondents` real GSS 2018 respondents (not in `exclude`): each
+    respondent's real answer to every linked item they answered, through the one prompt. Respondents are drawn
+    with the persona seed; with `option_order: mixed` each record's options are in the bank's order or reversed
+    (drawn with the question seed)."""
+    from .questions import load_question_bank
+    from .respondents import gss_respondents, linked_questions
+
+    wanted = config.real_answers.training_respondents
+    if wanted == 0:
+        return []
+    pool = [r for r in gss_respondents(config.questions.bank_path) if r.persona_id not in exclude]
+    if wanted > len(pool):
+        raise ValueError(f"real_answers.training_respondents: {wanted} asked, {len(pool)} GSS 2018 respondents "
+                         "are outside the persona panel")
+    chosen = sorted(np.random.default_rng([config.seeds.persona_sample, 1]).choice(len(pool), wanted, replace=False))
+    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    order_rng = np.random.default_rng([config.seeds.question_sample, 1])
+    records = []
+    for respondent in (pool[i] for i in chosen):
+        for question_id in sorted(respondent.answers):
+            question = questions[question_id]
+            if config.real_answers.option_order == "mixed" and order_rng.random() < 0.5:
+                question = dataclasses.replace(question, options=question.options[::-1])
+            records.append(make_record(respondent.card, question, respondent.answers[question_id],
+                                       "real_respondent"))
+    return records
+
+
+def training_respondent_ids(data_dir: Path) -> set[str]:
+    """The training respondents of a built dataset (empty for datasets built without them)."""
+    path = Path(data_dir) / TRAINING_RESPONDENTS_FILE
+    return set(json.loads(path.read_text())) if path.exists() else set()
 
 
 def import_records(path: Path) -> list[dict]:
@@ -215,11 +253,14 @@ def check_record(record: dict) -> None:
         raise ValueError(f"record {record['id']}: reference is not one of its options")
 
 
-def run_view(records: list[dict], split: str, config) -> list[dict]:
+def run_view(records: list[dict], split: str, config, training_respondents: set[str] = frozenset()
+             ) -> list[dict]:
     """The records a run sees. An ablation run (`config.run` set) keeps the fixed persona subset of
-    `ablation_runs`; then, with a held-out domain, training and validation lose that domain and the test keeps only
-    it. The main run sees whole splits."""
+    `ablation_runs` and leaves out the training respondents (`real_answers`: the ablations vary the paper's recipe
+    on persona cards); then, with a held-out domain, training and validation lose that domain and the test keeps
+    only it. The main run sees whole splits."""
     if config.run:
+        records = [r for r in records if r["persona_id"] not in training_respondents]
         wanted = getattr(config.ablation_runs, f"{split}_personas")
         personas = sorted({r["persona_id"] for r in records})
         if wanted is not None and wanted < len(personas):
@@ -237,7 +278,8 @@ def run_view(records: list[dict], split: str, config) -> list[dict]:
 
 def load_split(config, split: str) -> list[dict]:
     """A split of the profile's dataset as the configuration's run sees it."""
-    return run_view(read_jsonl(paths.data_dir(config.profile) / f"{split}.jsonl"), split, config)
+    folder = paths.data_dir(config.profile)
+    return run_view(read_jsonl(folder / f"{split}.jsonl"), split, config, training_respondent_ids(folder))
 
 
 @dataclass
@@ -329,15 +371,22 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
                 stats["dropped_no_teacher_answer"] += 1  # unparseable or empty: counted, never guessed
                 continue
             records.append(make_record(persona, question, answer, "teacher"))
-    for record in records:
+    # Training respondents join the train split after the split: the fractions cut the persona panel.
+    respondent_records = training_respondent_records(config, {r["persona_id"] for r in records})
+    for record in records + respondent_records:
         check_record(record)
     splits = split_records(records, (config.splits.train, config.splits.val, config.splits.test),
                            seeds.split, config.splits.persona_disjoint)
+    splits["train"] = sorted(splits["train"] + respondent_records, key=lambda r: r["id"])
     check_leakage(splits, config.splits.persona_disjoint)
     files = write_dataset(splits, out_dir)
+    respondent_ids = sorted({r["persona_id"] for r in respondent_records})
+    atomic_write_json(out_dir / TRAINING_RESPONDENTS_FILE, respondent_ids)
     counts = {
         "records": {name: len(rows) for name, rows in splits.items()},
         "personas": {name: len({r["persona_id"] for r in rows}) for name, rows in splits.items()},
+        "training_respondents": len(respondent_ids),
+        "training_respondent_records": len(respondent_records),
         **dict(stats),
     }
     table = count_table(splits)

@@ -6,12 +6,12 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from .panel import (PanelRespondent, dataset_persona_ids, held_out_panel, linked_questions, order_effect,
-                    panel_frame, sampled_option, score_panel)
+from .panel import dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel
 from .panel_evaluation import HUMAN, panel_tables
 from .panel_references import REFERENCE_VARIANTS, reference_distributions
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file, write_jsonl
 from .reporting import tables_that_differ, write_table
+from .respondents import PanelRespondent, linked_questions
 
 DISTRIBUTIONS_FILE = "panel_distributions.csv"
 

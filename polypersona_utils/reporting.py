@@ -68,6 +68,11 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
         f"{total} records from {len(cards)} personas (persona source: `{config.personas.source}`, "
         f"references: `{config.references.mode}`). Splits are persona-disjoint: "
         f"{config.splits.persona_disjoint}. Teacher answers dropped as empty or unparseable: {dropped}.", "",
+        f"Of these, {counts.get('training_respondent_records', 0)} training records are the real answers of "
+        f"{counts.get('training_respondents', 0)} training respondents (`real_answers`: GSS 2018 respondents outside "
+        f"the persona panel, each with every linked item they answered, options in "
+        f"{'the bank order or reversed, seeded' if config.real_answers.option_order == 'mixed' else 'the bank order'}"
+        "; in the train split only, never in the held-out panel, left out of ablation runs).", "",
         "## Records by split", "", pd.DataFrame([counts["records"], counts["personas"]],
                                                  index=["records", "personas"]).to_markdown(), "",
         "## Records by domain", "", by_domain.to_markdown(index=False), "",

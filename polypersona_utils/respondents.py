@@ -1,14 +1,54 @@
-"""Closed answers compared with real GSS 2018 respondents: agreement with the respondent, and the alignment of
-answer distributions with all respondents' (`1 - W1/W1max`, Jensen-Shannon), overall and per demographic subgroup."""
+"""Real GSS 2018 respondents: the pool of cards with their real answers to the linked items (training respondents,
+the held-out panel and the human ceiling all draw on it), and closed answers compared with them: agreement with the
+respondent, and the alignment of answer distributions with all respondents' (`1 - W1/W1max`, Jensen-Shannon),
+overall and per demographic subgroup."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import metrics
 from .demographics import SUBGROUPS, demographic_frame
+
+
+@dataclass(frozen=True)
+class PanelRespondent:
+    persona_id: str
+    card: dict
+    race: str  # from the GSS record: a subgroup the card does not show
+    answers: dict[str, str]  # question_id -> real option
+
+
+RACE = {1: "white", 2: "black", 3: "other race"}
+
+
+def linked_questions(bank) -> list:
+    """The bank's closed questions linked to a GSS item, one per item, in bank order."""
+    return [q for q in bank.questions if q.gss_item and q.is_closed]
+
+
+@lru_cache(maxsize=2)
+def gss_respondents(bank_path: Path) -> tuple[PanelRespondent, ...]:
+    """Every eligible GSS 2018 respondent who answered a linked item of the bank, with card, race and real answers,
+    in id order: built once per process (the panel, the training respondents and the human ceiling all draw on it)."""
+    from .personas import SPENDING_OPTIONS, _clean, eligible_respondents, gss_card
+    from .questions import load_question_bank
+
+    questions = linked_questions(load_question_bank(bank_path))
+    respondents = []
+    for row in eligible_respondents().to_dict("records"):
+        row = {k: _clean(v) for k, v in row.items()}
+        answers = {q.question_id: SPENDING_OPTIONS[row[q.gss_item]] for q in questions if row[q.gss_item] is not None}
+        if answers:
+            card = gss_card(row).to_dict()
+            respondents.append(PanelRespondent(card["persona_id"], card, RACE.get(row["race"], "race not reported"),
+                                               answers))
+    return tuple(respondents)
+
 
 def closed_alignment(frame: pd.DataFrame, gss_distributions: dict[str, dict[str, float]],
                      question_items: dict[str, str], options_of: dict[str, list[str]]) -> pd.DataFrame:

@@ -204,7 +204,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
 
     from . import models
 
-    from .dataset import run_view
+    from .dataset import run_view, training_respondent_ids
 
     run_name = run_name or spec.name
     include_persona = include_persona and config.ablation.include_persona
@@ -234,8 +234,9 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     peft_config = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
                              target_modules=resolve_target_modules(model, config.lora.target_modules),
                              task_type="CAUSAL_LM")
+    respondents = training_respondent_ids(data_dir)
     datasets = {split: Dataset.from_list([prompt_completion(r, include_persona)
-                                          for r in run_view(read_jsonl(path), split, config)])
+                                          for r in run_view(read_jsonl(path), split, config, respondents)])
                 for split, path in data_files.items()}
     has_val = len(datasets["val"]) > 0
     trainer = SFTTrainer(model=model, args=sft_config(config, plan, checkpoints, progress, evaluate=has_val),

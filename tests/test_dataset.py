@@ -160,3 +160,40 @@ def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
     assert {r["domain"] for r in run_view(records, "train", heldout)} == {"finance"}
     full = load_config("default", overrides={"run": "full", "ablation_runs.train_personas": None})
     assert run_view(records, "train", full) == records
+    respondents = {"p00", "p01"}  # training respondents: in the main run, never in an ablation run
+    assert run_view(records, "train", main, respondents) == records
+    assert not respondents & {r["persona_id"] for r in run_view(records, "train", full, respondents)}
+
+
+def test_training_respondents_join_train_with_every_linked_answer(tmp_roots, hash_teacher):
+    from polypersona_utils.dataset import TRAINING_RESPONDENTS_FILE
+    from polypersona_utils.respondents import gss_respondents
+
+    config = load_config("smoke", overrides={"real_answers.training_respondents": 6})
+    result = build_dataset(config, progress=False, teacher=hash_teacher)
+    ids = set(json.loads((result.data_dir / TRAINING_RESPONDENTS_FILE).read_text()))
+    panel_ids = {r["persona_id"] for v in result.splits.values() for r in v if r["persona_id"] not in ids}
+    assert len(ids) == 6 and not ids & panel_ids and len(panel_ids) == config.personas.n_personas
+    real = {r.persona_id: r for r in gss_respondents(config.questions.bank_path)}
+    rows = [r for r in result.splits["train"] if r["persona_id"] in ids]
+    assert not ids & {r["persona_id"] for s in ("val", "test") for r in result.splits[s]}
+    bank = {q.question_id: q for q in load_question_bank(config.questions.bank_path).questions}
+    reversed_order = 0
+    for pid in ids:  # every linked item the respondent answered, with the real answer, nothing else
+        own = {r["question_id"]: r for r in rows if r["persona_id"] == pid}
+        assert {q: r["reference"] for q, r in own.items()} == real[pid].answers
+        for qid, r in own.items():
+            assert r["reference_source"] == "real_respondent" and r["persona"] == real[pid].card
+            assert r["options"] in (list(bank[qid].options), list(bank[qid].options[::-1]))
+            assert " / ".join(r["options"]) in r["messages"][1]["content"]  # the prompt shows that order
+            reversed_order += r["options"] != list(bank[qid].options)
+    assert 0.25 < reversed_order / len(rows) < 0.75  # mixed: about half reversed
+    assert result.counts["training_respondent_records"] == len(rows)
+    given = build_dataset(load_config("smoke", overrides={"real_answers.training_respondents": 6,
+                                                          "real_answers.option_order": "given"}),
+                          progress=False, teacher=hash_teacher)
+    assert all(r["options"] == list(bank[r["question_id"]].options) for r in given.splits["train"]
+               if r["persona_id"] in ids)
+    too_many = load_config("smoke", overrides={"real_answers.training_respondents": 10_000})
+    with pytest.raises(ValueError, match="training_respondents: 10000 asked"):
+        build_dataset(too_many, progress=False, teacher=hash_teacher)

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from polypersona_utils import panel as panel_module
-from polypersona_utils.panel import PanelRespondent, order_effect, respondent_distributions, sampled_option
+from polypersona_utils.panel import order_effect, respondent_distributions, sampled_option
+from polypersona_utils.respondents import PanelRespondent
 from polypersona_utils.panel_evaluation import (alignment_rows, bootstrap_weights, panel_individual, panel_tables,
                                                 with_answer_columns)
 from polypersona_utils.prompts import build_messages
