@@ -98,10 +98,17 @@ class RealAnswersConfig:
     # mixed: each such record shows its options in the bank's order or reversed (seeded), so that the position of
     # an option carries nothing the model could learn in place of its content
     option_order: Literal["given", "mixed"] = "mixed"
+    # `make learning-curve`: one ablation run per size, trained on the persona subset of `ablation_runs` plus that
+    # many of the training respondents, each scored on the ablation panel (notebooks 02 and 06, then 07)
+    learning_curve: list[int] = field(default_factory=list)
 
     def validate(self) -> None:
         if self.training_respondents < 0:
             raise ValueError("training_respondents: must be 0 or more")
+        wrong = [k for k in self.learning_curve if not 0 <= k <= self.training_respondents]
+        if wrong or len(set(self.learning_curve)) != len(self.learning_curve):
+            raise ValueError(f"learning_curve: distinct sizes between 0 and training_respondents "
+                             f"({self.training_respondents}), got {self.learning_curve}")
 
 
 @dataclass(frozen=True)
@@ -276,6 +283,13 @@ class AblationConfig:
 
     heldout_domain: Optional[str] = None  # train on the other nine domains, test on this one
     include_persona: bool = True  # False: the persona card is removed at training and test time
+    # How many of the profile's training respondents (`real_answers`) the run trains on, a seeded subset (the
+    # learning curve); ablation runs otherwise train on the persona subset alone. The main run uses all of them.
+    training_respondents: int = 0
+
+    def validate(self) -> None:
+        if self.training_respondents < 0:
+            raise ValueError("training_respondents: must be 0 or more")
 
     # heldout_domain is checked against the profile's question bank in Config.validate, where the bank is known.
 

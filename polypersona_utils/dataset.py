@@ -256,10 +256,17 @@ def check_record(record: dict) -> None:
 def run_view(records: list[dict], split: str, config, training_respondents: set[str] = frozenset()
              ) -> list[dict]:
     """The records a run sees. An ablation run (`config.run` set) keeps the fixed persona subset of
-    `ablation_runs` and leaves out the training respondents (`real_answers`: the ablations vary the paper's recipe
-    on persona cards); then, with a held-out domain, training and validation lose that domain and the test keeps
-    only it. The main run sees whole splits."""
+    `ablation_runs`, plus `ablation.training_respondents` of the training respondents (`real_answers`; none unless
+    asked: the ablations vary the paper's recipe on persona cards); then, with a held-out domain, training and
+    validation lose that domain and the test keeps only it. The main run sees whole splits."""
     if config.run:
+        asked, pool = config.ablation.training_respondents, sorted(training_respondents)
+        if asked > len(pool):
+            raise ValueError(f"ablation.training_respondents: {asked} asked, the dataset has {len(pool)} training "
+                             "respondents (real_answers.training_respondents)")
+        # The first `asked` of one seeded order: a larger size keeps the smaller sizes' respondents (nested curve).
+        chosen = {pool[i] for i in np.random.default_rng([config.seeds.split, 4]).permutation(len(pool))[:asked]}
+        respondent_records = [r for r in records if r["persona_id"] in chosen]
         records = [r for r in records if r["persona_id"] not in training_respondents]
         wanted = getattr(config.ablation_runs, f"{split}_personas")
         personas = sorted({r["persona_id"] for r in records})
@@ -268,6 +275,8 @@ def run_view(records: list[dict], split: str, config, training_respondents: set[
             rng = np.random.default_rng([config.seeds.split, SPLITS.index(split)])
             keep = set(rng.choice(personas, wanted, replace=False).tolist())
             records = [r for r in records if r["persona_id"] in keep]
+        if respondent_records:
+            records = sorted(records + respondent_records, key=lambda r: r["id"])
     heldout = config.ablation.heldout_domain
     if heldout is None:
         return records

@@ -9,7 +9,7 @@ import pandas as pd
 from .panel import dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel
 from .panel_evaluation import HUMAN, panel_tables
 from .panel_references import REFERENCE_VARIANTS, reference_distributions
-from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file, write_jsonl
+from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from .reporting import tables_that_differ, write_table
 from .respondents import PanelRespondent, linked_questions
 
@@ -28,8 +28,10 @@ def panel_size(config) -> int | None:
 
 def respondents_of(config) -> tuple[list[PanelRespondent], list[PanelRespondent]]:
     """(held-out panel, training respondents): the panel is disjoint from every persona of the dataset; the
-    references are fitted on the train split's respondents (all their linked answers)."""
-    train_ids = {r["persona_id"] for r in read_jsonl(config.paths().data / "train.jsonl")}
+    references are fitted on the respondents the run trained on (all their linked answers)."""
+    from .dataset import load_split
+
+    train_ids = {r["persona_id"] for r in load_split(config, "train")}
     panel = held_out_panel(config, dataset_persona_ids(config), panel_size(config), config.seeds.panel)
     train = held_out_panel(config, set(), None, config.seeds.panel, only=train_ids)
     return panel, train
