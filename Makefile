@@ -28,6 +28,7 @@ ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
 PREDICTIONS := $(ARTIFACTS)/predictions/manifest.json
 METRICS := $(RESULTS)/manifest.json
 PANEL := $(RESULTS)/provenance/06_panel.json
+LEARNING_CURVE := $(RESULTS)/provenance/07_learning_curve.json
 RUNS_DIR := $(RESULTS)/runs
 # The standard set comes from the package (ablations.standard_ablations, printed when make starts); give a subset
 # with ABLATION_RUNS="...".
@@ -111,12 +112,12 @@ panel: $(PANEL)
 $(PANEL): notebooks/06_panel.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/panel.json $(PANEL_SOURCES) $(BANK) | $(INSTALLED)
 	$(call run_notebook,06_panel)
 
-# Notebooks 02-04 as ablation run $(1) with knobs $(2): overrides from the standard set (no knobs) or the knobs,
-# outputs under runs/$(1)/.
+# Notebooks $(3) (default 02-04) as ablation run $(1) with knobs $(2): overrides from the standard set or the
+# learning curve (no knobs) or the knobs, outputs under runs/$(1)/.
 define run_ablation
 	@mkdir -p $(RUNS_DIR)/$(1)/executed
 	$(PY) -m polypersona_utils.ablations overrides $(PROFILE) $(1) $(2) > $(RUNS_DIR)/$(1)/overrides.json
-	@for nb in 02_train 03_generate 04_metrics; do \
+	@for nb in $(or $(3),02_train 03_generate 04_metrics); do \
 	  $(PAPERMILL) notebooks/$$nb.ipynb $(RUNS_DIR)/$(1)/executed/$$nb.ipynb -p profile $(PROFILE) -p run $(1) \
 	    -r overrides "$$(cat $(RUNS_DIR)/$(1)/overrides.json)" \
 	    || { echo "ablation $(1): notebook $$nb failed; partial notebook: $(RUNS_DIR)/$(1)/executed/$$nb.ipynb"; exit 1; }; \
@@ -149,6 +150,19 @@ ablations: $(ABLATIONS)
 $(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(ABLATION_RUNS:%=$(RUNS_DIR)/%/manifest.json) \
               $(ABLATIONS_SOURCES) | $(INSTALLED)
 	$(call run_notebook,05_ablations)
+
+## learning-curve: the panel against the number of real respondents trained on (runs respondents-K, notebooks 02
+## and 06 each, then 07; outside reproduce: it costs more than the CPU budget) -> results/PROFILE/tables/learning_curve.*
+.PHONY: learning-curve
+learning-curve: $(LEARNING_CURVE)
+$(LEARNING_CURVE): notebooks/07_learning_curve.ipynb $(LEARNING_CURVE_RUNS:%=$(RUNS_DIR)/%/provenance/06_panel.json) \
+                   $(LEARNING_CURVE_SOURCES) | $(INSTALLED)
+	$(call run_notebook,07_learning_curve)
+
+$(RUNS_DIR)/%/provenance/06_panel.json: notebooks/02_train.ipynb notebooks/06_panel.ipynb $(DATA) $(STAMPS)/train.json \
+                                        $(STAMPS)/panel.json $(STAMPS)/ablation_runs.json $(TRAIN_SOURCES) \
+                                        $(PANEL_SOURCES) $(BANK) | $(INSTALLED)
+	$(call run_ablation,$*,,02_train 06_panel)
 
 ## check-results: recompute PROFILE's tables (main and ablation runs) from the stored answers; fail if any differ
 .PHONY: check-results

@@ -60,7 +60,9 @@ def overrides_for(config, name: str, knobs: dict[str, str]) -> dict:
     """A standard run's overrides, or the ones the make variables ask for (LORA_R keeps the profile's alpha / r)."""
     given = {k: v for k, v in knobs.items() if v}
     if not given:
-        standard = standard_ablations(config)
+        from .learning_curve import learning_curve_runs
+
+        standard = standard_ablations(config) | learning_curve_runs(config)
         if name not in standard:
             raise SystemExit(f"ablation '{name}' is not standard ({sorted(standard)}); "
                              f"give parameters, e.g. LORA_R=32, HELDOUT=finance, NO_PERSONA=1, QUANT=none, FULL=1")

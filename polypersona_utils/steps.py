@@ -18,7 +18,8 @@ from .provenance import atomic_write_text
 
 # Make's name of each step -> the notebook that runs it.
 STEP_NOTEBOOKS = {"data": "01_build_dataset", "train": "02_train", "generate": "03_generate",
-                  "metrics": "04_metrics", "panel": "06_panel", "ablations": "05_ablations"}
+                  "metrics": "04_metrics", "panel": "06_panel", "ablations": "05_ablations",
+                  "learning_curve": "07_learning_curve"}
 
 
 def step_settings(config: Config) -> dict[str, dict]:
@@ -79,13 +80,17 @@ def notebook_modules(notebook: str, graph: dict[str, set[str]]) -> list[str]:
     return sorted(seen)
 
 
-def sources_makefile() -> str:
-    """`<STEP>_SOURCES := polypersona_utils/x.py ...` per step: a step reruns when code it runs changes."""
+def sources_makefile(config: Config) -> str:
+    """`<STEP>_SOURCES := polypersona_utils/x.py ...` per step: a step reruns when code it runs changes; and the
+    profile's learning-curve runs (`LEARNING_CURVE_RUNS`)."""
+    from .learning_curve import learning_curve_runs
+
     graph = import_graph()
     lines = ["# Written by python -m polypersona_utils.steps: the package modules each step's notebook runs."]
     for step, notebook in STEP_NOTEBOOKS.items():
         files = " ".join(f"polypersona_utils/{m}.py" for m in notebook_modules(notebook, graph))
         lines.append(f"{step.upper()}_SOURCES := {files}")
+    lines.append(f"LEARNING_CURVE_RUNS := {' '.join(learning_curve_runs(config))}")
     return "\n".join(lines) + "\n"
 
 
@@ -97,7 +102,7 @@ def prepare(profile: str, folder: Path) -> list[str]:
     for step, settings in step_settings(config).items():
         write_stamp(Path(folder) / f"{step}.json", settings)
     sources = Path(folder) / "sources.mk"
-    text = sources_makefile()
+    text = sources_makefile(config)
     if not sources.exists() or sources.read_text(encoding="utf-8") != text:
         atomic_write_text(sources, text)
     return list(standard_ablations(config))

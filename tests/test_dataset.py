@@ -162,9 +162,15 @@ def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
     assert {r["domain"] for r in run_view(records, "train", heldout)} == {"finance"}
     full = load_config("default", overrides={"run": "full", "ablation_runs.train_personas": None})
     assert run_view(records, "train", full) == records
-    respondents = {"p00", "p01"}  # training respondents: in the main run, never in an ablation run
+    respondents = {f"p{p:02d}" for p in range(12, 20)}  # training respondents: all in the main run
     assert run_view(records, "train", main, respondents) == records
     assert not respondents & {r["persona_id"] for r in run_view(records, "train", full, respondents)}
+    seen = lambda k: {r["persona_id"] for r in run_view(  # noqa: E731
+        records, "train", load_config("default", overrides={"run": f"n{k}", "ablation.training_respondents": k}),
+        respondents)} & respondents
+    assert [len(seen(k)) for k in (0, 2, 5, 8)] == [0, 2, 5, 8] and seen(2) < seen(5) < seen(8)  # nested sizes
+    with pytest.raises(ValueError, match="training_respondents: 9 asked, the dataset has 8"):
+        seen(9)
 
 
 def test_training_respondents_join_train_with_every_linked_answer(tmp_roots, hash_teacher):

@@ -168,6 +168,15 @@ def test_ablation_knobs_do_not_reach_the_standard_set(workspace):
     assert done.returncode != 0 and "change one named run: make ablation NAME=<run>" in done.stderr
 
 
+def test_make_learning_curve_trains_and_scores_each_run_then_collects(workspace):
+    planned = make("-n", "learning-curve", "PROFILE=smoke", capture=True).stdout
+    for run in ("respondents-0", "respondents-4"):  # params/smoke.yaml: learning_curve [0, 4]
+        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+        assert f"$nb.ipynb -p profile smoke -p run {run}" in planned.replace("$$nb", "$nb")
+    assert "for nb in 02_train 06_panel; do" in planned and "03_generate" not in planned.split("06_panel")[-1]
+    assert "notebooks/07_learning_curve.ipynb" in planned.rstrip().splitlines()[-1]  # collected last
+
+
 def test_a_broken_profile_stops_make_once_with_its_message(workspace):
     (workspace / "params" / "broken.yaml").write_text("profile: broken\ntraining:\n  epochs: .nan\n")
     done = make("data", "PROFILE=broken", check=False, capture=True)

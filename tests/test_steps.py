@@ -57,7 +57,10 @@ def test_each_step_depends_on_the_modules_its_notebook_runs():
     assert "training" not in data and "evaluation" not in data  # training code does not rebuild the dataset
     assert "training" in notebook_modules("02_train", graph)
     assert "evaluation" in notebook_modules("04_metrics", graph)
-    assert "TRAIN_SOURCES := " in sources_makefile()
+    smoke = load_config("smoke", overrides={"real_answers.learning_curve": [0, 2]})
+    text = sources_makefile(smoke)
+    assert "TRAIN_SOURCES := " in text and "LEARNING_CURVE_RUNS := respondents-0 respondents-2\n" in text
+    assert "polypersona_utils/learning_curve.py" in text.split("LEARNING_CURVE_SOURCES := ")[1].split("\n")[0]
 
 
 def test_the_standard_ablations_follow_the_profiles_rank():
