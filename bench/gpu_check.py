@@ -43,7 +43,8 @@ def random_model(tokenizer_dir: Path, shape: str, out: Path) -> Path:
         config.head_dim = config.hidden_size // config.num_attention_heads
         config.tie_word_embeddings = False
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):  # initialising 1.1B weights on a CPU is slow
+        model = LlamaForCausalLM(config).to(torch.bfloat16)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     for name in tokenizer_dir.iterdir():
@@ -115,7 +116,8 @@ def train_rows(model_dir: Path, records: list[dict], steps: int, batch: int, wor
         rows.append({"row": row, "plan": plan.reason if row == "train-project" else "TRL defaults",
                      "tokens": tokens, "seconds": round(seconds, 2), "per_s": tokens / seconds, "unit": "tokens",
                      "peak_gib": round(peak_gib(), 2), "first_loss": losses[0], "last_loss": losses[-1],
-                     "base_frozen": frozen, "in_4bit": bool(getattr(model, "is_loaded_in_4bit", False))})
+                     "base_frozen": frozen,
+                     "linear_4bit_layers": sum(type(m).__name__ == "Linear4bit" for m in model.modules())})
         del trainer, model
     return rows
 
