@@ -102,6 +102,9 @@ def train_rows(model_dir: Path, records: list[dict], steps: int, batch: int, wor
         else:
             kwargs = training.sft_kwargs(config, plan, work / row, progress=False, evaluate=False)
             kwargs.update(max_steps=steps, save_strategy="no")
+            # A GPU image may hold an older transformers than the pin (5.17 lacks `activation_checkpointing`, the
+            # 5.x name of `gradient_checkpointing`, which is also set): keep the settings this version has.
+            kwargs = {k: v for k, v in kwargs.items() if k in SFTConfig.__dataclass_fields__}
             args = SFTConfig(**kwargs)
         trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                              peft_config=lora)
