@@ -25,7 +25,7 @@ BANK := polypersona_utils/data/question_bank.yaml
 STAMPS := $(ARTIFACTS)/params
 DATA := $(ARTIFACTS)/data/manifest.json
 ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
-PREDICTIONS := $(ARTIFACTS)/predictions/manifest.json
+GENERATED := $(ARTIFACTS)/predictions/manifest.json
 METRICS := $(RESULTS)/manifest.json
 PANEL := $(RESULTS)/provenance/06_panel.json
 LEARNING_CURVE := $(RESULTS)/provenance/07_learning_curve.json
@@ -95,15 +95,15 @@ $(ADAPTERS): notebooks/02_train.ipynb $(DATA) $(STAMPS)/train.json $(TRAIN_SOURC
 
 ## generate: notebook 03, answers of every variant -> artifacts/PROFILE/predictions/
 .PHONY: generate
-generate: $(PREDICTIONS)
-$(PREDICTIONS): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/generate.json $(GENERATE_SOURCES) \
+generate: $(GENERATED)
+$(GENERATED): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/generate.json $(GENERATE_SOURCES) \
                 | $(INSTALLED)
 	$(call run_notebook,03_generate)
 
 ## metrics: notebook 04, tables, figures and results README -> results/PROFILE/
 .PHONY: metrics
 metrics: $(METRICS)
-$(METRICS): notebooks/04_metrics.ipynb $(PREDICTIONS) $(STAMPS)/metrics.json $(METRICS_SOURCES) $(BANK) | $(INSTALLED)
+$(METRICS): notebooks/04_metrics.ipynb $(GENERATED) $(STAMPS)/metrics.json $(METRICS_SOURCES) $(BANK) | $(INSTALLED)
 	$(call run_notebook,04_metrics)
 
 ## panel: notebook 06, the synthetic panel against held-out real respondents -> results/PROFILE/tables/panel_*
@@ -163,6 +163,17 @@ $(RUNS_DIR)/%/provenance/06_panel.json: notebooks/02_train.ipynb notebooks/06_pa
                                         $(STAMPS)/panel.json $(STAMPS)/ablation_runs.json $(TRAIN_SOURCES) \
                                         $(PANEL_SOURCES) $(BANK) | $(INSTALLED)
 	$(call run_ablation,$*,,02_train 06_panel)
+
+## score: score answers produced elsewhere on PROFILE's test split, no training or generation:
+## make score PREDICTIONS=<file.jsonl with id, prediction> NAME=<whose answers> -> results/PROFILE/scored/NAME/
+.PHONY: score
+score: $(DATA) | $(INSTALLED)
+	@test -n "$(PREDICTIONS)" -a -n "$(NAME)" || { echo "usage: make score PROFILE=<profile> PREDICTIONS=<file.jsonl> NAME=<variant>"; exit 2; }
+	@$(MAKE) --no-print-directory $(RESULTS)/scored/$(NAME)/manifest.json
+
+$(RESULTS)/scored/%/manifest.json: $(PREDICTIONS) $(DATA) $(STAMPS)/metrics.json $(METRICS_SOURCES) \
+                                   polypersona_utils/external_scores.py | $(INSTALLED)
+	$(PY) -m polypersona_utils.external_scores $(PROFILE) $(PREDICTIONS) $*
 
 ## check-results: recompute PROFILE's tables (main and ablation runs) from the stored answers; fail if any differ
 .PHONY: check-results

@@ -114,7 +114,10 @@ class RealAnswersConfig:
 @dataclass(frozen=True)
 class ReferencesConfig:
     mode: Literal["build", "import"] = "build"
-    import_path: Optional[str] = None  # mode: import (Polypersona-format JSON or JSONL)
+    # mode: import. One Polypersona-format file (JSON list or JSONL; the project splits it) or a mapping
+    # {train: ..., val: ..., test: ...} (any subset) whose given splits are kept as they are
+    import_path: Optional[str | dict[str, str]] = None
+    drop_duplicates: bool = False  # import: keep the first of repeated (persona, question) pairs, count the rest
     teacher_backend: Literal["local", "http"] = "local"
     teacher_model: str = "smollm2-135m-instruct"  # embedded name, local directory or hub id
     teacher_revision: Optional[str] = None  # required for a hub id
@@ -130,6 +133,10 @@ class ReferencesConfig:
             raise ValueError(f"teacher_revision: required for the hub model '{self.teacher_model}'")
         if self.mode == "import" and not self.import_path:
             raise ValueError("import_path: required when mode is 'import'")
+        if isinstance(self.import_path, dict) and (not self.import_path
+                                                   or set(self.import_path) - {"train", "val", "test"}):
+            raise ValueError(f"import_path: a mapping needs keys among train, val, test, got "
+                             f"{sorted(self.import_path)}")
         if self.teacher_backend == "http" and not (self.http_url and self.http_model):
             raise ValueError("http_url/http_model: required when teacher_backend is 'http'")
         if self.max_new_tokens < 1 or self.batch_size < 1:
@@ -375,7 +382,10 @@ def _convert(value: Any, annotation: Any, where: str) -> Any:
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], where)
+        mappings = [a for a in inner if typing.get_origin(a) is dict]
+        if isinstance(value, dict) and mappings:  # `str | dict[...]`: a mapping where one is given
+            return _convert(value, mappings[0], where)
+        return _convert(value, [a for a in inner if a not in mappings][0], where)
     if origin is Literal:
         if value not in args:
             raise ConfigError(f"{where}: must be one of {list(args)}, got {value!r}")

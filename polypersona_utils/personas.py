@@ -296,6 +296,37 @@ def validate_card(raw: dict, where: str, source: str) -> PersonaCard:
     )
 
 
+def imported_card(raw, where: str) -> tuple[PersonaCard, list[str]]:
+    """The persona of an imported record, as the released data have it: the card fields it holds; a missing text
+    field reads "not reported", a missing list is empty and a missing age is left off the card (the prompt shows
+    only what is known). Returns the card and the names of fields the card does not use (reported, never guessed
+    into a card field)."""
+    if not isinstance(raw, dict):
+        raise PersonaError(f"{where}: expected an object with persona fields")
+    if not str(raw.get("persona_id") or "").strip():
+        raise PersonaError(f"{where}: field 'persona_id' missing or empty")
+    age = raw.get("age")
+    if age not in (None, ""):
+        try:
+            age = int(str(age).strip())
+        except ValueError:
+            raise PersonaError(f"{where}: field 'age' must be a whole number, got {raw['age']!r}") from None
+        if not 18 <= age <= 120:
+            raise PersonaError(f"{where}: field 'age' must be between 18 and 120, got {age}")
+    lists = {}
+    for name in LIST_FIELDS:
+        value = raw.get(name) or []
+        value = [part.strip() for part in value.split(";")] if isinstance(value, str) else value
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise PersonaError(f"{where}: field '{name}' must be a list of texts, got {raw[name]!r}")
+        lists[name] = [v.strip() for v in value if v.strip()]
+    text = {name: str(raw.get(name) or "").strip() or NOT_REPORTED
+            for name in CARD_FIELDS if name not in LIST_FIELDS + ("age", "source", "persona_id")}
+    card = PersonaCard(persona_id=str(raw["persona_id"]).strip(), source="imported", age=age or None, **text,
+                       **lists, description=str(raw.get("description") or "").strip())
+    return card, sorted(set(raw) - set(CARD_FIELDS) - {"description"})
+
+
 def file_panel(path: str | Path) -> PersonaPanel:
     """A user's persona panel (CSV with a header, or JSON/JSONL), validated completely before anything is used."""
     path = Path(path)

@@ -30,10 +30,10 @@ def persona_card_text(persona: Mapping) -> str:
         f"Home: {persona['region']}",
         f"Personal income: {persona['income_bracket']}",
         f"Politics: {persona['political_identity']}",
-        f"Values: {', '.join(persona['values'])}",
-        f"Traits: {', '.join(persona['traits'])}",
-        f"Interests: {', '.join(persona['interests'])}",
     ]
+    # Imported cards may lack a list; a card never shows an empty line
+    lines += [f"{name.capitalize()}: {', '.join(persona[name])}" for name in ("values", "traits", "interests")
+              if persona.get(name)]
     return "\n".join(lines)
 
 
