@@ -84,7 +84,7 @@ reproduce: data train generate metrics panel ablations
 ## data: notebook 01, build the persona-grounded dataset -> artifacts/PROFILE/data/
 .PHONY: data
 data: $(DATA)
-$(DATA): notebooks/01_build_dataset.ipynb $(STAMPS)/data.json $(DATA_SOURCES) $(BANK) | $(INSTALLED)
+$(DATA): notebooks/01_build_dataset.ipynb $(STAMPS)/data.json $(DATA_SOURCES) $(DATA_INPUTS) $(BANK) | $(INSTALLED)
 	$(call run_notebook,01_build_dataset)
 
 ## train: notebook 02, QLoRA-tune the profile's models -> artifacts/PROFILE/adapters/

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import paths
-from .personas import PersonaPanel, validate_card, PersonaError
+from .personas import PersonaError, PersonaPanel
 from .prompts import build_messages, with_known_stance
 from .provenance import (atomic_write_json, provenance_record, read_jsonl, sha256_file, sha256_json,
                          write_jsonl)
@@ -158,37 +158,91 @@ def training_respondent_ids(data_dir: Path) -> set[str]:
     return set(json.loads(path.read_text())) if path.exists() else set()
 
 
-def import_records(path: Path) -> list[dict]:
-    """Records of an existing Polypersona-format dataset (JSON list or JSONL), validated field by field."""
+def _field(row: dict, name: str):
+    """A record's field, or the same field of its `meta` (the released files keep ids and types there)."""
+    if row.get(name) not in (None, "", [], {}):
+        return row[name]
+    meta = row.get("meta")
+    return meta.get(name) if isinstance(meta, dict) else None
+
+
+def import_records(path: Path, bank, drop_duplicates: bool = False, seen: dict | None = None,
+                   stats: Counter | None = None) -> list[dict]:
+    """Records of a Polypersona-format file (JSON list or JSONL, told apart by content), validated field by field.
+
+    Ids, persona, question, type and domain come from the record or its `meta`; the reference from the record or
+    the assistant turn of its messages. A closed question's options come from the record, else the question bank
+    (same id or text), else the type's standard scale (`questions.STANDARD_SCALES`); `stats` counts which. The
+    messages are rebuilt by the one prompt. `seen` carries ids and (persona, question) pairs across the files of
+    one import: a repeat is an error naming both places, or with `drop_duplicates` the first is kept and the rest
+    counted. Every error names the file, the line and the record id."""
+    from .personas import imported_card
+
     path = Path(path)
     try:
         raw = read_json_rows(path)
     except UserFileError as exc:
         raise RecordImportError(str(exc)) from None
-    records, seen = [], set()
+    seen = {} if seen is None else seen
+    stats = Counter() if stats is None else stats
+    by_id, by_text = bank.by_id(), {q.text: q for q in bank.questions}
+    records = []
     for number, row in raw:
         where = f"{path}: line {number}"
         if not isinstance(row, dict):
             raise RecordImportError(f"{where}: expected a JSON object, got {type(row).__name__}")
-        for name in ("id", "domain", "persona", "question", "question_type", "reference", "messages"):
-            if row.get(name) in (None, "", [], {}):
-                raise RecordImportError(f"{where}: field '{name}' is missing or empty")
-        if row["question_type"] not in QUESTION_TYPES:
-            raise RecordImportError(f"{where}: field 'question_type' must be one of {QUESTION_TYPES}")
-        if str(row["id"]) in seen:
-            raise RecordImportError(f"{where}: field 'id': duplicate {row['id']!r}")
-        seen.add(str(row["id"]))
+        rid = _field(row, "id")
+        if rid in (None, ""):
+            raise RecordImportError(f"{where}: field 'id' is missing or empty (also looked in 'meta')")
+        rid = str(rid)
+        where = f"{where} (record {rid})"
+        messages = row.get("messages") or []
+        last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
+        values = {name: _field(row, name) for name in ("domain", "question_type", "question", "persona")}
+        values["reference"] = _field(row, "reference") or (last.get("content") if last.get("role") == "assistant"
+                                                           else None)
+        for name, value in values.items():
+            if value in (None, "", [], {}):
+                raise RecordImportError(f"{where}: field '{name}' is missing or empty"
+                                        + (" (also looked in 'meta' and the assistant message)"
+                                           if name == "reference" else " (also looked in 'meta')"))
+        qtype, text = values["question_type"], str(values["question"]).strip()
+        if qtype not in QUESTION_TYPES:
+            raise RecordImportError(f"{where}: field 'question_type' must be one of {QUESTION_TYPES}, got {qtype!r}")
+        if ("id", rid) in seen:
+            raise RecordImportError(f"{where}: field 'id': {rid!r} already at {seen['id', rid]}")
+        seen["id", rid] = f"{path.name}: line {number}"
+        persona = dict(values["persona"]) if isinstance(values["persona"], dict) else values["persona"]
+        if isinstance(persona, dict) and not persona.get("persona_id") and _field(row, "persona_id"):
+            persona["persona_id"] = _field(row, "persona_id")
         try:
-            persona = validate_card(row["persona"], f"{where}: persona", source="imported").to_dict()
+            card, unused = imported_card(persona, f"{where}: persona")
         except PersonaError as exc:
             raise RecordImportError(str(exc)) from None
-        options = tuple(row.get("options") or ())
-        if row["question_type"] in CLOSED_TYPES and options and row["reference"] not in options:
-            raise RecordImportError(f"{where}: field 'reference' is not one of the options {list(options)}")
-        question = Question(row.get("question_id") or "q-" + sha256_json(row["question"])[:10],
-                            row["domain"], row["question_type"], row["question"], options)
-        record = make_record(persona, question, row["reference"], "imported")
-        record["id"] = str(row["id"])
+        known = by_id.get(_field(row, "question_id")) or by_text.get(text)
+        options, source = tuple(_field(row, "options") or ()), "record"
+        if qtype in CLOSED_TYPES and not options:
+            options, source = ((known.options, "question bank") if known and known.question_type == qtype
+                               else (bank.standard_scale(qtype), "standard scale"))
+        if qtype in CLOSED_TYPES and values["reference"] not in options:
+            raise RecordImportError(f"{where}: field 'reference': {values['reference']!r} is not one of the "
+                                    f"options {list(options)}")
+        question_id = str(_field(row, "question_id") or (known.question_id if known else "")
+                          or "q-" + sha256_json(text)[:10])
+        pair = ("pair", card.persona_id, text)
+        if pair in seen:
+            if drop_duplicates:
+                stats["dropped_duplicate_pairs"] += 1
+                continue
+            raise RecordImportError(f"{where}: persona {card.persona_id} is asked question {question_id} again (first "
+                                    f"at {seen[pair]}); set references.drop_duplicates: true to keep the first")
+        seen[pair] = f"{path.name}: line {number} (record {rid})"
+        if options:
+            stats[f"options from the {source}"] += 1
+        stats.update(f"persona field not used: {name}" for name in unused)
+        question = Question(question_id, str(values["domain"]), qtype, text, options)
+        record = make_record(card.to_dict(), question, str(values["reference"]), "imported")
+        record["id"] = rid
         records.append(record)
     return records
 
@@ -337,6 +391,18 @@ def count_table(splits: dict[str, list[dict]]):
         ["split", "domain", "question_type", "reference_source"], ignore_index=True)
 
 
+def import_files(config) -> dict[str, Path]:
+    """The files `references.import_path` names, by split (`all` for one file the project splits), resolved from
+    the project root; a missing file is a RecordImportError naming the key and where it looked."""
+    given = config.references.import_path
+    named = {"all": given} if isinstance(given, str) else dict(given)
+    try:
+        return {split: resolve_user_path(value, "references.import_path" + ("" if split == "all" else f".{split}"))
+                for split, value in named.items()}
+    except UserFileError as exc:
+        raise RecordImportError(str(exc)) from None
+
+
 def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
     """Notebook 01 end to end: personas, questions, references, records, splits, card, figure, provenance."""
     from . import reporting
@@ -348,13 +414,15 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
     out_dir = paths.data_dir(profile)
     stats = Counter()
     inputs = {"question_bank": sha256_file(config.questions.bank_path)}
+    given_splits = None
     if config.references.mode == "import":
-        try:
-            import_path = resolve_user_path(config.references.import_path, "references.import_path")
-        except UserFileError as exc:
-            raise RecordImportError(str(exc)) from None
-        records = import_records(import_path)
-        inputs["imported"] = sha256_file(import_path)
+        imported, seen = {}, {}
+        for split, path in import_files(config).items():
+            imported[split] = import_records(path, load_question_bank(config.questions.bank_path),
+                                             config.references.drop_duplicates, seen, stats)
+            inputs[f"imported/{split}"] = sha256_file(path)
+        records = [r for rows in imported.values() for r in rows]
+        given_splits = None if "all" in imported else imported
         panel = None
     else:
         bank = load_question_bank(config.questions.bank_path)
@@ -384,10 +452,15 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
     respondent_records = training_respondent_records(config, {r["persona_id"] for r in records})
     for record in records + respondent_records:
         check_record(record)
-    splits = split_records(records, (config.splits.train, config.splits.val, config.splits.test),
-                           seeds.split, config.splits.persona_disjoint)
+    if given_splits is None:
+        splits = split_records(records, (config.splits.train, config.splits.val, config.splits.test),
+                               seeds.split, config.splits.persona_disjoint)
+    else:  # the released splits, kept as given; personas they share are counted, not moved
+        splits = {name: sorted(given_splits.get(name, []), key=lambda r: r["id"]) for name in SPLITS}
+        owners = Counter(pid for rows in splits.values() for pid in {r["persona_id"] for r in rows})
+        stats["personas_in_several_given_splits"] = sum(1 for n in owners.values() if n > 1)
     splits["train"] = sorted(splits["train"] + respondent_records, key=lambda r: r["id"])
-    check_leakage(splits, config.splits.persona_disjoint)
+    check_leakage(splits, config.splits.persona_disjoint and given_splits is None)
     files = write_dataset(splits, out_dir)
     respondent_ids = sorted({r["persona_id"] for r in respondent_records})
     atomic_write_json(out_dir / TRAINING_RESPONDENTS_FILE, respondent_ids)

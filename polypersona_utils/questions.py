@@ -5,7 +5,7 @@ Schema: `version`, `domain_quotas` (responses per domain in the paper's 3,568), 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -18,6 +18,11 @@ CLOSED_TYPES = ("likert", "yesno", "agreement")
 GSS_QUESTION_ITEMS = (
     "natenvir", "natenrgy", "natheal", "nateduc", "natchld", "natsci", "natsoc", "natfare", "natcrime", "natmass",
 )
+
+
+# The option set a closed question of each type is asked with when a record brings none and the bank does not
+# hold it (imported datasets): the names are the bank's option sets.
+STANDARD_SCALES = {"likert": "agree5", "agreement": "agree5", "yesno": "yesno"}
 
 
 class QuestionBankError(ValueError):
@@ -43,6 +48,11 @@ class QuestionBank:
     version: int
     domain_quotas: dict[str, int]
     questions: tuple[Question, ...]
+    option_sets: dict[str, tuple[str, ...]] = field(default_factory=dict)  # name -> ordered options
+
+    def standard_scale(self, question_type: str) -> tuple[str, ...]:
+        """The options of `STANDARD_SCALES[question_type]` in this bank."""
+        return self.option_sets[STANDARD_SCALES[question_type]]
 
     @property
     def domains(self) -> list[str]:
@@ -105,4 +115,8 @@ def load_question_bank(path: Path) -> QuestionBank:
     empty = [d for d in quotas if not any(q.domain == d for q in questions)]
     if empty:
         raise QuestionBankError(f"{path}: domain '{empty[0]}' has a quota but no question")
-    return QuestionBank(int(data["version"]), dict(quotas), tuple(questions))
+    missing = sorted(set(STANDARD_SCALES.values()) - set(option_sets))
+    if missing:
+        raise QuestionBankError(f"{path}: option_sets: the standard scale(s) {missing} are not defined")
+    return QuestionBank(int(data["version"]), dict(quotas), tuple(questions),
+                        {name: tuple(str(o) for o in options) for name, options in option_sets.items()})

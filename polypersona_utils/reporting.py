@@ -63,11 +63,22 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
     dataset_figure(counts_long, demographics, figures / "dataset_overview")
     total = sum(counts["records"].values())
     dropped = counts.get("dropped_no_teacher_answer", 0)
+    if config.references.mode == "import":
+        given = config.references.import_path
+        named = {"all": given} if isinstance(given, str) else given
+        source = "imported from " + ", ".join(f"`{v}`" + ("" if k == "all" else f" ({k})") for k, v in named.items())
+        notes = {k: v for k, v in counts.items() if k.startswith(("options from", "persona field", "dropped_dup",
+                                                                 "personas_in_several"))}
+        imported = ["Import: " + ("; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(notes.items()))
+                                  or "every record as given") + ".", ""]
+    else:
+        source, imported = f"`{config.personas.source}`", []
     lines = [
         f"# Dataset card: {profile}", "", profile_banner(config), "",
-        f"{total} records from {len(cards)} personas (persona source: `{config.personas.source}`, "
+        f"{total} records from {len(cards)} personas (persona source: {source}, "
         f"references: `{config.references.mode}`). Splits are persona-disjoint: "
-        f"{config.splits.persona_disjoint}. Teacher answers dropped as empty or unparseable: {dropped}.", "",
+        f"{config.splits.persona_disjoint and not isinstance(config.references.import_path, dict)}. "
+        f"Teacher answers dropped as empty or unparseable: {dropped}.", "", *imported,
         f"Of these, {counts.get('training_respondent_records', 0)} training records are the real answers of "
         f"{counts.get('training_respondents', 0)} training respondents (`real_answers`: GSS 2018 respondents outside "
         f"the persona panel, each with every linked item they answered, options in "

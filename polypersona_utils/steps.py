@@ -91,7 +91,20 @@ def sources_makefile(config: Config) -> str:
         files = " ".join(f"polypersona_utils/{m}.py" for m in notebook_modules(notebook, graph))
         lines.append(f"{step.upper()}_SOURCES := {files}")
     lines.append(f"LEARNING_CURVE_RUNS := {' '.join(learning_curve_runs(config))}")
+    lines.append(f"DATA_INPUTS := {' '.join(str(p) for p in user_inputs(config))}")
     return "\n".join(lines) + "\n"
+
+
+def user_inputs(config: Config) -> list[Path]:
+    """Files a user brings that the dataset is built from (imported records, a persona panel): notebook 01's
+    prerequisites, so that editing one rebuilds the dataset. Relative paths are from the project root."""
+    named = []
+    if config.references.mode == "import":
+        given = config.references.import_path
+        named += [given] if isinstance(given, str) else list(given.values())
+    if config.personas.source == "file" and config.personas.path:
+        named.append(config.personas.path)
+    return [p if p.is_absolute() else paths.PROJECT_ROOT / p for p in map(Path, named)]
 
 
 def prepare(profile: str, folder: Path) -> list[str]:

@@ -135,8 +135,8 @@ def test_import_rejects_a_record_without_reference(tmp_path):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps({"id": "1", "domain": "finance", "persona": {}, "question": "Q?",
                                 "question_type": "open", "messages": [{"role": "user", "content": "Q?"}]}) + "\n")
-    with pytest.raises(RecordImportError, match="bad.jsonl: line 1: field 'persona' is missing"):
-        import_records(path)
+    with pytest.raises(RecordImportError, match=r"bad.jsonl: line 1 \(record 1\): field 'persona' is missing"):
+        import_records(path, load_question_bank(load_config("smoke").questions.bank_path))
 
 
 def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
