@@ -180,6 +180,9 @@ def adapter_settings(config, include_persona: bool | None = None) -> dict:
         "ablation.include_persona": config.ablation.include_persona if include_persona is None else include_persona,
         "ablation.heldout_domain": config.ablation.heldout_domain,
         "ablation_runs": asdict(config.ablation_runs) if config.run else None,  # the main run uses whole splits
+        # Only when set, so that runs without training respondents keep the fingerprints they were trained under
+        **({"ablation.training_respondents": config.ablation.training_respondents}
+           if config.run and config.ablation.training_respondents else {}),
     }
 
 

@@ -30,6 +30,11 @@ def test_the_train_stamp_and_the_run_fingerprint_come_from_one_function(tmp_path
     fingerprint = run_fingerprint(config, config.models[0], {}, include_persona=True)
     assert {k: v for k, v in stamp.items() if k != "models"} == {
         k: v for k, v in fingerprint.items() if k not in ("model", "data")}
+    curve = [load_config("smoke", overrides={"run": "respondents-k", "ablation.training_respondents": k})
+             for k in (0, 2, 4)]
+    prints = [run_fingerprint(c, c.models[0], {}, include_persona=True) for c in curve]
+    assert prints[1] != prints[2] and prints[1]["ablation.training_respondents"] == 2  # a size is its own adapter
+    assert "ablation.training_respondents" not in prints[0]  # runs without respondents keep their fingerprints
 
 
 def test_step_stamp_changes_only_with_its_own_settings(tmp_path, monkeypatch):
