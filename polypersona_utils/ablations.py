@@ -46,6 +46,7 @@ def standard_ablations(config) -> dict[str, dict]:
 KNOBS = {  # make variables -> parameter keys (`make ablation NAME=... LORA_R=32 HELDOUT=finance ...`)
     "LORA_R": "lora.r", "HELDOUT": "ablation.heldout_domain", "NO_PERSONA": "ablation.include_persona",
     "QUANT": "training.quantization", "EPOCHS": "training.epochs", "FULL": "ablation_runs",
+    "OBJECTIVE": "training.objective", "RESPONDENTS": "ablation.training_respondents",
 }
 SUMMARY_METRICS = ("bleu_nltk", "rouge1", "bertscore_f1")
 DIFFERENCE_COLUMNS = ["comparison", "metric", "difference", "low", "high", "personas", "model", "records"]
@@ -77,6 +78,8 @@ def overrides_for(config, name: str, knobs: dict[str, str]) -> dict:
             out["ablation.include_persona"] = value.lower() not in ("1", "true", "yes")
         elif knob == "EPOCHS":
             out["training.epochs"] = float(value)
+        elif knob == "RESPONDENTS":
+            out["ablation.training_respondents"] = int(value)
         elif knob == "QUANT":
             out.update({"training.quantization": value} | ({"training.compute_dtype": "float32"}
                                                               if value == "none" else {}))

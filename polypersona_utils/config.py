@@ -205,6 +205,9 @@ class TrainingConfig:
     max_seq_length: int = 512
     save_steps: int = 20  # checkpoint interval: an interrupted run resumes from the last one
     report_to: str = "none"  # "tensorboard" writes logs under the run's folder
+    # sft: the paper's SFT on the answer tokens; option_likelihood (an ablation): the cross-entropy of each closed
+    # record's real option among its options, what the panel scores (option_training.py; open records unused)
+    objective: Literal["sft", "option_likelihood"] = "sft"
 
     def validate(self) -> None:
         if self.learning_rate <= 0 or self.epochs <= 0:

@@ -171,20 +171,27 @@ def check_results(config) -> list[str]:
     return tables_that_differ(tables, where.tables)
 
 
-if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFILE: the main run and every ablation run
+if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFILE: the main run and every other run
+    import json
     import sys
 
-    from .ablations import finished_runs
+    from . import paths
     from .config import load_run
+    from .panel_report import DISTRIBUTIONS_FILE, check_panel
 
     profile = sys.argv[2] if len(sys.argv) > 2 else "default"
-    configs = [load_run(profile)] + [load_run(profile, run, overrides)
-                                     for run, overrides in finished_runs(profile).items()]
+    runs = paths.results_dir(profile) / "runs"
+    # Every run with stored answers: ablation runs (metrics and maybe a panel), learning-curve runs (a panel only)
+    configs = [load_run(profile)] + [
+        load_run(profile, folder.name, json.loads((folder / "overrides.json").read_text()))
+        for folder in (sorted(runs.glob("*/")) if runs.exists() else []) if (folder / "overrides.json").exists()]
     failed = False
-    from .panel_report import check_panel
-
     for config in configs:
-        mismatched = check_results(config) + check_panel(config)
+        scored = (config.paths().results / "per_example_scores.csv").exists()
+        if not scored and not (config.paths().results / DISTRIBUTIONS_FILE).exists():
+            print(f"results/{config.paths().name}: no stored answers (an unfinished run); nothing to check")
+            continue
+        mismatched = (check_results(config) if scored else []) + check_panel(config)
         if mismatched:
             failed = True
             print(f"results/{config.paths().name}: recomputed tables differ from the stored ones: {mismatched}")

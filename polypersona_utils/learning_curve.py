@@ -65,7 +65,7 @@ def curve_figure(curve: pd.DataFrame, stem, title: str) -> None:
         ax.set_xlabel("training respondents (plus the persona subset)")
         ax.set_title(measure.replace("_", " ") + (" (lower is better)" if measure == "log_loss" else ""))
     axes[0].legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(title, y=1.04)
     save_figure(fig, stem)
     plt.close(fig)
 

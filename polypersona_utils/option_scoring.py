@@ -39,10 +39,10 @@ def _common_prefix(sequences: list[list[int]]) -> int:
     return min(length, shortest - 1)  # every prompt keeps at least one token of its own
 
 
-def option_log_probs(model, tokenizer, chats: Sequence[list[dict]], options: Sequence[Sequence[str]]
-                     ) -> list[list[float]]:
-    """log P(assistant turn answering with each option | chat) for every chat; the chats should share a prefix
-    (one respondent's card) for the sharing to pay off, and all must have the same number of options."""
+def option_log_prob_tensor(model, tokenizer, chats: Sequence[list[dict]], options: Sequence[Sequence[str]]):
+    """(questions, options) tensor of log P(assistant turn answering with each option | chat), differentiable (the
+    option-likelihood objective trains through it); the chats should share a prefix (one respondent's card) for the
+    sharing to pay off, and all must have the same number of options."""
     import torch
 
     if len({len(o) for o in options}) != 1:
@@ -53,41 +53,46 @@ def option_log_probs(model, tokenizer, chats: Sequence[list[dict]], options: Seq
     n, k = len(prompts), len(options[0])
     device = model.device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # 1. The shared prefix, once.
+    cache = model(torch.tensor([prompts[0][:shared]], device=device), use_cache=True).past_key_values
+    # 2. Each prompt's own tokens, right-padded; padding is masked and never read.
+    rests = [p[shared:] for p in prompts]
+    width = max(len(r) for r in rests)
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rests], device=device)
+    mask = torch.tensor([[1] * shared + [1] * len(r) + [0] * (width - len(r)) for r in rests], device=device)
+    positions = torch.arange(shared, shared + width, device=device).expand(n, width)
+    cache.batch_repeat_interleave(n)
+    out = model(ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
+    last = torch.tensor([len(r) - 1 for r in rests], device=device)
+    first = torch.log_softmax(out.logits[torch.arange(n, device=device), last].float(), dim=-1)  # (n, vocab)
+    # 3. Every option's turn after its prompt: row i * k + j is option j of prompt i.
+    turns = [t for _, ts in encoded for t in ts]
+    span = max(len(t) for t in turns)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(k)
+    ids = torch.tensor([t + [pad] * (span - len(t)) for t in turns], device=device)
+    mask = torch.cat([mask.repeat_interleave(k, dim=0),
+                      torch.tensor([[1] * len(t) + [0] * (span - len(t)) for t in turns], device=device)], dim=1)
+    positions = (shared + torch.tensor([len(r) for r in rests], device=device).repeat_interleave(k)[:, None]
+                 + torch.arange(span, device=device)[None, :])
+    later = torch.log_softmax(model(ids, attention_mask=mask, position_ids=positions,
+                                    past_key_values=cache).logits.float(), dim=-1)  # (n * k, span, vocab)
+    # Token t of a turn is predicted at position t - 1 of its row (token 0 by the prompt's last position).
+    rows = torch.arange(n, device=device).repeat_interleave(k)
+    total = first[rows, torch.tensor([t[0] for t in turns], device=device)]
+    following = torch.tensor([t[1:] + [0] * (span - len(t) + 1) for t in turns], device=device)
+    present = torch.tensor([[1.0] * (len(t) - 1) + [0.0] * (span - len(t) + 1) for t in turns], device=device)
+    total = total + (later.gather(2, following[:, :, None])[:, :, 0] * present).sum(dim=1)
+    return total.view(n, k)
+
+
+def option_log_probs(model, tokenizer, chats: Sequence[list[dict]], options: Sequence[Sequence[str]]
+                     ) -> list[list[float]]:
+    """log P(assistant turn answering with each option | chat) for every chat, as plain numbers (no gradient)."""
+    import torch
+
     with torch.inference_mode():
-        # 1. The shared prefix, once.
-        cache = model(torch.tensor([prompts[0][:shared]], device=device), use_cache=True).past_key_values
-        # 2. Each prompt's own tokens, right-padded; padding is masked and never read.
-        rests = [p[shared:] for p in prompts]
-        width = max(len(r) for r in rests)
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rests], device=device)
-        mask = torch.tensor([[1] * shared + [1] * len(r) + [0] * (width - len(r)) for r in rests], device=device)
-        positions = torch.arange(shared, shared + width, device=device).expand(n, width)
-        cache.batch_repeat_interleave(n)
-        out = model(ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
-        last = torch.tensor([len(r) - 1 for r in rests], device=device)
-        first = torch.log_softmax(out.logits[torch.arange(n, device=device), last].float(), dim=-1)  # (n, vocab)
-        # 3. Every option's turn after its prompt: row i * k + j is option j of prompt i.
-        turns = [t for _, ts in encoded for t in ts]
-        span = max(len(t) for t in turns)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(k)
-        ids = torch.tensor([t + [pad] * (span - len(t)) for t in turns], device=device)
-        mask = torch.cat([mask.repeat_interleave(k, dim=0),
-                          torch.tensor([[1] * len(t) + [0] * (span - len(t)) for t in turns], device=device)], dim=1)
-        positions = (shared + torch.tensor([len(r) for r in rests], device=device).repeat_interleave(k)[:, None]
-                     + torch.arange(span, device=device)[None, :])
-        logits = model(ids, attention_mask=mask, position_ids=positions, past_key_values=cache).logits.float()
-        later = torch.log_softmax(logits, dim=-1)
-    scores = []
-    for i in range(n):
-        row = []
-        for j in range(k):
-            turn = turns[i * k + j]
-            total = first[i, turn[0]].item()
-            total += sum(later[i * k + j, t - 1, turn[t]].item() for t in range(1, len(turn)))
-            row.append(total)
-        scores.append(row)
-    return scores
+        return option_log_prob_tensor(model, tokenizer, chats, options).tolist()
 
 
 def full_forward_log_probs(model, tokenizer, chat: list[dict], options: Sequence[str]) -> list[float]:

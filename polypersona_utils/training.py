@@ -174,7 +174,8 @@ class TrainResult:
 def adapter_settings(config, include_persona: bool | None = None) -> dict:
     """What changes an adapter besides its model and data (checkpoint interval and logging do not). The run
     fingerprint and make's step stamp both come from here."""
-    training = {k: v for k, v in asdict(config.training).items() if k not in ("save_steps", "report_to")}
+    training = {k: v for k, v in asdict(config.training).items() if k not in ("save_steps", "report_to")
+                and not (k == "objective" and v == "sft")}  # the default objective keeps existing fingerprints
     return {  # keyed by the configuration's dotted names
         "lora": asdict(config.lora), "training": training, "seeds.training": config.seeds.training,
         "ablation.include_persona": config.ablation.include_persona if include_persona is None else include_persona,
@@ -238,13 +239,21 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
                              target_modules=resolve_target_modules(model, config.lora.target_modules),
                              task_type="CAUSAL_LM")
     respondents = training_respondent_ids(data_dir)
-    datasets = {split: Dataset.from_list([prompt_completion(r, include_persona)
-                                          for r in run_view(read_jsonl(path), split, config, respondents)])
-                for split, path in data_files.items()}
-    has_val = len(datasets["val"]) > 0
-    trainer = SFTTrainer(model=model, args=sft_config(config, plan, checkpoints, progress, evaluate=has_val),
-                         train_dataset=datasets["train"], eval_dataset=datasets["val"] if has_val else None,
-                         processing_class=tokenizer, peft_config=peft_config)
+    views = {split: run_view(read_jsonl(path), split, config, respondents) for split, path in data_files.items()}
+    if config.training.objective == "option_likelihood":
+        from .option_training import OptionLikelihoodTrainer
+
+        trainer = OptionLikelihoodTrainer(model, tokenizer, peft_config, views["train"], config, include_persona,
+                                          views["val"])
+        examples = trainer.examples
+    else:
+        datasets = {split: Dataset.from_list([prompt_completion(r, include_persona) for r in rows])
+                    for split, rows in views.items()}
+        has_val = len(datasets["val"]) > 0
+        trainer = SFTTrainer(model=model, args=sft_config(config, plan, checkpoints, progress, evaluate=has_val),
+                             train_dataset=datasets["train"], eval_dataset=datasets["val"] if has_val else None,
+                             processing_class=tokenizer, peft_config=peft_config)
+        examples = len(datasets["train"])
     resume_from = last_complete_checkpoint(checkpoints)
     if resume_from:
         log.info("%s: resuming from %s", run_name, resume_from)
@@ -262,7 +271,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
         "train_loss_this_session": outcome.training_loss,
         "val_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
         "global_steps": trainer.state.global_step,
-        "train_examples": len(datasets["train"]),
+        "train_examples": examples,
         "wall_time_s_this_session": round(wall_s, 1),
         "resumed_from": resume_from.name if resume_from else None,
         "trainable_parameters": trainable,
