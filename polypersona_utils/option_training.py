@@ -94,7 +94,7 @@ class OptionLikelihoodTrainer:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             self.state.global_step = step + 1
             self.state.log_history.append({"loss": losses[-1], "step": step + 1, "epoch": (step + 1) / steps_per_epoch,
                                            "learning_rate": scheduler.get_last_lr()[0]})
