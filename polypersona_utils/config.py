@@ -128,6 +128,12 @@ class ReferencesConfig:
     top_p: float = 1.0
     batch_size: int = 8
 
+    def import_files(self) -> dict[str, str]:
+        """`import_path` by split, as given: `{"all": path}` for one file the project splits."""
+        if self.import_path is None:
+            return {}
+        return {"all": self.import_path} if isinstance(self.import_path, str) else dict(self.import_path)
+
     def validate(self) -> None:
         if self.teacher_backend == "local" and is_hub_id(self.teacher_model) and not self.teacher_revision:
             raise ValueError(f"teacher_revision: required for the hub model '{self.teacher_model}'")

@@ -394,11 +394,9 @@ def count_table(splits: dict[str, list[dict]]):
 def import_files(config) -> dict[str, Path]:
     """The files `references.import_path` names, by split (`all` for one file the project splits), resolved from
     the project root; a missing file is a RecordImportError naming the key and where it looked."""
-    given = config.references.import_path
-    named = {"all": given} if isinstance(given, str) else dict(given)
     try:
         return {split: resolve_user_path(value, "references.import_path" + ("" if split == "all" else f".{split}"))
-                for split, value in named.items()}
+                for split, value in config.references.import_files().items()}
     except UserFileError as exc:
         raise RecordImportError(str(exc)) from None
 
@@ -415,17 +413,16 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
     stats = Counter()
     inputs = {"question_bank": sha256_file(config.questions.bank_path)}
     given_splits = None
+    bank = load_question_bank(config.questions.bank_path)
     if config.references.mode == "import":
         imported, seen = {}, {}
         for split, path in import_files(config).items():
-            imported[split] = import_records(path, load_question_bank(config.questions.bank_path),
-                                             config.references.drop_duplicates, seen, stats)
+            imported[split] = import_records(path, bank, config.references.drop_duplicates, seen, stats)
             inputs[f"imported/{split}"] = sha256_file(path)
         records = [r for rows in imported.values() for r in rows]
         given_splits = None if "all" in imported else imported
         panel = None
     else:
-        bank = load_question_bank(config.questions.bank_path)
         panel = load_panel(config.personas, seeds.persona_sample)
         if config.personas.source == "file":
             inputs["persona_file"] = sha256_file(resolve_user_path(config.personas.path, "personas.path"))

@@ -37,13 +37,16 @@ def collect(config) -> pd.DataFrame:
     without panel tables raises FileNotFoundError naming it (run `make learning-curve`)."""
     rows = []
     for name, overrides in learning_curve_runs(config).items():
-        tables = paths.RunPaths(config.profile, name, "test").tables
-        for measure, (table, value, low, high) in MEASURES.items():
-            path = tables / f"{table}.csv"
+        folder = paths.RunPaths(config.profile, name, "test").tables
+        tables = {}
+        for table in {table for table, *_ in MEASURES.values()}:
+            path = folder / f"{table}.csv"
             if not path.exists():
                 raise FileNotFoundError(f"{path}: learning-curve run '{name}' has no panel tables; "
                                         f"run make learning-curve PROFILE={config.profile}")
-            for row in pd.read_csv(path).to_dict("records"):
+            tables[table] = pd.read_csv(path).to_dict("records")
+        for measure, (table, value, low, high) in MEASURES.items():
+            for row in tables[table]:
                 rows.append({"run": name, "training_respondents": overrides["ablation.training_respondents"],
                              "variant": row["variant"], "measure": measure, "value": row[value],
                              "low": row[low], "high": row[high]})

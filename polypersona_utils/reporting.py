@@ -64,9 +64,8 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
     total = sum(counts["records"].values())
     dropped = counts.get("dropped_no_teacher_answer", 0)
     if config.references.mode == "import":
-        given = config.references.import_path
-        named = {"all": given} if isinstance(given, str) else given
-        source = "imported from " + ", ".join(f"`{v}`" + ("" if k == "all" else f" ({k})") for k, v in named.items())
+        source = "imported from " + ", ".join(f"`{v}`" + ("" if k == "all" else f" ({k})")
+                                              for k, v in config.references.import_files().items())
         notes = {k: v for k, v in counts.items() if k.startswith(("options from", "persona field", "dropped_dup",
                                                                  "personas_in_several"))}
         imported = ["Import: " + ("; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(notes.items()))

@@ -98,10 +98,7 @@ def sources_makefile(config: Config) -> str:
 def user_inputs(config: Config) -> list[Path]:
     """Files a user brings that the dataset is built from (imported records, a persona panel): notebook 01's
     prerequisites, so that editing one rebuilds the dataset. Relative paths are from the project root."""
-    named = []
-    if config.references.mode == "import":
-        given = config.references.import_path
-        named += [given] if isinstance(given, str) else list(given.values())
+    named = list(config.references.import_files().values()) if config.references.mode == "import" else []
     if config.personas.source == "file" and config.personas.path:
         named.append(config.personas.path)
     return [p if p.is_absolute() else paths.PROJECT_ROOT / p for p in map(Path, named)]
