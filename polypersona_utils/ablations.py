@@ -19,7 +19,6 @@ import pandas as pd
 from . import paths
 from .stats import MIN_PERSONAS_FOR_INTERVALS, paired_differences
 
-HELDOUT_DOMAIN = "healthcare"  # the standard held-out-domain run (the paper's largest domain after demographics)
 
 
 def reference_run(config) -> str:
@@ -39,7 +38,8 @@ def standard_ablations(config) -> dict[str, dict]:
     for rank in (config.lora.r // 2, 2 * config.lora.r, 4 * config.lora.r):
         if rank >= 1 and rank != config.lora.r:
             runs[f"rank{rank}"] = rank_overrides(config, rank)
-    runs[f"heldout-{HELDOUT_DOMAIN}"] = {"ablation.heldout_domain": HELDOUT_DOMAIN}
+    domain = config.ablation_runs.heldout_domain
+    runs[f"heldout-{domain}"] = {"ablation.heldout_domain": domain}
     runs["no-persona"] = {"ablation.include_persona": False}
     runs["lora-16bit"] = {"training.quantization": "none", "training.compute_dtype": "float32"}
     return runs
@@ -232,7 +232,7 @@ def ablation_report(profile: str) -> pd.DataFrame:
              "## Fine-tuned variant per run", "",
              "Means with 95 % persona-bootstrap intervals on each run's test records; `fidelity_gap` is the open "
              "answers' similarity to their own persona card minus a mismatched card; `agreement_with_respondent` "
-             "is the share of linked closed questions answered as the real GSS respondent did; `top_answer_share` "
+             "is the share of linked closed questions answered as the real survey respondent did; `top_answer_share` "
              "is the share of all answers that are the run's most frequent answer text (`top_answer`), open "
              "questions included: a high share means the model collapsed onto one answer.", "",
              lora[[c for c in ("run", "overrides", "n", "personas", "bleu_nltk", "rouge1", "bertscore_f1",

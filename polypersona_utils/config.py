@@ -22,6 +22,7 @@ import yaml
 from . import paths
 from .models import is_hub_id
 from .questions import QUESTION_TYPES, load_question_bank
+from .surveys import check_links, load_survey
 
 
 class ConfigError(ValueError):
@@ -44,7 +45,10 @@ class SeedsConfig:
 
 @dataclass(frozen=True)
 class PersonasConfig:
-    source: Literal["gss2018", "personahub", "file"] = "gss2018"
+    source: Literal["survey", "personahub", "file"] = "survey"
+    # The real survey (surveys.py): a shipped name (gss2018, ess9gb) or a path to a survey YAML. Survey personas
+    # come from it; whatever the source, the training respondents and the held-out panel are its respondents.
+    survey: str = "gss2018"
     n_personas: int = 60
     path: Optional[str] = None  # source: file (CSV or JSONL persona panel)
     personahub_dataset: str = "proj-persona/PersonaHub"
@@ -62,7 +66,7 @@ class PersonasConfig:
 class QuestionsConfig:
     bank: str = "question_bank.yaml"  # relative to polypersona_utils/data/, or an absolute path
     questions_per_persona: int = 8
-    # GSS personas: at least this many of their questions are closed GSS-linked items they answered, so the
+    # Survey personas: at least this many of their questions are closed items of the survey they answered, so the
     # test split holds real answers to compare with (0 = pure quota sampling).
     linked_per_persona: int = 0
     # When set, records in all (the paper: 3,568 over 433 personas); the remainder of total / personas goes one
@@ -91,7 +95,7 @@ class QuestionsConfig:
 
 @dataclass(frozen=True)
 class RealAnswersConfig:
-    """Real GSS 2018 respondents who join the train split with their real answers to every linked item they
+    """Real respondents of the survey (personas.survey) who join the train split with their real answers to every linked item they
     answered (closed records, no teacher): how the model can learn how answers differ between people."""
 
     training_respondents: int = 0  # drawn among respondents outside the persona panel; never in the held-out panel
@@ -277,7 +281,7 @@ class MetricsConfig:
 class PanelConfig:
     """The synthetic panel against held-out real respondents (notebook 06)."""
 
-    respondents: Optional[int] = 300  # held-out GSS 2018 respondents; null: every one not in the dataset
+    respondents: Optional[int] = 300  # held-out survey respondents; null: every one not in the dataset
     ablation_respondents: Optional[int] = 60  # a fixed, smaller panel for each ablation run
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # scoring precision; auto: bf16 where native
     cell_smoothing: float = 2.0  # pseudo-respondents pulling a demographic cell towards the population marginal
@@ -319,6 +323,8 @@ class AblationRunsConfig:
     train_personas: Optional[int] = None
     val_personas: Optional[int] = None
     test_personas: Optional[int] = None
+    # the standard held-out-domain run (`heldout-<domain>`); a domain of the profile's question bank
+    heldout_domain: str = "healthcare"  # the paper's largest domain after demographics
 
     def validate(self) -> None:
         for name in ("train_personas", "val_personas", "test_personas"):
@@ -357,11 +363,12 @@ class Config:
 
         if self.run and not all(c.isalnum() or c in "-_." for c in self.run):
             raise ValueError(f"run: letters, digits, '-', '_' and '.' only, got {self.run!r}")
-        if self.ablation.heldout_domain is not None:
-            domains = load_question_bank(self.questions.bank_path).domains  # the bank declares its domains
-            if self.ablation.heldout_domain not in domains:
-                raise ValueError(f"ablation.heldout_domain: must be one of the question bank's domains {domains}, "
-                                 f"got {self.ablation.heldout_domain!r}")
+        bank = load_question_bank(self.questions.bank_path)
+        check_links(load_survey(self.personas.survey), bank, self.questions.bank_path)
+        for key, domain in (("ablation.heldout_domain", self.ablation.heldout_domain),
+                            ("ablation_runs.heldout_domain", self.ablation_runs.heldout_domain)):
+            if domain is not None and domain not in bank.domains:  # the bank declares its domains
+                raise ValueError(f"{key}: must be one of the question bank's domains {bank.domains}, got {domain!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -55,7 +55,7 @@ def assign_questions(panel: PersonaPanel, bank: QuestionBank, per_persona: list[
                      linked_per_persona: int = 0) -> list[tuple[dict, Question]]:
     """Persona i gets `per_persona[i]` distinct questions, domains drawn in the paper's proportions.
 
-    A question's weight is its domain quota divided by the domain's number of questions. For GSS personas a
+    A question's weight is its domain quota divided by the domain's number of questions. For survey personas a
     linked closed question whose real answer is missing is not eligible (its answer would have to be invented),
     and `linked_per_persona` of their questions are first drawn among the linked closed items they answered.
     """
@@ -73,10 +73,11 @@ def assign_questions(panel: PersonaPanel, bank: QuestionBank, per_persona: list[
     pairs = []
     for card, count in zip(panel.cards, per_persona, strict=True):
         known = panel.answers.get(card.persona_id, {})
-        is_gss = card.source == "gss2018"
-        eligible = [q for q in bank.questions if not (is_gss and q.is_closed and q.gss_item and q.gss_item not in known)]
-        linked = [q for q in eligible if q.is_closed and q.gss_item]
-        first = draw(linked, min(linked_per_persona, count)) if is_gss else []
+        from_survey = card.persona_id in panel.answers
+        eligible = [q for q in bank.questions
+                    if not (from_survey and q.is_closed and q.survey_item and q.survey_item not in known)]
+        linked = [q for q in eligible if q.is_closed and q.survey_item]
+        first = draw(linked, min(linked_per_persona, count)) if from_survey else []
         rest = draw([q for q in eligible if q not in first], count - len(first))
         chosen = sorted(first + rest, key=lambda q: q.question_id)
         pairs += [(card.to_dict(), q) for q in chosen]
@@ -97,7 +98,7 @@ def plan_references(pairs: list[tuple[dict, Question]], panel: PersonaPanel
     real, requests = {}, {}
     for index, (persona, question) in enumerate(pairs):
         known = panel.answers.get(persona["persona_id"], {})
-        stance = known.get(question.gss_item) if question.gss_item else None
+        stance = known.get(question.survey_item) if question.survey_item else None
         if question.is_closed and stance is not None:
             real[index] = stance
         else:
@@ -124,19 +125,21 @@ def make_record(persona: dict, question: Question, reference: str, source: str,
 
 
 def training_respondent_records(config, exclude: set[str]) -> list[dict]:
-    """Closed records of `real_answers.training_respondents` real GSS 2018 respondents (not in `exclude`): each
+    """Closed records of `real_answers.training_respondents` real respondents of the survey (not in `exclude`): each
     respondent's real answer to every linked item they answered, through the one prompt. Respondents are drawn
     with the persona seed; with `option_order: mixed` each record's options are in the bank's order or reversed
     (drawn with the question seed)."""
     from .questions import load_question_bank
-    from .respondents import gss_respondents, linked_questions
+    from .respondents import linked_questions, survey_respondents
+    from .surveys import load_survey
 
     wanted = config.real_answers.training_respondents
     if wanted == 0:
         return []
-    pool = [r for r in gss_respondents(config.questions.bank_path) if r.persona_id not in exclude]
+    survey = load_survey(config.personas.survey)
+    pool = [r for r in survey_respondents(survey, config.questions.bank_path) if r.persona_id not in exclude]
     if wanted > len(pool):
-        raise ValueError(f"real_answers.training_respondents: {wanted} asked, {len(pool)} GSS 2018 respondents "
+        raise ValueError(f"real_answers.training_respondents: {wanted} asked, {len(pool)} {survey.title} respondents "
                          "are outside the persona panel")
     chosen = sorted(np.random.default_rng([config.seeds.persona_sample, 1]).choice(len(pool), wanted, replace=False))
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}

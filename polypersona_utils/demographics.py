@@ -1,5 +1,5 @@
 """The demographic variables of a persona card that tables and figures group by (age band, sex, education, party,
-work status), for the panel and for all GSS 2018 respondents alike."""
+work status), for the panel and for all the survey's respondents alike."""
 from __future__ import annotations
 
 import pandas as pd
@@ -25,11 +25,9 @@ def demographic_frame(cards: list[dict]) -> pd.DataFrame:
     })
 
 
-def demographics_comparison(panel_cards: list[dict]) -> pd.DataFrame:
-    """Share of each category in the persona panel against all GSS 2018 respondents (percent)."""
-    from .personas import all_gss_cards
-
-    panel, gss = demographic_frame(panel_cards), demographic_frame(all_gss_cards())
+def demographics_comparison(panel_cards: list[dict], survey) -> pd.DataFrame:
+    """Share of each category in the persona panel against all the survey's eligible respondents (percent)."""
+    panel, gss = demographic_frame(panel_cards), demographic_frame([survey.card_of(r) for r in survey.rows()])
     rows = []
     for variable in DEMOGRAPHICS:
         p = panel[variable].value_counts(normalize=True) * 100
@@ -37,5 +35,5 @@ def demographics_comparison(panel_cards: list[dict]) -> pd.DataFrame:
         for category in sorted(set(p.index) | set(g.index)):
             rows.append({"variable": variable, "category": category,
                          "panel_pct": round(float(p.get(category, 0.0)), 1),
-                         "gss2018_pct": round(float(g.get(category, 0.0)), 1)})
+                         "survey_pct": round(float(g.get(category, 0.0)), 1)})
     return pd.DataFrame(rows)

@@ -19,7 +19,8 @@ from .figures import distribution_figure, metric_figures, subgroup_distribution_
 from .metrics import SURVEY_METRICS, TEXT_METRICS
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
 from .reporting import tables_that_differ, write_table
-from .respondents import closed_alignment, gss_item_distributions, subgroup_alignment
+from .surveys import load_survey
+from .respondents import closed_alignment, item_distributions, linked_items, subgroup_alignment
 from .results_readme import metrics_section, write_section
 from .stats import paired_differences, persona_bootstrap_indices, with_intervals
 
@@ -64,7 +65,7 @@ def persona_resamples(config):
 
 
 def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """The study's tables from scored answers (pure given the frame, the question bank and the GSS data)."""
+    """The study's tables from scored answers (pure given the frame, the question bank and the survey's data)."""
     from .questions import load_question_bank
 
     seeds, m = config.seeds, config.metrics
@@ -77,9 +78,9 @@ def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     survey = with_intervals(frame, SURVEY_METRICS, resamples_of)
     domain = frame.groupby(["variant", "domain"], sort=False)[list(TEXT_METRICS + SURVEY_METRICS)].mean().reset_index()
     bank = load_question_bank(config.questions.bank_path)
-    items = {q.question_id: q.gss_item for q in bank.questions if q.gss_item and q.is_closed}
+    items = linked_items(bank)
     options = {q.question_id: list(q.options) for q in bank.questions}
-    shares, ceilings = gss_item_distributions(seeds.bootstrap)
+    shares, ceilings = item_distributions(load_survey(config.personas.survey), seeds.bootstrap)
     closed = closed_alignment(everything, shares, items, options)
     asked = sorted({items[q] for q in frame.question_id.unique() if q in items})
     closed.loc[len(closed)] = {"variant": "human split-half ceiling", "distribution_alignment":
@@ -97,7 +98,7 @@ def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 def evaluation_settings(config) -> dict:
     """What notebook 04 reads: the models (its variants), the metric settings and the bootstrap seed. Written into
     the results manifest and make's step stamp."""
-    return config.select(("models", "metrics", "seeds.bootstrap", "ablation"))
+    return config.select(("models", "metrics", "seeds.bootstrap", "ablation", "personas.survey"))
 
 
 def metric_settings(config) -> dict:
@@ -133,8 +134,8 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
                                                 persona_resamples(config))
     bank = load_question_bank(config.questions.bank_path)
     tables["subgroup_alignment"] = subgroup_alignment(
-        frame, cards, {q.question_id: q.gss_item for q in bank.questions if q.gss_item and q.is_closed},
-        {q.question_id: list(q.options) for q in bank.questions})
+        frame, cards, linked_items(bank), {q.question_id: list(q.options) for q in bank.questions},
+        load_survey(config.personas.survey))
     out = where.tables
     for name, table in tables.items():
         write_table(table, out / name, caption=f"{name.replace('_', ' ')} ({profile} profile)")
@@ -144,11 +145,10 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     settings = metric_settings(config)
     atomic_write_json(where.results / "metric_settings.json", settings)
     metric_figures(tables, where.figures, profile)
-    distribution_figure(frame, bank, gss_item_distributions(config.seeds.bootstrap)[0],
+    survey = load_survey(config.personas.survey)
+    distribution_figure(frame, bank, item_distributions(survey, config.seeds.bootstrap)[0], survey.title,
                         where.figures / "answer_distributions")
-    subgroup_distribution_figure(frame, cards, {q.question_id: q.gss_item for q in bank.questions
-                                                if q.gss_item and q.is_closed},
-                                 where.figures / "answer_distributions_by_subgroup")
+    subgroup_distribution_figure(frame, cards, linked_items(bank), survey, where.figures / "answer_distributions_by_subgroup")
     write_section(where.results, "metrics", metrics_section(config, tables, profile))
     atomic_write_json(where.results / "manifest.json", provenance_record(
         params=config.to_dict(), seeds=asdict(config.seeds), step="04_metrics", metric_settings=settings,

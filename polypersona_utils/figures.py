@@ -37,7 +37,7 @@ def save_figure(fig, stem: Path) -> None:
         tmp.replace(stem.with_suffix(suffix))
 
 
-def dataset_figure(counts_long: pd.DataFrame, demographics: pd.DataFrame, stem: Path) -> None:
+def dataset_figure(counts_long: pd.DataFrame, demographics: pd.DataFrame, survey_title: str, stem: Path) -> None:
     plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     by_type = counts_long.pivot_table(index="domain", columns="question_type", values="records", aggfunc="sum",
@@ -45,9 +45,9 @@ def dataset_figure(counts_long: pd.DataFrame, demographics: pd.DataFrame, stem: 
     by_type.loc[by_type.sum(axis=1).sort_values().index].plot.barh(stacked=True, ax=left, width=0.8)
     left.set(title="Records by domain and question type", xlabel="records", ylabel="")
     education = demographics[demographics["variable"] == "education"].set_index("category")
-    education[["panel_pct", "gss2018_pct"]].rename(
-        columns={"panel_pct": "persona panel", "gss2018_pct": "GSS 2018 (all respondents)"}).plot.barh(ax=right)
-    right.set(title="Education: persona panel against GSS 2018", xlabel="percent", ylabel="")
+    education[["panel_pct", "survey_pct"]].rename(
+        columns={"panel_pct": "persona panel", "survey_pct": f"{survey_title} (all respondents)"}).plot.barh(ax=right)
+    right.set(title=f"Education: persona panel against {survey_title}", xlabel="percent", ylabel="")
     fig.tight_layout()
     save_figure(fig, stem)
     plt.close(fig)
@@ -98,10 +98,13 @@ def metric_figures(tables: dict[str, pd.DataFrame], folder: Path, profile: str) 
     plt.close(fig)
 
 
-def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, float]], stem: Path) -> None:
-    """Per linked GSS item asked in the test split: all respondents' answer shares against each variant's."""
+def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, float]], survey_title: str,
+                        stem: Path) -> None:
+    """Per linked survey item asked in the test split: all respondents' answer shares against each variant's."""
+    from .respondents import linked_questions
+
     plt = pyplot()
-    linked = {q.question_id: q for q in bank.questions if q.gss_item and q.is_closed}
+    linked = {q.question_id: q for q in linked_questions(bank)}
     asked = [qid for qid in sorted(linked) if qid in set(frame.question_id)]
     if not asked:
         return
@@ -110,44 +113,45 @@ def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, f
     for ax, qid in zip(axes.flat, asked):
         options = list(linked[qid].options)
         width = 0.8 / (len(variants) + 1)
-        ax.bar(np.arange(len(options)), [shares[linked[qid].gss_item][o] for o in options], width,
-               label="GSS 2018 respondents", color="black")
+        ax.bar(np.arange(len(options)), [shares[linked[qid].survey_item][o] for o in options], width,
+               label=f"{survey_title} respondents", color="black")
         for k, variant in enumerate(variants, start=1):
             parsed = frame[(frame.question_id == qid) & (frame.variant == variant)].parsed_option.dropna()
             total = max(len(parsed), 1)
             ax.bar(np.arange(len(options)) + k * width, [(parsed == o).sum() / total for o in options], width,
                    label=variant)
         ax.set_xticks(np.arange(len(options)) + 0.4, options, rotation=30, ha="right")
-        ax.set_title(linked[qid].gss_item)
+        ax.set_title(linked[qid].survey_item)
     for row in axes:
         row[0].set_ylabel("share of answers")
     axes.flat[len(asked) - 1].legend(fontsize=7, loc="upper right")
-    fig.suptitle("Synthetic against real answer distributions, linked GSS items (subgroups: "
+    fig.suptitle(f"Synthetic against real answer distributions, linked {survey_title} items (subgroups: "
                  "tables/subgroup_alignment)")
     fig.tight_layout()
     save_figure(fig, stem)
     plt.close(fig)
 
 
-def subgroup_distribution_figure(frame: pd.DataFrame, cards: dict[str, dict], items: dict[str, str],
+def subgroup_distribution_figure(frame: pd.DataFrame, cards: dict[str, dict], items: dict[str, str], survey,
                                  stem: Path) -> None:
-    """Per demographic subgroup: the answer distribution over the linked GSS items asked in the test split, real
-    (all GSS 2018 respondents in the subgroup, the same items weighted as asked) against each variant's."""
+    """Per demographic subgroup: the answer distribution over the linked survey items asked in the test split, real
+    (all the survey's respondents in the subgroup, the same items weighted as asked) against each variant's. Options
+    are stacked by position in the item's order (the legend names the first item's)."""
     from .baselines import BASELINE
     from .demographics import SUBGROUPS, demographic_frame
-    from .respondents import gss_subgroup_distributions
+    from .respondents import subgroup_distributions
 
     plt = pyplot()
-    from .personas import SPENDING_OPTIONS
-
     linked = frame[frame.question_id.isin(items) & (frame.reference_source == "real_respondent")].copy()
     if linked.empty:
         return
-    options = list(SPENDING_OPTIONS.values())
-    real = gss_subgroup_distributions().set_index(["item", "variable", "category", "option"])["share"]
+    width = max(len(survey.options(i)) for i in set(items.values()))
+    padded = lambda values: list(values) + [0.0] * (width - len(values))  # noqa: E731
+    legend = survey.options(items[sorted(linked.question_id.unique())[0]])
+    real = subgroup_distributions(survey).set_index(["item", "variable", "category", "option"])["share"]
     groups = demographic_frame([cards[p] for p in linked.persona_id])
     variants = [v for v in linked.variant.unique() if v != BASELINE]
-    colours = {"Too little": "tab:blue", "About right": "tab:gray", "Too much": "tab:red"}
+    colours = plt.get_cmap("coolwarm")(np.linspace(0, 1, width))
     fig, axes = plt.subplots(len(SUBGROUPS), 1, figsize=(12, 2.8 * len(SUBGROUPS)))
     for ax, variable in zip(axes, SUBGROUPS):
         linked["group"] = groups[variable].to_numpy()
@@ -155,23 +159,25 @@ def subgroup_distribution_figure(frame: pd.DataFrame, cards: dict[str, dict], it
         for category in sorted(linked.group.unique()):
             part = linked[linked.group == category]
             asked = part[part.variant == variants[0]].question_id.map(items)  # one row per question asked
-            population = np.mean([[real.get((item, variable, category, o), 0.0) for o in options] for item in asked],
-                                 axis=0)
-            labels.append(f"{category}\nGSS")
+            population = np.mean([padded([real.get((item, variable, category, o), 0.0) for o in survey.options(item)])
+                                  for item in asked], axis=0)
+            labels.append(f"{category}\nreal")
             stacks.append(population)
             for variant in variants:
-                parsed = part[part.variant == variant].parsed_option
+                answers = part[part.variant == variant]
                 labels.append(variant.replace("smollm2-135m-", ""))
-                stacks.append([float((parsed == o).mean()) for o in options])
+                stacks.append(np.mean([padded([float(a == o) for o in survey.options(items[q])])
+                                       for a, q in zip(answers.parsed_option, answers.question_id)], axis=0))
         bottom = np.zeros(len(stacks))
-        for k, option in enumerate(options):
+        for k in range(width):
             heights = np.array([s[k] for s in stacks])
-            ax.bar(range(len(stacks)), heights, bottom=bottom, color=colours[option], label=option)
+            ax.bar(range(len(stacks)), heights, bottom=bottom, color=colours[k],
+                   label=legend[k] if k < len(legend) else f"option {k + 1}")
             bottom += heights
         ax.set_xticks(range(len(stacks)), labels, fontsize=6, rotation=90)
         ax.set(ylabel="share", title=f"by {variable.replace('_', ' ')}")
     axes[0].legend(fontsize=7, loc="upper right", ncol=3)
-    fig.suptitle("Answers to the linked GSS items per subgroup: real respondents against each variant "
+    fig.suptitle(f"Answers to the linked {survey.title} items per subgroup: real respondents against each variant "
                  "(unparseable answers leave the bar short of 1)")
     fig.tight_layout()
     save_figure(fig, stem)
@@ -241,7 +247,7 @@ def panel_figures(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], folder: 
             ax.plot(x, [float(np.mean([pr[0] for pr in part[part.party == p].probabilities])) if (part.party == p).any()
                         else np.nan for p in parties], "o--", label=variant, alpha=0.8)
         ax.set_xticks(x, parties, rotation=60, ha="right", fontsize=6)
-        ax.set_title(f"{on_item.gss_item.iloc[0] if 'gss_item' in on_item else qid}: share '{first}'", fontsize=8)
+        ax.set_title(f"{on_item.survey_item.iloc[0] if 'survey_item' in on_item else qid}: share '{first}'", fontsize=8)
     axes[0][0].set_ylabel("share / mean probability")
     axes.flat[len(items) - 1].legend(fontsize=6, loc="best")
     fig.suptitle(f"Per item and party: real answers against each variant's distribution ({title})")

@@ -1,7 +1,7 @@
-"""A synthetic panel scored against a held-out panel of real GSS 2018 respondents (notebook 06).
+"""A synthetic panel scored against a held-out panel of real survey respondents (notebook 06).
 
 The held-out panel is real respondents disjoint from every persona of the profile's dataset (so from every training
-persona), drawn with `seeds.panel`; each is asked every linked GSS item they answered. For each model variant the
+persona), drawn with `seeds.panel`; each is asked every linked survey item they answered. For each model variant the
 panel holds, per (respondent, item), the model's probability of each option (`option_scoring`: a forward pass over
 the study's one prompt), averaged over the option order given by the bank and its reverse (models favour a
 position; the size of that effect is kept), and one answer sampled from it at the generation temperature (seeded
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .prompts import build_messages
-from .respondents import PanelRespondent, gss_respondents, linked_questions
+from .respondents import PanelRespondent, linked_questions, survey_respondents
 from .provenance import read_jsonl, sha256_file, sha256_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -27,10 +27,12 @@ log = logging.getLogger(__name__)
 
 def held_out_panel(config, exclude: set[str], size: int | None, seed: int, only: set[str] | None = None
                    ) -> list[PanelRespondent]:
-    """`size` eligible GSS 2018 respondents (all when None) whose persona ids are not in `exclude` (and are in
+    """`size` eligible respondents of the profile's survey (all when None) whose persona ids are not in `exclude` (and are in
     `only`, when given), with their real answers to every linked item they answered; drawn with `seed`, in id
     order."""
-    respondents = [r for r in gss_respondents(config.questions.bank_path)
+    from .surveys import load_survey
+
+    respondents = [r for r in survey_respondents(load_survey(config.personas.survey), config.questions.bank_path)
                    if r.persona_id not in exclude and (only is None or r.persona_id in only)]
     if size is not None and size < len(respondents):
         chosen = sorted(np.random.default_rng(seed).choice(len(respondents), size, replace=False))
@@ -151,13 +153,13 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
                 options = list(questions[qid].options)
                 mean = (given + reversed_) / 2
                 items.append({
-                    "persona_id": respondent.persona_id, "question_id": qid, "gss_item": questions[qid].gss_item,
+                    "persona_id": respondent.persona_id, "question_id": qid, "survey_item": questions[qid].survey_item,
                     "options": options, "probabilities": [round(float(p), 6) for p in mean],
                     "probabilities_given_order": [round(float(p), 6) for p in given],
                     "probabilities_reversed_order": [round(float(p), 6) for p in reversed_],
                     # seeded by respondent and item, not by batch: the same answer however the run was cut
                     "sampled_option": sampled_option(mean, options, config.generation.temperature,
-                                                     (config.seeds.sampling, int(respondent.persona_id[-4:]),
+                                                     (config.seeds.sampling, respondent_number(respondent.persona_id),
                                                       linked_index(questions, qid))),
                     "real_option": respondent.answers[qid], "variant": variant.name, "scoring_dtype": dtype})
             rows.append({"items": items})
@@ -173,8 +175,21 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
     return rows
 
 
+def respondent_number(persona_id: str) -> int:
+    """The respondent's number in the survey (the digits after the last '-': gss2018-0042 -> 42), a sampling seed."""
+    return int(persona_id.rsplit("-", 1)[-1])
+
+
 def linked_index(questions: dict, qid: str) -> int:
     return sorted(questions).index(qid)
+
+
+CARD_SUBGROUPS = ("age_band", "gender", "education", "party", "ideology")  # read off every card
+
+
+def subgroup_variables(survey) -> tuple[str, ...]:
+    """The panel's subgroups: the card's and the survey's extra ones (GSS 2018: race)."""
+    return CARD_SUBGROUPS + tuple(survey.subgroups)
 
 
 def panel_frame(rows: list[dict], respondents: dict[str, PanelRespondent]):
@@ -189,7 +204,8 @@ def panel_frame(rows: list[dict], respondents: dict[str, PanelRespondent]):
     frame["age_band"], frame["gender"], frame["education"] = groups.age_band, groups.gender, groups.education
     frame["party"] = groups.party
     frame["ideology"] = [c["political_identity"].split(", ", 1)[-1] for c in cards]
-    frame["race"] = [respondents[p].race for p in frame.persona_id]
+    for name in dict.fromkeys(name for r in respondents.values() for name in r.subgroups):
+        frame[name] = [respondents[p].subgroups[name] for p in frame.persona_id]
     return frame
 
 

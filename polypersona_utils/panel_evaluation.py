@@ -3,10 +3,10 @@
 - `panel_alignment`: per variant and subgroup (`variable` `all` is the whole panel), the mean over items of
   `1 - W1/W1max` between the mean of the variant's probabilities and the real answer shares of the group's
   respondents, with a respondent-bootstrap interval, and the Jensen-Shannon distance. `human-split-half` rows: two
-  disjoint random samples of real GSS 2018 respondents of the group's size compared with each other, the ceiling.
+  disjoint random samples of the survey's real respondents of the group's size compared with each other, the ceiling.
 - `panel_individual`: per variant, the log-loss and accuracy of each respondent's real answer under the variant's
   distribution, with respondent-bootstrap intervals.
-- `panel_effects` (subgroup-effect recovery): how a subgroup's mean answer (options scored 0, 1, 2 in the bank's
+- `panel_effects` (subgroup-effect recovery): how a subgroup's mean answer (options scored 0, 1, 2, ... in the bank's
   order) differs from the whole panel's, synthetic against real, over item x subgroup cells: correlation and slope.
   `1 - W1/W1max` sits near 1 for any sensible distribution; this says whether the persona carries.
 All are pure functions of the stored distributions (`results/<profile>/panel_distributions.csv`), so
@@ -19,7 +19,6 @@ import pandas as pd
 
 from . import metrics
 
-SUBGROUP_VARIABLES = ("age_band", "gender", "education", "party", "ideology", "race")
 HUMAN = "human-split-half"
 LOG_FLOOR = 1e-6  # a probability of exactly 0 for the real answer would make the log-loss infinite
 
@@ -58,17 +57,18 @@ def group_alignment(group: pd.DataFrame, weights: np.ndarray | None) -> tuple[fl
         len(values)
 
 
-def groups_of(frame: pd.DataFrame):
+def groups_of(frame: pd.DataFrame, variables: tuple[str, ...]):
     yield "all", "all", frame
-    for variable in SUBGROUP_VARIABLES:
+    for variable in variables:
         for category, part in frame.groupby(variable, sort=True):
             yield variable, category, part
 
 
-def panel_alignment(frame: pd.DataFrame, human: pd.DataFrame, samples: int, seed: int) -> pd.DataFrame:
+def panel_alignment(frame: pd.DataFrame, human: pd.DataFrame, samples: int, seed: int, variables: tuple[str, ...]
+                    ) -> pd.DataFrame:
     rows = []
     for variant, answers in frame.groupby("variant", sort=False):
-        for variable, category, part in groups_of(answers):
+        for variable, category, part in groups_of(answers, variables):
             n = part.persona_id.nunique()
             alignment, replicates, js, items = group_alignment(part, bootstrap_weights(n, samples, seed))
             low, high = np.percentile(replicates, [2.5, 97.5])
@@ -78,7 +78,8 @@ def panel_alignment(frame: pd.DataFrame, human: pd.DataFrame, samples: int, seed
     return pd.concat([pd.DataFrame(rows), human], ignore_index=True)
 
 
-def human_split_half(frame: pd.DataFrame, population: pd.DataFrame, seed: int, resamples: int = 20) -> pd.DataFrame:
+def human_split_half(frame: pd.DataFrame, population: pd.DataFrame, seed: int, variables: tuple[str, ...],
+                     resamples: int = 20) -> pd.DataFrame:
     """For each group of the panel: two disjoint random samples, each of the group's size, of real GSS 2018
     respondents of the same group, compared with each other (mean over `resamples` draws; 2.5 and 97.5
     percentiles as the interval). `population` has one row per (respondent, item) with the subgroup columns,
@@ -86,7 +87,7 @@ def human_split_half(frame: pd.DataFrame, population: pd.DataFrame, seed: int, r
     rng = np.random.default_rng(seed)
     panel = frame[frame.variant == frame.variant.iloc[0]]
     rows = []
-    for variable, category, part in groups_of(panel):
+    for variable, category, part in groups_of(panel, variables):
         pool = population if variable == "all" else population[population[variable] == category]
         people = np.array(sorted(pool.persona_id.unique()))
         size = min(part.persona_id.nunique(), len(people) // 2)
@@ -132,7 +133,7 @@ def panel_individual(frame: pd.DataFrame, samples: int, seed: int) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def effect_cells(answers: pd.DataFrame, weights: np.ndarray | None, min_respondents: int):
+def effect_cells(answers: pd.DataFrame, weights: np.ndarray | None, min_respondents: int, variables: tuple[str, ...]):
     """(synthetic effects, real effects) over item x subgroup cells with at least `min_respondents`."""
     people = {p: i for i, p in enumerate(sorted(answers.persona_id.unique()))}
     w = np.ones((1, len(people))) if weights is None else weights
@@ -146,7 +147,7 @@ def effect_cells(answers: pd.DataFrame, weights: np.ndarray | None, min_responde
         base_w = w[:, col[on_item]]
         base_syn = base_w @ synthetic[on_item] / base_w.sum(axis=1)
         base_real = base_w @ real[on_item] / base_w.sum(axis=1)
-        for variable in SUBGROUP_VARIABLES:
+        for variable in variables:
             for category in sorted(answers.loc[on_item, variable].unique()):
                 cell = on_item & (answers[variable] == category).to_numpy()
                 if len(set(answers.persona_id[cell])) < min_respondents:
@@ -169,14 +170,15 @@ def correlation_and_slope(synthetic: np.ndarray, real: np.ndarray) -> tuple[floa
     return float(np.corrcoef(real, synthetic)[0, 1]), slope
 
 
-def panel_effects(frame: pd.DataFrame, samples: int, seed: int, min_respondents: int) -> pd.DataFrame:
+def panel_effects(frame: pd.DataFrame, samples: int, seed: int, min_respondents: int, variables: tuple[str, ...]
+                  ) -> pd.DataFrame:
     rows = []
     for variant, answers in frame.groupby("variant", sort=False):
         answers = answers.reset_index(drop=True)
-        synthetic, real = effect_cells(answers, None, min_respondents)
+        synthetic, real = effect_cells(answers, None, min_respondents, variables)
         correlation, slope = correlation_and_slope(synthetic[:, 0], real[:, 0]) if len(synthetic) else (np.nan,) * 2
         weights = bootstrap_weights(answers.persona_id.nunique(), samples, seed)
-        syn_b, real_b = effect_cells(answers, weights, min_respondents)
+        syn_b, real_b = effect_cells(answers, weights, min_respondents, variables)
         replicates = np.array([correlation_and_slope(syn_b[:, b], real_b[:, b]) for b in range(samples)]) \
             if len(syn_b) else np.full((samples, 2), np.nan)
         low, high = np.nanpercentile(replicates, [2.5, 97.5], axis=0) if len(syn_b) else (np.full(2, np.nan),) * 2
@@ -211,11 +213,12 @@ def with_answer_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def panel_tables(frame: pd.DataFrame, population: pd.DataFrame, samples: int, seed: int, min_respondents: int
-                 ) -> dict[str, pd.DataFrame]:
+def panel_tables(frame: pd.DataFrame, population: pd.DataFrame, samples: int, seed: int, min_respondents: int,
+                 variables: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+    """Every panel table; `variables` are the subgroup columns of `frame` compared within (panel.subgroup_variables)."""
     frame, population = with_answer_columns(frame), with_answer_columns(population)
-    human = human_split_half(frame, population, seed)
-    return {"panel_alignment": panel_alignment(frame, human, samples, seed),
+    human = human_split_half(frame, population, seed, variables)
+    return {"panel_alignment": panel_alignment(frame, human, samples, seed, variables),
             "panel_individual": panel_individual(frame, samples, seed),
-            "panel_effects": panel_effects(frame, samples, seed, min_respondents),
+            "panel_effects": panel_effects(frame, samples, seed, min_respondents, variables),
             "panel_calibration": calibration(frame)}

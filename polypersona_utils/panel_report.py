@@ -2,23 +2,27 @@
 held-out real panel; tables, figures, the results README's panel section, and `check_panel` for check-results."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 
+import numpy as np
 import pandas as pd
 
-from .panel import dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel
+from .panel import (dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel,
+                    subgroup_variables)
 from .panel_evaluation import HUMAN, panel_tables
 from .panel_references import REFERENCE_VARIANTS, reference_distributions
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from .reporting import tables_that_differ, write_table
 from .respondents import PanelRespondent, linked_questions
+from .surveys import load_survey
 
 DISTRIBUTIONS_FILE = "panel_distributions.csv"
 
 
 def panel_settings(config) -> dict:
     """What notebook 06 reads: written into its provenance and make's step stamp."""
-    return config.select(("models", "panel", "seeds.panel", "seeds.sampling", "seeds.bootstrap", "generation.temperature",
+    return config.select(("models", "panel", "personas.survey", "seeds.panel", "seeds.sampling", "seeds.bootstrap", "generation.temperature",
                           "training.quantization", "training.compute_dtype", "ablation", "metrics.bootstrap_samples"))
 
 
@@ -47,7 +51,7 @@ def reference_rows(config, panel, train, questions) -> dict[str, list[dict]]:
                 probabilities = by_pair[respondent.persona_id, qid]
                 options = list(questions[qid].options)
                 rows.append({"persona_id": respondent.persona_id, "question_id": qid,
-                             "gss_item": questions[qid].gss_item, "options": options,
+                             "survey_item": questions[qid].survey_item, "options": options,
                              "probabilities": [round(float(p), 6) for p in probabilities],
                              "sampled_option": sampled_option(probabilities, options, config.generation.temperature,
                                                               (config.seeds.sampling, index, item_index)),
@@ -56,9 +60,9 @@ def reference_rows(config, panel, train, questions) -> dict[str, list[dict]]:
     return out
 
 
-def distributions_csv(frame: pd.DataFrame) -> str:
+def distributions_csv(frame: pd.DataFrame, variables: tuple[str, ...]) -> str:
     columns = ["variant", "persona_id", "question_id", "options", "probabilities", "real_option", "sampled_option",
-               "age_band", "gender", "education", "party", "ideology", "race"]
+               *variables]
     out = frame[columns].copy()
     out["options"] = out.options.map("|".join)
     out["probabilities"] = out.probabilities.map(lambda p: "|".join(f"{x:.6f}" for x in p))
@@ -73,7 +77,7 @@ def read_distributions(path) -> pd.DataFrame:
 
 
 def population_frame(config) -> pd.DataFrame:
-    """Every eligible GSS 2018 respondent's real answers, with subgroups: the pool of the human ceiling."""
+    """Every eligible respondent's real answers, with subgroups: the pool of the human ceiling."""
     everyone = held_out_panel(config, set(), None, config.seeds.panel)
     from .questions import load_question_bank
 
@@ -87,7 +91,7 @@ def population_frame(config) -> pd.DataFrame:
 
 def compute_panel_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return panel_tables(frame, population_frame(config), config.metrics.bootstrap_samples, config.seeds.bootstrap,
-                        config.panel.min_cell_respondents)
+                        config.panel.min_cell_respondents, subgroup_variables(load_survey(config.personas.survey)))
 
 
 def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
@@ -109,14 +113,16 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
         write_jsonl(where.artifacts / "panel" / f"{variant}.jsonl", variant_rows)
         rows += variant_rows
     frame = panel_frame(rows, {r.persona_id: r for r in panel})
-    atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame))
+    survey = load_survey(config.personas.survey)
+    atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
     tables = compute_panel_tables(config, frame)
     tables["panel_order_effect"] = pd.DataFrame(
         [{"variant": name, "mean_total_variation": value} for name, value in order_effects.items()])
     for name, table in tables.items():
         write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
     panel_figures(frame, tables, where.figures, where.name)
-    write_section(where.results, "panel", panel_section(config, tables, len(panel), len(train)))
+    write_section(where.results, "panel", panel_section(config, tables, len(panel), len(train), survey.title,
+                                                        [len(questions[q].options) for r in panel for q in r.answers]))
     atomic_write_json(where.results / "provenance" / "06_panel.json", provenance_record(
         config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
         step="06_panel", respondents=len(panel), training_respondents=len(train), settings=panel_settings(config)))
@@ -137,7 +143,11 @@ def interval(row, name: str) -> str:
     return f"{row[name]:.3f} [{row[name + '_lo']:.3f}, {row[name + '_hi']:.3f}]"
 
 
-def panel_section(config, tables: dict[str, pd.DataFrame], respondents: int, training: int) -> str:
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def panel_section(config, tables: dict[str, pd.DataFrame], respondents: int, training: int, survey_title: str,
+                  option_counts: list[int]) -> str:
     """The results README's panel section: each model variant against each reference, in words."""
     alignment = tables["panel_alignment"]
     overall = alignment[alignment.variable == "all"].set_index("variant")
@@ -146,8 +156,8 @@ def panel_section(config, tables: dict[str, pd.DataFrame], respondents: int, tra
     effects = tables["panel_effects"].set_index("variant")
     models = [v for v in overall.index if v not in REFERENCE_VARIANTS and v != HUMAN]
     lines = ["## The synthetic panel against held-out real respondents (notebook 06)", "",
-             f"{respondents} real GSS 2018 respondents who are in no split of this dataset, each asked every linked "
-             f"GSS item they answered; every variant's probability of each option (option log-likelihoods, averaged "
+             f"{respondents} real {survey_title} respondents who are in no split of this dataset, each asked every "
+             f"linked item they answered; every variant's probability of each option (option log-likelihoods, averaged "
              f"over the given and the reversed option order) against their real answers. References fitted on the "
              f"{training} training respondents only. Tables: `tables/panel_*`; figures: `figures/panel_*`.", "",
              "| variant | alignment (all) | party: mean alignment | log-loss | accuracy | subgroup-effect correlation |",
@@ -170,7 +180,10 @@ def panel_section(config, tables: dict[str, pd.DataFrame], respondents: int, tra
                          f"{overall.loc[model, 'alignment']:.3f} against {overall.loc[reference, 'alignment']:.3f}; "
                          f"subgroup-effect correlation {effects.loc[model, 'correlation']:.3f} against "
                          f"{effects.loc[reference, 'correlation']:.3f}.")
-    lines += ["", "A uniform guess has log-loss ln 3 = 1.099 on these three-option items. `1 - W1/W1max` is close to 1 "
+    sizes = sorted(set(option_counts))
+    uniform = (f"ln {sizes[0]} = {math.log(sizes[0]):.3f} on these {NUMBER_WORDS.get(sizes[0], sizes[0])}-option items"
+               if len(sizes) == 1 else f"{np.mean(np.log(option_counts)):.3f} on these items (mean of ln options)")
+    lines += ["", f"A uniform guess has log-loss {uniform}. `1 - W1/W1max` is close to 1 "
               "for any sensible distribution; the subgroup-effect correlation (how a subgroup's mean answer differs "
               "from the whole panel's, synthetic against real, over item x subgroup cells) is what says whether the "
               "persona carries.", ""]

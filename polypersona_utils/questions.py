@@ -1,7 +1,7 @@
 """The question bank: a versioned YAML file (polypersona_utils/data/question_bank.yaml) and its schema.
 
 Schema: `version`, `domain_quotas` (responses per domain in the paper's 3,568), `option_sets` (name -> ordered list),
-`questions` (id, domain, type, text, options: <set name> for closed types, optional gss_item).
+`questions` (id, domain, type, text, options: <set name> for closed types, optional survey_item: a column of the profile's survey, `surveys.py`).
 """
 from __future__ import annotations
 
@@ -13,13 +13,6 @@ import yaml
 
 QUESTION_TYPES = ("open", "likert", "yesno", "agreement")
 CLOSED_TYPES = ("likert", "yesno", "agreement")
-# GSS 2018 national-spending items the bank may link to (stevedata/gss_spending codes: 1 too little,
-# 0 about right, -1 too much). The other eight items describe personas and are never asked: see personas.py.
-GSS_QUESTION_ITEMS = (
-    "natenvir", "natenrgy", "natheal", "nateduc", "natchld", "natsci", "natsoc", "natfare", "natcrime", "natmass",
-)
-
-
 # The option set a closed question of each type is asked with when a record brings none and the bank does not
 # hold it (imported datasets): the names are the bank's option sets.
 STANDARD_SCALES = {"likert": "agree5", "agreement": "agree5", "yesno": "yesno"}
@@ -36,7 +29,7 @@ class Question:
     question_type: str
     text: str
     options: tuple[str, ...] = ()
-    gss_item: Optional[str] = None
+    survey_item: Optional[str] = None  # the survey item it asks (closed: the real answer is the reference)
 
     @property
     def is_closed(self) -> bool:
@@ -77,7 +70,7 @@ def load_question_bank(path: Path) -> QuestionBank:
     option_sets = data["option_sets"]
     if not isinstance(quotas, dict) or not all(isinstance(v, int) and v > 0 for v in quotas.values()):
         raise QuestionBankError(f"{path}: domain_quotas must map each domain to a positive integer")
-    allowed = {"id", "domain", "type", "text", "options", "gss_item"}
+    allowed = {"id", "domain", "type", "text", "options", "survey_item"}
     questions, seen = [], set()
     for index, raw in enumerate(data["questions"] or []):
         where = f"{path}: question {index} ({raw.get('id', '?') if isinstance(raw, dict) else '?'})"
@@ -106,10 +99,10 @@ def load_question_bank(path: Path) -> QuestionBank:
                 raise QuestionBankError(f"{where}: option set '{set_name}' needs two or more distinct options")
         elif "options" in raw:
             raise QuestionBankError(f"{where}: field 'options': open questions have no options")
-        gss_item = raw.get("gss_item")
-        if gss_item is not None and gss_item not in GSS_QUESTION_ITEMS:
-            raise QuestionBankError(f"{where}: field 'gss_item': '{gss_item}' is not one of {GSS_QUESTION_ITEMS}")
-        questions.append(Question(raw["id"], raw["domain"], raw["type"], raw["text"].strip(), options, gss_item))
+        survey_item = raw.get("survey_item")
+        if survey_item is not None and (not isinstance(survey_item, str) or not survey_item.strip()):
+            raise QuestionBankError(f"{where}: field 'survey_item': a column name of the survey, got {survey_item!r}")
+        questions.append(Question(raw["id"], raw["domain"], raw["type"], raw["text"].strip(), options, survey_item))
     if not questions:
         raise QuestionBankError(f"{path}: no questions")
     empty = [d for d in quotas if not any(q.domain == d for q in questions)]

@@ -7,6 +7,7 @@ import pandas as pd
 
 from . import paths
 from .demographics import demographics_comparison
+from .surveys import load_survey
 from .provenance import atomic_write_text
 
 
@@ -55,12 +56,13 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
 
     by_domain, by_type, by_source = by("domain"), by("question_type"), by("reference_source")
     cards = list({r["persona_id"]: r["persona"] for rows in splits.values() for r in rows}.values())
-    demographics = demographics_comparison(cards)
-    write_table(demographics, tables / "persona_demographics_vs_gss",
-                "persona panel against all GSS 2018 respondents (percent)", float_format="%.1f")
+    survey = load_survey(config.personas.survey)
+    demographics = demographics_comparison(cards, survey)
+    write_table(demographics, tables / "persona_demographics_vs_survey",
+                f"persona panel against all {survey.title} respondents (percent)", float_format="%.1f")
     from .figures import dataset_figure
 
-    dataset_figure(counts_long, demographics, figures / "dataset_overview")
+    dataset_figure(counts_long, demographics, survey.title, figures / "dataset_overview")
     total = sum(counts["records"].values())
     dropped = counts.get("dropped_no_teacher_answer", 0)
     if config.references.mode == "import":
@@ -71,7 +73,9 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
         imported = ["Import: " + ("; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(notes.items()))
                                   or "every record as given") + ".", ""]
     else:
-        source, imported = f"`{config.personas.source}`", []
+        source = f"`{config.personas.source}`" + (f" ({survey.title}, {survey.source})"
+                                                  if config.personas.source == "survey" else "")
+        imported = []
     lines = [
         f"# Dataset card: {profile}", "", profile_banner(config), "",
         f"{total} records from {len(cards)} personas (persona source: {source}, "
@@ -79,7 +83,7 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
         f"{config.splits.persona_disjoint and not isinstance(config.references.import_path, dict)}. "
         f"Teacher answers dropped as empty or unparseable: {dropped}.", "", *imported,
         f"Of these, {counts.get('training_respondent_records', 0)} training records are the real answers of "
-        f"{counts.get('training_respondents', 0)} training respondents (`real_answers`: GSS 2018 respondents outside "
+        f"{counts.get('training_respondents', 0)} training respondents (`real_answers`: {survey.title} respondents outside "
         f"the persona panel, each with every linked item they answered, options in "
         f"{'the bank order or reversed, seeded' if config.real_answers.option_order == 'mixed' else 'the bank order'}"
         "; in the train split only, never in the held-out panel, left out of ablation runs).", "",
@@ -88,9 +92,9 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
         "## Records by domain", "", by_domain.to_markdown(index=False), "",
         "## Records by question type", "", by_type.to_markdown(index=False), "",
         "## Records by reference source", "",
-        "`real_respondent`: the GSS 2018 respondent's own answer; `teacher`: written by the teacher model; "
+        f"`real_respondent`: the {survey.title} respondent's own answer; `teacher`: written by the teacher model; "
         "`imported`: taken from an existing dataset.", "", by_source.to_markdown(index=False), "",
-        "## Persona panel against the GSS 2018 sample (percent)", "",
+        f"## Persona panel against the {survey.title} sample (percent)", "",
         demographics.to_markdown(index=False), "",
         "Figure: `figures/dataset_overview.png`. Provenance: `provenance/01_build_dataset.json`.", "",
     ]

@@ -1,7 +1,7 @@
-"""Real GSS 2018 respondents: the pool of cards with their real answers to the linked items (training respondents,
-the held-out panel and the human ceiling all draw on it), and closed answers compared with them: agreement with the
-respondent, and the alignment of answer distributions with all respondents' (`1 - W1/W1max`, Jensen-Shannon),
-overall and per demographic subgroup."""
+"""Real respondents of the profile's survey (`personas.survey`, `surveys.py`): the pool of cards with their real
+answers to the items the bank asks (training respondents, the held-out panel and the human ceiling all draw on it),
+and closed answers compared with them: agreement with the respondent, and the alignment of answer distributions with
+all respondents' (`1 - W1/W1max`, Jensen-Shannon), overall and per demographic subgroup."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,47 +13,50 @@ import pandas as pd
 
 from . import metrics
 from .demographics import SUBGROUPS, demographic_frame
+from .surveys import Survey, clean
 
 
 @dataclass(frozen=True)
 class PanelRespondent:
     persona_id: str
     card: dict
-    race: str  # from the GSS record: a subgroup the card does not show
+    subgroups: dict[str, str]  # the survey's extra subgroups the card does not show (GSS 2018: race)
     answers: dict[str, str]  # question_id -> real option
 
 
-RACE = {1: "white", 2: "black", 3: "other race"}
-
-
 def linked_questions(bank) -> list:
-    """The bank's closed questions linked to a GSS item, one per item, in bank order."""
-    return [q for q in bank.questions if q.gss_item and q.is_closed]
+    """The bank's closed questions that ask a survey item, one per item, in bank order."""
+    return [q for q in bank.questions if q.survey_item and q.is_closed]
 
 
-@lru_cache(maxsize=2)
-def gss_respondents(bank_path: Path) -> tuple[PanelRespondent, ...]:
-    """Every eligible GSS 2018 respondent who answered a linked item of the bank, with card, race and real answers,
-    in id order: built once per process (the panel, the training respondents and the human ceiling all draw on it)."""
-    from .personas import SPENDING_OPTIONS, _clean, eligible_respondents, gss_card
+def linked_items(bank) -> dict[str, str]:
+    """question_id -> the survey item it asks, for the bank's closed linked questions."""
+    return {q.question_id: q.survey_item for q in linked_questions(bank)}
+
+
+@lru_cache(maxsize=4)
+def survey_respondents(survey: Survey, bank_path: Path) -> tuple[PanelRespondent, ...]:
+    """Every eligible respondent of the survey who answered an item the bank asks, with card, extra subgroups and
+    real answers, in the respondents file's order: built once per process (the panel, the training respondents and
+    the human ceiling all draw on it)."""
     from .questions import load_question_bank
 
     questions = linked_questions(load_question_bank(bank_path))
     respondents = []
-    for row in eligible_respondents().to_dict("records"):
-        row = {k: _clean(v) for k, v in row.items()}
-        answers = {q.question_id: SPENDING_OPTIONS[row[q.gss_item]] for q in questions if row[q.gss_item] is not None}
+    for row in survey.rows():
+        items = survey.answers_of(row)
+        answers = {q.question_id: items[q.survey_item] for q in questions if q.survey_item in items}
         if answers:
-            card = gss_card(row).to_dict()
-            respondents.append(PanelRespondent(card["persona_id"], card, RACE.get(row["race"], "race not reported"),
-                                               answers))
+            card = survey.card_of(row)
+            respondents.append(PanelRespondent(card["persona_id"], {**card, "description": ""},
+                                               survey.subgroups_of(row), answers))
     return tuple(respondents)
 
 
-def closed_alignment(frame: pd.DataFrame, gss_distributions: dict[str, dict[str, float]],
+def closed_alignment(frame: pd.DataFrame, population_shares: dict[str, dict[str, float]],
                      question_items: dict[str, str], options_of: dict[str, list[str]]) -> pd.DataFrame:
     """Per variant: agreement with the real respondent, unparseable share, and per linked question the alignment
-    of the synthetic answer distribution with all GSS 2018 respondents' (1 - W1/W1max, Jensen-Shannon)."""
+    of the synthetic answer distribution with all the survey's respondents' (1 - W1/W1max, Jensen-Shannon)."""
     rows = []
     closed = frame[frame.question_type != "open"]
     for variant, part in closed.groupby("variant", sort=False):
@@ -67,7 +70,7 @@ def closed_alignment(frame: pd.DataFrame, gss_distributions: dict[str, dict[str,
             if parsed.empty:
                 continue
             synthetic = [float((parsed == o).sum()) for o in options]
-            population = [gss_distributions[question_items[question_id]][o] for o in options]
+            population = [population_shares[question_items[question_id]][o] for o in options]
             alignments.append(metrics.wasserstein_alignment(synthetic, population))
             distances.append(metrics.jensen_shannon_distance(synthetic, population))
         row.update({"questions": len(alignments), "distribution_alignment": np.mean(alignments) if alignments
@@ -76,20 +79,16 @@ def closed_alignment(frame: pd.DataFrame, gss_distributions: dict[str, dict[str,
     return pd.DataFrame(rows)
 
 
-# The population tables depend only on the shipped GSS data (and the seed): computed once per process, read only.
+# The population tables depend only on the survey's data (and the seed): computed once per process, read only.
 @lru_cache(maxsize=4)
-def gss_item_distributions(seed: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Answer shares of all GSS 2018 respondents per item, and the human split-half ceiling of the alignment
+def item_distributions(survey: Survey, seed: int) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Answer shares of all the survey's respondents per item, and the human split-half ceiling of the alignment
     (two random halves of the respondents compared with each other, seeded)."""
-    from .personas import SPENDING_OPTIONS, load_gss_sample
-    from .questions import GSS_QUESTION_ITEMS
-
-    sample = load_gss_sample()
     rng = np.random.default_rng(seed)
     shares, ceilings = {}, {}
-    options = [SPENDING_OPTIONS[c] for c in (1, 0, -1)]
-    for item in GSS_QUESTION_ITEMS:
-        answers = sample[item].dropna().map(lambda c: SPENDING_OPTIONS[int(c)]).to_numpy()
+    for item, codes in survey.items.items():
+        options = survey.options(item)
+        answers = survey.frame[item].dropna().map(lambda c: codes[clean(c)]).to_numpy()
         shares[item] = {o: float((answers == o).mean()) for o in options}
         half = rng.permutation(len(answers)) < len(answers) // 2
         counts = lambda a: [float((a == o).sum()) for o in options]  # noqa: E731
@@ -97,31 +96,30 @@ def gss_item_distributions(seed: int) -> tuple[dict[str, dict[str, float]], dict
     return shares, ceilings
 
 
-@lru_cache(maxsize=1)
-def gss_subgroup_distributions() -> pd.DataFrame:
-    """Long table of all GSS 2018 respondents' answer shares per item within each demographic subgroup
-    (the same subgroup labels as the persona cards: reporting.demographic_frame)."""
-    from .personas import SPENDING_OPTIONS, all_gss_cards, eligible_respondents
-    from .questions import GSS_QUESTION_ITEMS
-    sample = eligible_respondents()
-    groups = demographic_frame(all_gss_cards(sample))
+@lru_cache(maxsize=2)
+def subgroup_distributions(survey: Survey) -> pd.DataFrame:
+    """Long table of all the survey's eligible respondents' answer shares per item within each demographic subgroup
+    (the same subgroup labels as the persona cards: demographics.demographic_frame)."""
+    rows_in = survey.rows()
+    groups = demographic_frame([survey.card_of(r) for r in rows_in])
     rows = []
-    for item in GSS_QUESTION_ITEMS:
-        answered = sample[item].notna()
-        answers = sample.loc[answered, item].map(lambda c: SPENDING_OPTIONS[int(c)])
+    for item in survey.items:
+        answered = pd.Series([r[item] is not None for r in rows_in])
+        answers = pd.Series([survey.items[item][r[item]] for r in rows_in if r[item] is not None],
+                            index=answered[answered].index)
         for variable in SUBGROUPS:
             for category, idx in groups.loc[answered, variable].groupby(groups.loc[answered, variable]).groups.items():
                 shares = answers.loc[idx].value_counts(normalize=True)
                 rows += [{"item": item, "variable": variable, "category": category, "option": o,
-                          "share": float(shares.get(o, 0.0))} for o in SPENDING_OPTIONS.values()]
+                          "share": float(shares.get(o, 0.0))} for o in survey.options(item)]
     return pd.DataFrame(rows)
 
 
 def subgroup_alignment(frame: pd.DataFrame, cards: dict[str, dict], items: dict[str, str],
-                       options_of: dict[str, list[str]]) -> pd.DataFrame:
+                       options_of: dict[str, list[str]], survey: Survey) -> pd.DataFrame:
     """Per variant and demographic subgroup: mean over linked questions of 1 - W1/W1max between the answers of the
-    test personas in the subgroup and all GSS 2018 respondents in the same subgroup."""
-    real = gss_subgroup_distributions().set_index(["item", "variable", "category", "option"])["share"]
+    test personas in the subgroup and all the survey's respondents in the same subgroup."""
+    real = subgroup_distributions(survey).set_index(["item", "variable", "category", "option"])["share"]
     linked = frame[frame.question_id.isin(items) & (frame.reference_source == "real_respondent")].copy()
     groups = demographic_frame([cards[p] for p in linked.persona_id])
     rows = []

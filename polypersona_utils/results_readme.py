@@ -12,6 +12,7 @@ from .baselines import BASELINE
 from .provenance import atomic_write_text
 from .reporting import profile_banner
 from .stats import MIN_PERSONAS_FOR_INTERVALS
+from .surveys import load_survey
 
 SECTION_ORDER = ("metrics", "panel", "learning_curve", "ablations")
 SECTIONS_FILE = "readme_sections.json"
@@ -94,11 +95,12 @@ def metrics_section(config, tables: dict[str, pd.DataFrame], run_name: str) -> s
                   "another persona's card; above 0 means answers carry something of their persona.", ""]
         for _, row in fidelity.iterrows():
             lines.append(f"- `{row.variant}`: gap {interval(row, 'fidelity_gap')}")
-    lines += ["", "## Closed questions against real GSS 2018 respondents", "",
+    survey = load_survey(config.personas.survey).title
+    lines += ["", f"## Closed questions against real {survey} respondents", "",
               closed.to_markdown(index=False, floatfmt=".3f"), "",
               "`agreement_with_respondent`: share of linked closed questions where the answer equals that "
               "respondent's real answer (unparseable counts as disagreement). `distribution_alignment`: "
-              "1 - W1/W1max between the answers given across test personas and all GSS 2018 respondents, mean over "
+              f"1 - W1/W1max between the answers given across test personas and all {survey} respondents, mean over "
               "questions; the split-half ceiling is what two random halves of real respondents reach.", "",
               "Ablations: `ablations.md` (notebook 05). Tables: `tables/` (CSV, Markdown, LaTeX). Figures: `figures/`. Metric settings: "
               "`metric_settings.json`. Provenance: `manifest.json`. Per-example scores: `per_example_scores.csv`.",

@@ -92,7 +92,18 @@ def sources_makefile(config: Config) -> str:
         lines.append(f"{step.upper()}_SOURCES := {files}")
     lines.append(f"LEARNING_CURVE_RUNS := {' '.join(learning_curve_runs(config))}")
     lines.append(f"DATA_INPUTS := {' '.join(str(p) for p in user_inputs(config))}")
+    lines.append(f"SURVEY_INPUTS := {' '.join(str(p) for p in survey_inputs(config))}")
     return "\n".join(lines) + "\n"
+
+
+def survey_inputs(config: Config) -> list[Path]:
+    """The question bank and the survey (its YAML, and its respondents file when it is a file): what the dataset,
+    the metrics and the panel read about questions and real respondents."""
+    from .surveys import load_survey
+
+    survey = load_survey(config.personas.survey)
+    files = [config.questions.bank_path, survey.spec_path]
+    return files + ([Path(survey.source)] if Path(survey.source).is_file() else [])
 
 
 def user_inputs(config: Config) -> list[Path]:
