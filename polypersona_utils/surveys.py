@@ -30,6 +30,7 @@ would leak the reference it is scored against. Questions that ask an item live i
 from __future__ import annotations
 
 import math
+import string
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -265,6 +266,9 @@ def check_columns(survey: Survey) -> None:
         raise SurveyError(f"{where}: subgroups: {sorted(unknown_vars)[0]!r} is not a variable")
     card_columns = {v.column for v in survey.variables.values()} | set(survey.eligible)
     card_columns |= {c for rules, _ in survey.lists.values() for rule in rules for c in rule.columns()}
+    for template in (survey.persona_id, *survey.card.values()):
+        fields = {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(template) if f}
+        card_columns |= fields - set(survey.variables)  # a column shown as it is
     for name, column in [("column", c) for c in card_columns] + [("item", i) for i in survey.items]:
         if column not in survey.frame.columns:
             raise SurveyError(f"{where}: {name} {column!r} is not in the respondents table ({survey.source})")

@@ -7,7 +7,8 @@ from polypersona_utils import paths
 from polypersona_utils.config import load_config
 from polypersona_utils.dataset import (LeakageError, RecordImportError, assign_questions, build_dataset,
                                        check_leakage, import_records, split_records)
-from polypersona_utils.personas import gss2018_panel
+from polypersona_utils.personas import survey_panel
+from polypersona_utils.surveys import load_survey
 from polypersona_utils.provenance import read_jsonl, write_jsonl
 from polypersona_utils.questions import load_question_bank
 
@@ -45,20 +46,20 @@ def test_leakage_check_fails_on_shared_persona_and_repeated_pair():
 
 def test_assignment_draws_distinct_eligible_questions():
     bank = load_question_bank(paths.QUESTION_BANK)
-    panel = gss2018_panel(60, seed=2)
+    panel = survey_panel(load_survey("gss2018"), 60, seed=2)
     pairs = assign_questions(panel, bank, [8] * 60, seed=3, linked_per_persona=2)
     assert len(pairs) == 480
     assert len({(p["persona_id"], q.question_id) for p, q in pairs}) == 480
     for persona, question in pairs:
-        if question.is_closed and question.gss_item:  # real answer exists: never invented
-            assert question.gss_item in panel.answers[persona["persona_id"]]
-    linked = Counter(p["persona_id"] for p, q in pairs if q.is_closed and q.gss_item)
+        if question.is_closed and question.survey_item:  # real answer exists: never invented
+            assert question.survey_item in panel.answers[persona["persona_id"]]
+    linked = Counter(p["persona_id"] for p, q in pairs if q.is_closed and q.survey_item)
     assert min(linked[c.persona_id] for c in panel.cards) >= 2
 
 
 def test_assignment_follows_the_papers_domain_quotas():
     bank = load_question_bank(paths.QUESTION_BANK)
-    panel = gss2018_panel(200, seed=2)
+    panel = survey_panel(load_survey("gss2018"), 200, seed=2)
     domains = Counter(q.domain for _, q in assign_questions(panel, bank, [8] * 200, seed=3))
     shares = {d: domains[d] / 1600 for d in bank.domains}
     for domain, quota in bank.domain_quotas.items():  # paper share +- 3 points (sampling noise at n=1,600)
@@ -175,14 +176,14 @@ def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
 
 def test_training_respondents_join_train_with_every_linked_answer(tmp_roots, hash_teacher):
     from polypersona_utils.dataset import TRAINING_RESPONDENTS_FILE
-    from polypersona_utils.respondents import gss_respondents
+    from polypersona_utils.respondents import survey_respondents
 
     config = load_config("smoke", overrides={"real_answers.training_respondents": 6})
     result = build_dataset(config, progress=False, teacher=hash_teacher)
     ids = set(json.loads((result.data_dir / TRAINING_RESPONDENTS_FILE).read_text()))
     panel_ids = {r["persona_id"] for v in result.splits.values() for r in v if r["persona_id"] not in ids}
     assert len(ids) == 6 and not ids & panel_ids and len(panel_ids) == config.personas.n_personas
-    real = {r.persona_id: r for r in gss_respondents(config.questions.bank_path)}
+    real = {r.persona_id: r for r in survey_respondents(load_survey("gss2018"), config.questions.bank_path)}
     rows = [r for r in result.splits["train"] if r["persona_id"] in ids]
     assert not ids & {r["persona_id"] for s in ("val", "test") for r in result.splits[s]}
     bank = {q.question_id: q for q in load_question_bank(config.questions.bank_path).questions}

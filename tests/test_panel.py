@@ -18,6 +18,7 @@ CARD = {"persona_id": "gss2018-0001", "age": 40, "gender": "woman", "occupation"
         "political_identity": "Democrat, liberal", "values": ["a", "b"], "traits": ["c", "d"],
         "interests": ["e", "f"]}
 SPENDING = ["Too little", "About right", "Too much"]
+VARIABLES = ("age_band", "gender", "education", "party", "ideology", "race")  # GSS 2018: panel.subgroup_variables
 
 
 def test_shared_prefix_scores_equal_one_full_forward_per_option(tiny_model_dir):
@@ -44,7 +45,7 @@ def test_order_averaging_cancels_a_pure_position_preference(monkeypatch):
     monkeypatch.setattr(scoring, "option_log_probs",
                         lambda model, tok, chats, options: [[5.0, 0.0, 0.0] for _ in chats])
     question = type("Q", (), {"options": tuple(SPENDING), "domain": "health", "text": "Q?", "question_type": "likert"})
-    respondent = PanelRespondent("gss2018-0001", CARD, "white", {"q1": "Too little"})
+    respondent = PanelRespondent("gss2018-0001", CARD, {"race": "white"}, {"q1": "Too little"})
     given, reversed_ = respondent_distributions(None, None, respondent, {"q1": question}, True)["q1"]
     p = math.exp(5) / (math.exp(5) + 2)
     assert given == pytest.approx([p, (1 - p) / 2, (1 - p) / 2])
@@ -79,7 +80,7 @@ def hand_made_frame(probabilities_of, people=40):
 def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
     knows = hand_made_frame(lambda party: [0.8, 0.1, 0.1] if party == "Democrat" else [0.1, 0.1, 0.8])
     population = hand_made_frame(lambda party: [1.0, 0.0, 0.0])  # only its real answers are read
-    tables = panel_tables(knows, population, samples=200, seed=1, min_respondents=5)
+    tables = panel_tables(knows, population, samples=200, seed=1, min_respondents=5, variables=VARIABLES)
     individual = tables["panel_individual"].set_index("variant").loc["model"]
     assert individual.log_loss == pytest.approx(-math.log(0.8))
     assert individual.accuracy == 1.0 and individual.log_loss_lo <= individual.log_loss <= individual.log_loss_hi
@@ -91,7 +92,7 @@ def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
     effects = tables["panel_effects"].set_index("variant").loc["model"]
     assert effects.correlation == pytest.approx(1.0) and effects.slope == pytest.approx(0.7)
     blind = hand_made_frame(lambda party: [0.45, 0.1, 0.45])
-    blind_effects = panel_tables(blind, population, 200, 1, 5)["panel_effects"].set_index("variant").loc["model"]
+    blind_effects = panel_tables(blind, population, 200, 1, 5, VARIABLES)["panel_effects"].set_index("variant").loc["model"]
     assert blind_effects.slope == pytest.approx(0.0, abs=1e-9)  # a persona-blind panel recovers no effect
 
 

@@ -6,31 +6,38 @@ import sys
 import pytest
 
 from polypersona_utils import personas
-from polypersona_utils.personas import PersonaError, file_panel, gss2018_panel, load_gss_sample
-from polypersona_utils.questions import GSS_QUESTION_ITEMS
+from polypersona_utils.personas import PersonaCard, PersonaError, file_panel, survey_panel
+from polypersona_utils.surveys import load_survey
+
+GSS = load_survey("gss2018")
+DEGREE = GSS.variables["degree_text"].labels
+
+
+def gss2018_panel(n, seed):
+    return survey_panel(GSS, n, seed)
 
 from conftest import FIXTURES
 
 
 def test_gss_panel_keeps_each_respondents_real_demographics():
     panel = gss2018_panel(25, seed=7)
-    sample = load_gss_sample().set_index("id")
+    sample = GSS.frame.set_index("id")
     for card in panel.cards:
         row = sample.loc[int(card.persona_id.split("-")[1])]
         assert card.age == int(row["age"])
         assert card.gender == ("woman" if row["sex"] == 1 else "man")
-        assert card.education == personas.DEGREE[int(row["degree"])]
+        assert card.education == DEGREE[int(row["degree"])]
         assert len(card.values) == len(card.traits) == len(card.interests) == 2
 
 
 def test_gss_answers_are_real_and_missing_ones_are_not_invented():
     panel = gss2018_panel(40, seed=3)
-    sample = load_gss_sample().set_index("id")
+    sample = GSS.frame.set_index("id")
     missing_seen = False
     for card in panel.cards:
         row = sample.loc[int(card.persona_id.split("-")[1])]
         answers = panel.answers[card.persona_id]
-        for item in GSS_QUESTION_ITEMS:
+        for item in GSS.items:
             if row[item] != row[item]:  # NaN: not asked of this respondent
                 assert item not in answers
                 missing_seen = True
@@ -46,19 +53,27 @@ def test_gss_panel_is_seeded_and_without_replacement():
     assert len({x.persona_id for x in a.cards}) == 30
 
 
+CARD_ITEMS = ("natspac", "natarms", "nataid", "natpark", "natrace", "natcity", "natdrug", "natroad")
+
+
 def test_derived_fields_follow_the_documented_rules():
-    row = {"id": 1, "age": 70, "sex": 1, "degree": 4, "wrkstat": 5, "xnorcsiz": 10, "rincom16": None,
-           "partyid": 3, "polviews": 4, "news": 1, **{i: None for i in personas.CARD_ITEMS}}
+    row = {"id": 1, "age": 70, "sex": 1, "degree": 4, "wrkstat": 5, "xnorcsiz": 10, "rincom16": None, "race": 1,
+           "partyid": 3, "polviews": 4, "news": 1, **{i: None for i in CARD_ITEMS}}
     row.update(natrace=1, natarms=-1, natspac=1)
-    card = personas.gss_card(row)
+    card = PersonaCard(**GSS.card_of(row))
     assert card.values == ["racial equality", "peace and diplomacy"]
     assert card.traits == ["even-handed", "independent-minded"]
     assert card.interests == ["space exploration", "newspapers and current affairs"]
     assert card.income_bracket == "not reported" and card.region.startswith("lives in the open countryside")
     quiet = dict(row, natrace=None, natarms=None, natspac=None, polviews=None, partyid=None, news=None,
                  wrkstat=8, degree=1, age=40)
-    card = personas.gss_card(quiet)
-    assert card.values == list(personas.VALUE_FALLBACKS) and card.interests == list(personas.INTEREST_FALLBACKS)
+    card = PersonaCard(**GSS.card_of(quiet))
+    assert card.values == ["fairness", "family"] and card.interests == ["television", "local community events"]
+    assert card.political_identity == "not reported, ideology not reported" and card.occupation == "other work status"
+    assert card.region == "lives in the open countryside in the United States" and card.age == 40
+    # three or more "too much" on the card items: the counting rule fires
+    thrifty = PersonaCard(**GSS.card_of(dict(quiet, natspac=-1, nataid=-1, natroad=-1)))
+    assert "careful with public money" in thrifty.traits
 
 
 def test_csv_panel_loads():

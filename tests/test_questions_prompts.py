@@ -5,9 +5,9 @@ import yaml
 
 from polypersona_utils import paths
 from polypersona_utils.dataset import make_record
-from polypersona_utils.personas import CARD_ITEMS
 from polypersona_utils.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_NO_PERSONA, build_messages, persona_card_text
-from polypersona_utils.questions import GSS_QUESTION_ITEMS, QuestionBankError, load_question_bank
+from polypersona_utils.questions import QuestionBankError, load_question_bank
+from polypersona_utils.surveys import load_survey
 
 PERSONA = {
     "persona_id": "p1", "source": "file", "age": 34, "gender": "woman", "occupation": "nurse",
@@ -23,11 +23,11 @@ def test_bank_matches_the_papers_design():
     assert len(bank.questions) == 82
     types = Counter(q.question_type for q in bank.questions)
     assert types == {"open": 35, "likert": 26, "yesno": 15, "agreement": 6}  # paper: 42.7/31.7/18.3/7.3 %
-    linked_closed = {q.gss_item for q in bank.questions if q.gss_item and q.is_closed}
-    assert linked_closed == set(GSS_QUESTION_ITEMS)
-    assert not {q.gss_item for q in bank.questions} & set(CARD_ITEMS)  # card items are never asked
+    gss = load_survey("gss2018")
+    linked_closed = {q.survey_item for q in bank.questions if q.survey_item and q.is_closed}
+    assert linked_closed == set(gss.items)
     for q in bank.questions:
-        if q.gss_item and q.is_closed:
+        if q.survey_item and q.is_closed:
             assert q.options == ("Too little", "About right", "Too much")
 
 
@@ -47,7 +47,7 @@ def bank_with(tmp_path, question):
     ({"id": "dem_01", "domain": "demographics", "type": "open", "text": "Q?", "options": "yesno"},
      "open questions have no options"),
     ({"id": "dem_01", "domain": "demographics", "type": "yesno", "text": "Q?", "options": "yesno",
-      "gss_item": "natspac"}, "field 'gss_item'"),
+      "survey_item": 7}, "field 'survey_item'"),
     ({"id": "dem_01", "domain": "demographics", "type": "open", "text": "Q?", "colour": "red"}, "unknown field"),
 ])
 def test_malformed_bank_names_question_and_field(tmp_path, question, message):
