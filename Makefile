@@ -74,6 +74,7 @@ endif
 endif
 endif
 ABLATION_RUNS ?= $(STANDARD_RUNS)
+ABLATION_PANELS = $(ABLATION_RUNS:%=$(RUNS_DIR)/%/provenance/06_panel.json)
 $(STAMPS)/%.json: | $(INSTALLED)
 	$(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) >/dev/null
 
@@ -149,8 +150,14 @@ endif
 .PHONY: ablations
 ablations: $(ABLATIONS)
 $(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(ABLATION_RUNS:%=$(RUNS_DIR)/%/manifest.json) \
-              $(ABLATIONS_SOURCES) | $(INSTALLED)
+              $(wildcard $(ABLATION_PANELS)) $(ABLATIONS_SOURCES) | $(INSTALLED)
 	$(call run_notebook,05_ablations)
+
+## ablation-panels: notebook 06 on each standard ablation run's adapter, then notebook 05 with the panel columns
+## (outside reproduce until they exist; once they do, notebook 05 reads them, so reproduce keeps them current)
+.PHONY: ablation-panels
+ablation-panels: $(ABLATION_PANELS) | $(INSTALLED)
+	@$(MAKE) --no-print-directory ablations PROFILE=$(PROFILE)
 
 ## learning-curve: the panel against the number of real respondents trained on (runs respondents-K, notebooks 02
 ## and 06 each, then 07; outside reproduce: it costs more than the CPU budget) -> results/PROFILE/tables/learning_curve.*

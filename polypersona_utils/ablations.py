@@ -103,10 +103,13 @@ def run_summary(profile: str, run: str, overrides: dict) -> list[dict]:
     table = pd.read_csv(tables / "model_comparison.csv")
     extra = {}
     for name, columns in (("persona_fidelity", ["fidelity_gap", "fidelity_gap_low", "fidelity_gap_high"]),
-                          ("closed_alignment", ["agreement_with_respondent"])):
+                          ("closed_alignment", ["agreement_with_respondent"]),
+                          ("panel_individual", ["log_loss", "log_loss_lo", "log_loss_hi"]),
+                          ("panel_effects", ["correlation", "correlation_lo", "correlation_hi"])):
         if (tables / f"{name}.csv").exists():
             # reindex, not []: a table from an older or empty run may lack a column; it reads as missing.
-            extra[name] = pd.read_csv(tables / f"{name}.csv").set_index("variant").reindex(columns=columns)
+            frame = pd.read_csv(tables / f"{name}.csv").set_index("variant").reindex(columns=columns)
+            extra[name] = frame.add_prefix("panel_") if name.startswith("panel_") else frame
     answers = pd.read_csv(folder / "per_example_scores.csv", keep_default_na=False) if (
         folder / "per_example_scores.csv").exists() else None
     training = json.loads((folder / "training_metrics.json").read_text()) if (
@@ -247,6 +250,18 @@ def ablation_report(profile: str) -> pd.DataFrame:
                if isinstance(row.get("top_answer"), str) else "")
         lines.append(f"- `{row.run}`: BLEU {fmt(row, 'bleu_nltk')}, ROUGE-1 {fmt(row, 'rouge1')}, BERTScore "
                      f"{fmt(row, 'bertscore_f1')}.{top}{caveat}")
+    with_panel = lora[lora.panel_log_loss.notna()] if "panel_log_loss" in lora.columns else lora.iloc[:0]
+    if len(with_panel):
+        lines += ["", "## The synthetic panel per run (`make ablation-panels`)", "",
+                  f"Notebook 06 on each run's adapter: its answer distributions for a fixed panel of "
+                  f"{config.panel.ablation_respondents} held-out real respondents (the main run: "
+                  f"{config.panel.respondents}), log-loss of each respondent's real answer and subgroup-effect "
+                  "correlation, with respondent-bootstrap intervals; `tables/panel_*` in each run's folder. The "
+                  "references of each run are fitted on that run's training personas only.", ""]
+        for _, row in with_panel.iterrows():
+            lines.append(f"- `{row.run}`: log-loss {row.panel_log_loss:.3f} [{row.panel_log_loss_lo:.3f}, "
+                         f"{row.panel_log_loss_hi:.3f}], subgroup-effect correlation {row.panel_correlation:.2f} "
+                         f"[{row.panel_correlation_lo:.2f}, {row.panel_correlation_hi:.2f}]")
     lines += ["", f"## Each ablation against `{reference}` (paired on the same test records)", ""]
     runs = finished_runs(profile)
     comparisons = []

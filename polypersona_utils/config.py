@@ -175,9 +175,20 @@ class ModelSpec:
     revision: Optional[str] = None  # pinned commit for hub ids
     chat_template: Optional[Literal["chatml"]] = None  # supplied by the project when the tokenizer has none
     train: bool = True  # False: zero-shot comparison only (the paper's larger baselines)
+    # http: a model served by an OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp) under the name `model_id`,
+    # zero-shot only; its panel samples `panel.http_samples` answers per item and order (no log-probabilities)
+    backend: Literal["local", "http"] = "local"
+    http_url: Optional[str] = None  # e.g. http://localhost:8000/v1
 
     def validate(self) -> None:
-        if is_hub_id(self.model_id) and not self.revision:
+        if self.backend == "http":
+            if not self.http_url:
+                raise ValueError(f"http_url: required for the http model '{self.name}'")
+            if self.train:
+                raise ValueError(f"train: the http model '{self.name}' is served, not trained here: set train: false")
+        elif self.http_url:
+            raise ValueError(f"http_url: only for backend: http (model '{self.name}')")
+        elif is_hub_id(self.model_id) and not self.revision:
             raise ValueError(f"revision: required for the hub model '{self.model_id}' (a pinned commit hash)")
 
 
@@ -287,6 +298,7 @@ class PanelConfig:
     cell_smoothing: float = 2.0  # pseudo-respondents pulling a demographic cell towards the population marginal
     min_cell_respondents: int = 10  # item x subgroup cells with fewer are left out of subgroup-effect recovery
     batch_respondents: int = 4  # respondents scored (and logged) together
+    http_samples: int = 20  # http models: answers sampled per (respondent, item) in each option order
 
     def validate(self) -> None:
         for name in ("respondents", "ablation_respondents"):
@@ -295,6 +307,8 @@ class PanelConfig:
                 raise ValueError(f"{name}: must be at least 2 or null (every eligible respondent), got {value}")
         if self.cell_smoothing < 0 or self.min_cell_respondents < 1 or self.batch_respondents < 1:
             raise ValueError("cell_smoothing must be >= 0, min_cell_respondents and batch_respondents >= 1")
+        if self.http_samples < 1:
+            raise ValueError(f"http_samples: must be at least 1, got {self.http_samples}")
 
 
 @dataclass(frozen=True)

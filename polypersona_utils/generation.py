@@ -29,6 +29,12 @@ class Variant:
     chat_template: str | None
     adapter_dir: str | None  # None: the base model zero-shot
     include_persona: bool = True
+    http_url: str | None = None  # served by an OpenAI-compatible endpoint (model `model_id`) instead of loaded
+
+    def identity(self) -> dict:
+        """What decides this variant's answers (cache keys). `http_url` only when set, so that local variants keep
+        the keys of runs made before served models existed."""
+        return {k: v for k, v in asdict(self).items() if k != "http_url" or v is not None}
 
 
 def generation_settings(config) -> dict:
@@ -44,7 +50,7 @@ def variants(config) -> list[Variant]:
     out = []
     for spec in config.models:
         out.append(Variant(f"{spec.name}-zeroshot", spec.model_id, spec.revision, spec.chat_template, None,
-                           include_persona))
+                           include_persona, spec.http_url))
         if spec.train:
             out.append(Variant(f"{spec.name}-lora", spec.model_id, spec.revision, spec.chat_template,
                                str(config.paths().adapters / spec.name), include_persona))
@@ -140,8 +146,9 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
         raise ValueError(f"{config.paths(split).name}: the {split} split has no records"
                          + (f" in the held-out domain '{config.ablation.heldout_domain}'"
                             if config.ablation.heldout_domain else ""))
-    generator = generator or LocalGenerator(variant, config.training.quantization, config.training.compute_dtype)
-    identity = {"variant": asdict(variant), "generator": generator.settings, "seed": config.seeds.sampling}
+    generator = generator or (HttpGenerator(variant.http_url, variant.model_id) if variant.http_url else
+                              LocalGenerator(variant, config.training.quantization, config.training.compute_dtype))
+    identity = {"variant": variant.identity(), "generator": generator.settings, "seed": config.seeds.sampling}
     prompts = {rid: prompt_of(r, variant.include_persona) for rid, r in records.items()}
 
     def key_of(rid: str) -> str:

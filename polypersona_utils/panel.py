@@ -3,8 +3,9 @@
 The held-out panel is real respondents disjoint from every persona of the profile's dataset (so from every training
 persona), drawn with `seeds.panel`; each is asked every linked survey item they answered. For each model variant the
 panel holds, per (respondent, item), the model's probability of each option (`option_scoring`: a forward pass over
-the study's one prompt), averaged over the option order given by the bank and its reverse (models favour a
-position; the size of that effect is kept), and one answer sampled from it at the generation temperature (seeded
+the study's one prompt; a served model without log-probabilities, `backend: http`, gives the smoothed shares of
+`panel.http_samples` sampled and parsed answers instead), averaged over the option order given by the bank and its
+reverse (models favour a position; the size of that effect is kept), and one answer sampled from it at the generation temperature (seeded
 per respondent and item, so the panel has the spread a real one has). Written to
 `artifacts/<profile>/[runs/<run>/]panel/<variant>.jsonl`, one line per (respondent, item) with `persona_id`,
 `question_id`, `options` (bank order), `probabilities` (same order, summing to 1), `probabilities_reversed_order`,
@@ -83,6 +84,40 @@ def respondent_distributions(model, tokenizer, respondent: PanelRespondent, ques
     return {qid: (given, reversed_) for qid, (given, reversed_) in out.items()}
 
 
+def sampled_distributions(config, variant, respondent: PanelRespondent, questions: dict
+                          ) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """For a served model (no log-probabilities): question_id -> (shares of `panel.http_samples` sampled answers
+    in the bank's order, the same with the options reversed in the prompt, unparseable samples). Each answer goes
+    through the study's parser; shares are Jeffreys-smoothed ((count + 1/2) / (parsed + n/2)) so that an option
+    never sampled keeps a little mass and the log-loss stays finite. Seeded per respondent, item, order and sample."""
+    from .backends import openai_chat
+    from .parsing import parse_option
+
+    g, k = config.generation, config.panel.http_samples
+    out = {}
+    for qid in respondent.answers:
+        q = questions[qid]
+        shares, unparseable = [], 0
+        for order_index, order in enumerate((list(q.options), list(reversed(q.options)))):
+            chat = build_messages(respondent.card, q.domain, q.text, q.question_type, order,
+                                  include_persona=variant.include_persona)
+            counts = np.zeros(len(q.options))
+            for sample in range(k):
+                seed = int(np.random.SeedSequence([config.seeds.sampling, respondent_number(respondent.persona_id),
+                                                   linked_index(questions, qid), order_index, sample]
+                                                  ).generate_state(1)[0])
+                answer = parse_option(openai_chat(variant.http_url, variant.model_id, chat,
+                                                  g.max_new_tokens[q.question_type], g.temperature, g.top_p, seed),
+                                      list(q.options))
+                if answer is None:
+                    unparseable += 1
+                else:
+                    counts[list(q.options).index(answer)] += 1
+            shares.append((counts + 0.5) / (counts.sum() + 0.5 * len(counts)))
+        out[qid] = (shares[0], shares[1], unparseable)
+    return out
+
+
 def scoring_model(variant, quantization: str, compute_dtype: str, dtype: str):
     """The variant's model for scoring: the base as training saw it (an NF4 base de-quantised, so its weights are
     exactly the 4-bit values) in `dtype`, with the adapter's LoRA delta folded in. The same function as the 4-bit
@@ -136,20 +171,30 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
                 "quantization": config.training.quantization, "compute_dtype": config.training.compute_dtype,
                 "dtype": dtype, "include_persona": variant.include_persona,
                 "temperature": config.generation.temperature, "seed": config.seeds.sampling}
+    if variant.http_url:  # a served model: what its samples depend on
+        identity = {"variant": variant.name, "http": [variant.http_url, variant.model_id],
+                    "include_persona": variant.include_persona, "samples": config.panel.http_samples,
+                    "decoding": [config.generation.temperature, config.generation.top_p,
+                                 config.generation.max_new_tokens], "seed": config.seeds.sampling}
     by_id = {r.persona_id: r for r in respondents}
     order = {r.persona_id: i for i, r in enumerate(respondents)}
     loaded = {}
 
-    def compute(batch_ids, batch_index):
+    def distributions_of(respondent):
+        if variant.http_url:
+            return sampled_distributions(config, variant, respondent, questions)
         if not loaded:  # loaded only when something is left to score
             loaded["model"], loaded["tokenizer"] = scoring_model(
                 variant, config.training.quantization, config.training.compute_dtype, dtype)
+        scored = respondent_distributions(loaded["model"], loaded["tokenizer"], respondent, questions,
+                                          variant.include_persona)
+        return {qid: (given, reversed_, None) for qid, (given, reversed_) in scored.items()}
+
+    def compute(batch_ids, batch_index):
         rows = []
         for respondent in (by_id[pid] for pid in batch_ids):
-            distributions = respondent_distributions(loaded["model"], loaded["tokenizer"], respondent, questions,
-                                                     variant.include_persona)
             items = []
-            for qid, (given, reversed_) in sorted(distributions.items()):
+            for qid, (given, reversed_, unparseable) in sorted(distributions_of(respondent).items()):
                 options = list(questions[qid].options)
                 mean = (given + reversed_) / 2
                 items.append({
@@ -161,7 +206,8 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
                     "sampled_option": sampled_option(mean, options, config.generation.temperature,
                                                      (config.seeds.sampling, respondent_number(respondent.persona_id),
                                                       linked_index(questions, qid))),
-                    "real_option": respondent.answers[qid], "variant": variant.name, "scoring_dtype": dtype})
+                    "real_option": respondent.answers[qid], "variant": variant.name,
+                    **({"unparseable_samples": unparseable} if variant.http_url else {"scoring_dtype": dtype})})
             rows.append({"items": items})
         return rows
 

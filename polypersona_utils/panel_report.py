@@ -103,11 +103,14 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     where = config.paths()
     panel, train = respondents_of(config)
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
-    rows, order_effects = [], {}
+    rows, order_effects, unparseable = [], {}, {}
     for variant in variants(config):
         variant_rows = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",
                                    progress)
         order_effects[variant.name] = order_effect(variant_rows)
+        if variant.http_url:  # a served model's samples that named no option
+            unparseable[variant.name] = sum(r["unparseable_samples"] for r in variant_rows) / (
+                2 * config.panel.http_samples * len(variant_rows))
         rows += variant_rows
     for variant, variant_rows in reference_rows(config, panel, train, questions).items():
         write_jsonl(where.artifacts / "panel" / f"{variant}.jsonl", variant_rows)
@@ -118,6 +121,8 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     tables = compute_panel_tables(config, frame)
     tables["panel_order_effect"] = pd.DataFrame(
         [{"variant": name, "mean_total_variation": value} for name, value in order_effects.items()])
+    if unparseable:
+        tables["panel_order_effect"]["unparseable_sample_share"] = tables["panel_order_effect"].variant.map(unparseable)
     for name, table in tables.items():
         write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
     panel_figures(frame, tables, where.figures, where.name)

@@ -82,8 +82,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.seen.append(body)
-        question = body["messages"][-1]["content"]
-        text = "Yes, I do. Every month." if "options" in question else "I walk a lot. Then I rea"
+        text = self.answer(body)
         payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -91,15 +90,25 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def answer(self, body: dict) -> str:
+        return "Yes, I do. Every month." if "options" in body["messages"][-1]["content"] else "I walk a lot. Then I rea"
+
     def log_message(self, *args):
         pass
+
+
+def serve(handler):
+    """(base url, list of request bodies, server) of `handler` on loopback, in a thread."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_port}/v1", server.seen, server
 
 
 @pytest.fixture
 def openai_server():
     """(base url, list of request bodies) of a local OpenAI-compatible server."""
-    server = HTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    server.seen = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/v1", server.seen
+    url, seen, server = serve(FakeOpenAI)
+    yield url, seen
     server.shutdown()
+

@@ -120,3 +120,18 @@ def test_summary_reads_a_run_whose_fidelity_table_is_empty(tmp_roots):
     pd.DataFrame([{"variant": "m-lora", "fidelity_gap": 0.1}]).to_csv(tables / "persona_fidelity.csv", index=False)
     row = run_summary("p", "tiny", {"lora.r": 8})[0]
     assert row["fidelity_gap"] == 0.1 and pd.isna(row["fidelity_gap_low"])
+
+
+def test_runs_with_a_panel_show_its_log_loss_and_effect_correlation(tmp_roots):
+    write_run("smoke", "", {}, lambda p, q: 0.5, lambda p, q: 0.5)
+    write_run("smoke", "rank8", {"lora.r": 8, "lora.alpha": 16}, lambda p, q: 0.5, lambda p, q: 0.5)
+    tables = paths.RunPaths("smoke", "rank8").results / "tables"
+    pd.DataFrame([{"variant": "m-lora", "respondents": 16, "log_loss": 0.91, "log_loss_lo": 0.85,
+                   "log_loss_hi": 0.97}]).to_csv(tables / "panel_individual.csv", index=False)
+    pd.DataFrame([{"variant": "m-lora", "cells": 20, "correlation": 0.4, "correlation_lo": 0.1,
+                   "correlation_hi": 0.6}]).to_csv(tables / "panel_effects.csv", index=False)
+    table = ablation_report("smoke").set_index("run")
+    assert table.loc["rank8", ["panel_log_loss", "panel_correlation_hi"]].tolist() == [0.91, 0.6]
+    assert pd.isna(table.loc["main", "panel_log_loss"])  # no panel table: missing, not invented
+    report = (paths.results_dir("smoke") / "ablations.md").read_text()
+    assert "- `rank8`: log-loss 0.910 [0.850, 0.970], subgroup-effect correlation 0.40 [0.10, 0.60]" in report

@@ -2,7 +2,7 @@
 import json
 
 from polypersona_utils import paths
-from polypersona_utils.generation import HttpGenerator, Variant, generate_predictions, prompt_of, variants
+from polypersona_utils.generation import Variant, generate_all, generate_predictions, prompt_of, variants
 from polypersona_utils.provenance import read_jsonl
 from polypersona_utils.prompts import build_messages
 
@@ -55,9 +55,11 @@ def test_http_generator_gives_the_same_records(smoke_data, openai_server):
     from polypersona_utils.config import load_config
 
     url, seen = openai_server
-    config = load_config("smoke")
-    variant = Variant("served-zeroshot", "served", None, None, None)
-    rows = read_jsonl(generate_predictions(config, variant, generator=HttpGenerator(url, "served"), progress=False))
+    config = load_config("smoke", overrides={"models": [{"name": "served", "model_id": "served", "backend": "http",
+                                                         "http_url": url, "train": False}]})
+    [variant] = variants(config)  # a served model from the profile: zero-shot through the endpoint, no model loaded
+    assert variant == Variant("served-zeroshot", "served", None, None, None, True, url)
+    rows = read_jsonl(generate_all(config, progress=False)["served-zeroshot"])
     assert [r["id"] for r in rows] == sorted(r["id"] for r in smoke_data.splits["test"])
     assert len(seen) == len(rows)
     assert set(rows[0]) == {"id", "prediction", "parsed_option", "unparseable", "variant", "split"}

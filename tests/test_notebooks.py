@@ -178,6 +178,18 @@ def test_make_learning_curve_trains_and_scores_each_run_then_collects(workspace)
     assert "notebooks/07_learning_curve.ipynb" in commands[-1]  # collected last
 
 
+def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
+    from polypersona_utils.ablations import standard_ablations
+    from polypersona_utils.config import load_config
+
+    planned = make("-n", "ablation-panels", "PROFILE=smoke", capture=True).stdout
+    for run in standard_ablations(load_config("smoke")):
+        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+    assert "for nb in 02_train 06_panel; do" in planned
+    commands = [line for line in planned.splitlines() if "papermill" in line]
+    assert "notebooks/05_ablations.ipynb" in commands[-1]  # collected last
+
+
 def test_a_broken_profile_stops_make_once_with_its_message(workspace):
     (workspace / "params" / "broken.yaml").write_text("profile: broken\ntraining:\n  epochs: .nan\n")
     done = make("data", "PROFILE=broken", check=False, capture=True)

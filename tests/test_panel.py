@@ -191,10 +191,68 @@ def test_check_results_recomputes_the_panel_tables_and_catches_a_changed_one(tmp
     frame["sampled_option"] = "About right"
     where = config.paths()
     where.results.mkdir(parents=True)
-    (where.results / DISTRIBUTIONS_FILE).write_text(distributions_csv(frame))
+    (where.results / DISTRIBUTIONS_FILE).write_text(distributions_csv(frame, VARIABLES))
     for name, table in compute_panel_tables(config, read_distributions(where.results / DISTRIBUTIONS_FILE)).items():
         write_table(table, where.tables / name)
     assert check_panel(config) == []
     stored = where.tables / "panel_individual.csv"
     stored.write_text(stored.read_text().replace("model,", "model-edited,"))
     assert check_panel(config) == ["panel_individual"]
+
+
+def spending_answer(body: dict) -> str:
+    """A served model's answer, decided by the request's seed: unparseable when the seed is divisible by 7,
+    else "Too much" when divisible by 3, else "Too little"."""
+    seed = body["seed"]
+    return "Maybe." if seed % 7 == 0 else "Too much" if seed % 3 == 0 else "Too little"
+
+
+def test_a_served_model_panel_samples_k_answers_per_item_and_order(tmp_roots, tmp_path):
+    from conftest import FakeOpenAI, serve
+
+    from polypersona_utils.config import load_config
+    from polypersona_utils.generation import variants
+    from polypersona_utils.panel import score_panel
+    from polypersona_utils.questions import load_question_bank
+    from polypersona_utils.respondents import linked_questions
+
+    url, seen, server = serve(type("SpendingServer", (FakeOpenAI,), {"answer": lambda self, body: spending_answer(body)}))
+    config = load_config("smoke", overrides={"panel.http_samples": 6, "models": [
+        {"name": "served", "model_id": "big-model", "backend": "http", "http_url": url, "train": False}]})
+    [variant] = variants(config)  # served: zero-shot only
+    assert variant.name == "served-zeroshot" and variant.http_url == url
+    first, second = linked_questions(load_question_bank(config.questions.bank_path))[:2]
+    respondent = PanelRespondent("gss2018-0001", CARD, {"race": "white"},
+                                 {first.question_id: "Too little", second.question_id: "Too much"})
+    try:
+        rows = score_panel(config, variant, [respondent], tmp_path / "served.jsonl", progress=False)
+        assert len(seen) == 2 * 2 * 6 and {b["model"] for b in seen} == {"big-model"}
+        assert len({b["seed"] for b in seen}) == len(seen)  # one seed per sample
+        for row in rows:
+            question = first if row["question_id"] == first.question_id else second
+            for key, order in (("probabilities_given_order", SPENDING), ("probabilities_reversed_order", SPENDING[::-1])):
+                answers = [spending_answer(b) for b in seen if question.text in b["messages"][-1]["content"]
+                           and " / ".join(order) in b["messages"][-1]["content"]]
+                assert len(answers) == 6
+                counts = np.array([answers.count(o) for o in SPENDING], float)
+                assert row[key] == pytest.approx((counts + 0.5) / (counts.sum() + 1.5), abs=1e-6)  # Jeffreys
+            assert row["unparseable_samples"] == sum(spending_answer(b) == "Maybe." for b in seen
+                                                     if question.text in b["messages"][-1]["content"])
+            assert row["probabilities"] == pytest.approx(
+                (np.array(row["probabilities_given_order"]) + row["probabilities_reversed_order"]) / 2, abs=1e-6)
+        assert score_panel(config, variant, [respondent], tmp_path / "again.jsonl", progress=False) == rows
+        assert len(seen) == 24  # the rerun reads its log: no request again
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize("model, message", [
+    ({"name": "s", "model_id": "m", "backend": "http", "train": False}, "http_url: required for the http model 's'"),
+    ({"name": "s", "model_id": "m", "backend": "http", "http_url": "http://x/v1"}, "train: the http model 's' is served"),
+    ({"name": "s", "model_id": "smollm2-135m-instruct", "http_url": "http://x/v1"}, "http_url: only for backend: http"),
+])
+def test_a_served_model_needs_its_url_and_is_never_trained(model, message):
+    from polypersona_utils.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config("smoke", overrides={"models": [model]})
