@@ -159,6 +159,14 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     assert "rank8 - rank16" in differences
     assert "Only 1 test personas: too few to say anything" in (paths.results_dir("smoke") / "ablations.md").read_text()
     assert up_to_date("reproduce", "PROFILE=smoke")
+    panel = root / "rank8" / "provenance" / "06_panel.json"  # as make ablation-panels leaves it
+    panel.parent.mkdir()
+    panel.write_text("{}")
+    try:
+        assert not up_to_date("ablations", "PROFILE=smoke")  # a run's panel is an input of notebook 05
+    finally:
+        shutil.rmtree(panel.parent)
+    assert up_to_date("ablations", "PROFILE=smoke")
     checked = make("check-results", "PROFILE=smoke", capture=True).stdout
     assert "results/smoke/runs/rank8: every table recomputed from the stored answers matches" in checked
 
@@ -186,8 +194,7 @@ def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
     for run in standard_ablations(load_config("smoke")):
         assert f"polypersona_utils.ablations overrides smoke {run}" in planned
     assert "for nb in 02_train 06_panel; do" in planned
-    commands = [line for line in planned.splitlines() if "papermill" in line]
-    assert "notebooks/05_ablations.ipynb" in commands[-1]  # collected last
+    assert "--no-print-directory ablations PROFILE=smoke" in planned  # then notebook 05, through make
 
 
 def test_a_broken_profile_stops_make_once_with_its_message(workspace):
