@@ -148,7 +148,8 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     survey = load_survey(config.personas.survey)
     distribution_figure(frame, bank, item_distributions(survey, config.seeds.bootstrap)[0], survey.title,
                         where.figures / "answer_distributions")
-    subgroup_distribution_figure(frame, cards, linked_items(bank), survey, where.figures / "answer_distributions_by_subgroup")
+    subgroup_distribution_figure(frame, cards, linked_items(bank), survey,
+                                 where.figures / "answer_distributions_by_subgroup")
     write_section(where.results, "metrics", metrics_section(config, tables, profile))
     atomic_write_json(where.results / "manifest.json", provenance_record(
         params=config.to_dict(), seeds=asdict(config.seeds), step="04_metrics", metric_settings=settings,

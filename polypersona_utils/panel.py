@@ -5,8 +5,8 @@ persona), drawn with `seeds.panel`; each is asked every linked survey item they 
 panel holds, per (respondent, item), the model's probability of each option (`option_scoring`: a forward pass over
 the study's one prompt; a served model without log-probabilities, `backend: http`, gives the smoothed shares of
 `panel.http_samples` sampled and parsed answers instead), averaged over the option order given by the bank and its
-reverse (models favour a position; the size of that effect is kept), and one answer sampled from it at the generation temperature (seeded
-per respondent and item, so the panel has the spread a real one has). Written to
+reverse (models favour a position; the size of that effect is kept), and one answer sampled from it at the generation
+temperature (seeded per respondent and item, so the panel has the spread a real one has). Written to
 `artifacts/<profile>/[runs/<run>/]panel/<variant>.jsonl`, one line per (respondent, item) with `persona_id`,
 `question_id`, `options` (bank order), `probabilities` (same order, summing to 1), `probabilities_reversed_order`,
 `sampled_option`, `real_option`.
@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 
 def held_out_panel(config, exclude: set[str], size: int | None, seed: int, only: set[str] | None = None
                    ) -> list[PanelRespondent]:
-    """`size` eligible respondents of the profile's survey (all when None) whose persona ids are not in `exclude` (and are in
-    `only`, when given), with their real answers to every linked item they answered; drawn with `seed`, in id
-    order."""
+    """`size` eligible respondents of the profile's survey (all when None) whose persona ids are not in `exclude`
+    (and are in `only`, when given), with their real answers to every linked item they answered; drawn with `seed`,
+    in the respondents file's order."""
     from .surveys import load_survey
 
     respondents = [r for r in survey_respondents(load_survey(config.personas.survey), config.questions.bank_path)

@@ -22,8 +22,9 @@ DISTRIBUTIONS_FILE = "panel_distributions.csv"
 
 def panel_settings(config) -> dict:
     """What notebook 06 reads: written into its provenance and make's step stamp."""
-    return config.select(("models", "panel", "personas.survey", "seeds.panel", "seeds.sampling", "seeds.bootstrap", "generation.temperature",
-                          "training.quantization", "training.compute_dtype", "ablation", "metrics.bootstrap_samples"))
+    return config.select(("models", "panel", "personas.survey", "seeds.panel", "seeds.sampling", "seeds.bootstrap",
+                          "generation.temperature", "training.quantization", "training.compute_dtype", "ablation",
+                          "metrics.bootstrap_samples"))
 
 
 def panel_size(config) -> int | None:
