@@ -66,7 +66,9 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 NO_PROFILE_GOALS := help install test test-fast lab clean
 ifneq ($(wildcard $(PY)),)
 ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),help)),)
-STANDARD_RUNS := $(shell $(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) || echo failed)
+# (the workspace passed by hand: make before 4.4 does not export variables to $(shell))
+STANDARD_RUNS := $(shell POLYPERSONA_WORKSPACE='$(POLYPERSONA_WORKSPACE)' $(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) \
+                   || echo failed)
 ifneq ($(filter failed,$(STANDARD_RUNS)),)
 $(error profile $(PROFILE) cannot be used (the message above says why))
 endif

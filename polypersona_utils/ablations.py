@@ -32,10 +32,11 @@ def rank_overrides(config, rank: int) -> dict:
 
 
 def standard_ablations(config) -> dict[str, dict]:
-    """The standard set for a profile: the reference, half, twice and four times its rank, a held-out domain, the
-    persona card removed, and a 16-bit base instead of QLoRA's 4-bit."""
+    """The standard set for a profile: the reference, its rank times each of `ablation_runs.rank_factors` (half,
+    twice and four times by default), a held-out domain, the persona card removed, and a 16-bit base instead of
+    QLoRA's 4-bit."""
     runs = {reference_run(config): {}}
-    for rank in (config.lora.r // 2, 2 * config.lora.r, 4 * config.lora.r):
+    for rank in (int(config.lora.r * factor) for factor in config.ablation_runs.rank_factors):
         if rank >= 1 and rank != config.lora.r:
             runs[f"rank{rank}"] = rank_overrides(config, rank)
     domain = config.ablation_runs.heldout_domain

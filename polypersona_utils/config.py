@@ -339,12 +339,16 @@ class AblationRunsConfig:
     test_personas: Optional[int] = None
     # the standard held-out-domain run (`heldout-<domain>`); a domain of the profile's question bank
     heldout_domain: str = "healthcare"  # the paper's largest domain after demographics
+    # the standard rank runs: `lora.r` times each factor (half, twice and four times the profile's rank)
+    rank_factors: list[float] = field(default_factory=lambda: [0.5, 2, 4])
 
     def validate(self) -> None:
         for name in ("train_personas", "val_personas", "test_personas"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}: must be at least 1 or null (whole split), got {value}")
+        if any(not 0 < f != 1 for f in self.rank_factors) or len(set(self.rank_factors)) != len(self.rank_factors):
+            raise ValueError(f"rank_factors: distinct positive factors other than 1, got {self.rank_factors}")
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,13 @@ def fake_run_tables(config, size: int, log_loss: dict[str, float]) -> None:
 
 
 def test_runs_and_the_size_check():
-    config = load_config("smoke", overrides={"real_answers.learning_curve": [0, 2, 4]})
+    config = load_config("smoke", overrides={"real_answers.training_respondents": 4,
+                                             "real_answers.learning_curve": [0, 2, 4]})
     assert learning_curve_runs(config) == {"respondents-0": {"ablation.training_respondents": 0},
                                            "respondents-2": {"ablation.training_respondents": 2},
                                            "respondents-4": {"ablation.training_respondents": 4}}
     with pytest.raises(ConfigError, match="learning_curve: distinct sizes between 0 and training_respondents"):
-        load_config("smoke", overrides={"real_answers.learning_curve": [0, 5]})  # smoke has 4 respondents
+        load_config("smoke", overrides={"real_answers.learning_curve": [0, 3]})  # smoke has 2 respondents
     with pytest.raises(ConfigError, match="learning_curve"):
         load_config("smoke", overrides={"real_answers.learning_curve": [2, 2]})
 
@@ -43,7 +44,7 @@ def test_learning_curve_runs_are_known_to_make_ablation_overrides():
 
 
 def test_collect_writes_table_figure_and_section(tmp_roots):
-    config = load_config("smoke", overrides={"real_answers.learning_curve": [0, 4]})
+    config = load_config("smoke", overrides={"real_answers.training_respondents": 4, "real_answers.learning_curve": [0, 4]})
     with pytest.raises(FileNotFoundError, match="respondents-0.*make learning-curve PROFILE=smoke"):
         collect(config)
     fake_run_tables(config, 0, {"smollm2-135m-lora": 1.30, "baseline-population": 0.90})

@@ -135,11 +135,11 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     for run, overrides in STANDARD_ABLATIONS.items():
         assert json.loads((root / run / "overrides.json").read_text()) == overrides
     for name in ("02_train", "03_generate", "04_metrics"):
-        notebook = json.loads((root / "rank8" / "executed" / f"{name}.ipynb").read_text())
-        assert notebook["metadata"]["papermill"]["parameters"]["run"] == "rank8"
-    training = json.loads((root / "rank8" / "training_metrics.json").read_text())["smollm2-135m"]
-    eight = json.loads((root / "rank16" / "training_metrics.json").read_text())["smollm2-135m"]
-    assert training["trainable_parameters"] * 2 == eight["trainable_parameters"]  # LoRA parameters scale with r
+        notebook = json.loads((root / "rank32" / "executed" / f"{name}.ipynb").read_text())
+        assert notebook["metadata"]["papermill"]["parameters"]["run"] == "rank32"
+    training = json.loads((root / "rank32" / "training_metrics.json").read_text())["smollm2-135m"]
+    sixteen = json.loads((root / "rank16" / "training_metrics.json").read_text())["smollm2-135m"]
+    assert training["trainable_parameters"] == 2 * sixteen["trainable_parameters"]  # LoRA parameters scale with r
     assert training["train_examples"] == 4 * 4  # the ablation subset: 4 training personas x 4 questions
     executed_without_error("05_ablations.ipynb")
     executed_without_error("06_panel.ipynb")
@@ -156,10 +156,10 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     table = (paths.tables_dir("smoke") / "ablations.csv").read_text()
     assert all(run in table for run in STANDARD_ABLATIONS) and "main" in table
     differences = (paths.tables_dir("smoke") / "ablation_differences.csv").read_text()
-    assert "rank8 - rank16" in differences
+    assert "rank32 - rank16" in differences
     assert "Only 1 test personas: too few to say anything" in (paths.results_dir("smoke") / "ablations.md").read_text()
     assert up_to_date("reproduce", "PROFILE=smoke")
-    panel = root / "rank8" / "provenance" / "06_panel.json"  # as make ablation-panels leaves it
+    panel = root / "rank32" / "provenance" / "06_panel.json"  # as make ablation-panels leaves it
     panel.parent.mkdir()
     panel.write_text("{}")
     try:
@@ -168,7 +168,7 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
         shutil.rmtree(panel.parent)
     assert up_to_date("ablations", "PROFILE=smoke")
     checked = make("check-results", "PROFILE=smoke", capture=True).stdout
-    assert "results/smoke/runs/rank8: every table recomputed from the stored answers matches" in checked
+    assert "results/smoke/runs/rank32: every table recomputed from the stored answers matches" in checked
 
 
 def test_ablation_knobs_do_not_reach_the_standard_set(workspace):
@@ -178,7 +178,7 @@ def test_ablation_knobs_do_not_reach_the_standard_set(workspace):
 
 def test_make_learning_curve_trains_and_scores_each_run_then_collects(workspace):
     planned = make("-n", "learning-curve", "PROFILE=smoke", capture=True).stdout
-    for run in ("respondents-0", "respondents-4"):  # params/smoke.yaml: learning_curve [0, 4]
+    for run in ("respondents-0", "respondents-2"):  # params/smoke.yaml: learning_curve [0, 2]
         assert f"polypersona_utils.ablations overrides smoke {run}" in planned
         assert f"$nb.ipynb -p profile smoke -p run {run}" in planned.replace("$$nb", "$nb")
     assert "for nb in 02_train 06_panel; do" in planned and "03_generate" not in planned.split("06_panel")[-1]

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from polypersona_utils import paths
-from polypersona_utils.config import Config, SeedsConfig, load_config
+from polypersona_utils.config import Config, ConfigError, SeedsConfig, load_config
 from polypersona_utils.steps import import_graph, notebook_modules, prepare, sources_makefile, step_settings
 from polypersona_utils.training import run_fingerprint
 
@@ -71,11 +71,15 @@ def test_each_step_depends_on_the_modules_its_notebook_runs():
 def test_the_standard_ablations_follow_the_profiles_rank():
     from polypersona_utils.ablations import reference_run, standard_ablations
 
-    eight = load_config("smoke", overrides={"lora.r": 8, "lora.alpha": 16})
+    eight = load_config("default", overrides={"lora.r": 8, "lora.alpha": 16})
     runs = standard_ablations(eight)
     assert reference_run(eight) == "rank8" and runs["rank8"] == {}
     assert runs["rank4"] == {"lora.r": 4, "lora.alpha": 8} and runs["rank32"] == {"lora.r": 32, "lora.alpha": 64}
-    assert list(standard_ablations(load_config("smoke")))[:4] == ["rank16", "rank8", "rank32", "rank64"]
+    assert list(standard_ablations(load_config("default")))[:4] == ["rank16", "rank8", "rank32", "rank64"]
+    assert list(standard_ablations(load_config("smoke"))) == ["rank16", "rank32", "heldout-healthcare", "no-persona",
+                                                              "lora-16bit"]  # rank_factors: [2]
+    with pytest.raises(ConfigError, match="rank_factors: distinct positive factors other than 1"):
+        load_config("smoke", overrides={"ablation_runs.rank_factors": [1]})
 
 
 @pytest.mark.parametrize("profile", ["smoke", "default"])

@@ -166,3 +166,18 @@ def test_the_standard_heldout_domain_is_a_domain_of_the_bank():
     assert load_config("ess9gb").ablation_runs.heldout_domain == "economy"
     with pytest.raises(ConfigError, match=r"ablation_runs.heldout_domain: must be one of the question bank's domains"):
         load_config("ess9gb", overrides={"ablation_runs.heldout_domain": "healthcare"})
+
+
+def test_a_malformed_survey_stops_make_before_anything_is_written(tmp_path):
+    import subprocess
+
+    from polypersona_utils import paths
+
+    spec = write_survey(tmp_path, SPEC.replace("title: My Survey 2024", "title: x\n    colour: red"))
+    (tmp_path / "params").mkdir()
+    (tmp_path / "params" / "mine.yaml").write_text(f"personas:\n  survey: {spec}\n")
+    # WORKSPACE= on the command line (make before 4.4 once lost it on the way to the profile check)
+    done = subprocess.run(["make", "data", "PROFILE=mine", f"WORKSPACE={tmp_path}"], cwd=paths.PROJECT_ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode != 0 and f"{spec}: unknown key 'colour'" in done.stderr, done.stderr
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "results").exists()
