@@ -27,7 +27,7 @@ def demographic_frame(cards: list[dict]) -> pd.DataFrame:
 
 def demographics_comparison(panel_cards: list[dict], survey) -> pd.DataFrame:
     """Share of each category in the persona panel against all the survey's eligible respondents (percent)."""
-    panel, gss = demographic_frame(panel_cards), demographic_frame([survey.card_of(r) for r in survey.rows()])
+    panel, gss = demographic_frame(panel_cards), demographic_frame(list(survey.cards()))
     rows = []
     for variable in DEMOGRAPHICS:
         p = panel[variable].value_counts(normalize=True) * 100

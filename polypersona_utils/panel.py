@@ -62,6 +62,13 @@ def sampled_option(probabilities, options, temperature: float, seed_parts: tuple
     return options[int(np.random.default_rng(list(seed_parts)).choice(len(options), p=p / p.sum()))]
 
 
+def ordered_prompts(respondent: PanelRespondent, question, include_persona: bool) -> list[tuple[list[str], list]]:
+    """(options, prompt) for the bank's option order and its reverse: every variant is asked both."""
+    return [(order, build_messages(respondent.card, question.domain, question.text, question.question_type, order,
+                                   include_persona=include_persona))
+            for order in (list(question.options), list(reversed(question.options)))]
+
+
 def respondent_distributions(model, tokenizer, respondent: PanelRespondent, questions: dict, include_persona: bool
                              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """question_id -> (probabilities in the bank's order, the same with the options' order reversed in the
@@ -70,10 +77,8 @@ def respondent_distributions(model, tokenizer, respondent: PanelRespondent, ques
 
     chats, options, keys = [], [], []
     for qid in respondent.answers:
-        q = questions[qid]
-        for order in (list(q.options), list(reversed(q.options))):
-            chats.append(build_messages(respondent.card, q.domain, q.text, q.question_type, order,
-                                        include_persona=include_persona))
+        for order, chat in ordered_prompts(respondent, questions[qid], include_persona):
+            chats.append(chat)
             options.append(order)
             keys.append(qid)
     scores = option_log_probs(model, tokenizer, chats, options)
@@ -94,17 +99,15 @@ def sampled_distributions(config, variant, respondent: PanelRespondent, question
     from .parsing import parse_option
 
     g, k = config.generation, config.panel.http_samples
+    number = respondent_number(respondent.persona_id)
     out = {}
     for qid in respondent.answers:
-        q = questions[qid]
+        q, item = questions[qid], linked_index(questions, qid)
         shares, unparseable = [], 0
-        for order_index, order in enumerate((list(q.options), list(reversed(q.options)))):
-            chat = build_messages(respondent.card, q.domain, q.text, q.question_type, order,
-                                  include_persona=variant.include_persona)
+        for order_index, (order, chat) in enumerate(ordered_prompts(respondent, q, variant.include_persona)):
             counts = np.zeros(len(q.options))
             for sample in range(k):
-                seed = int(np.random.SeedSequence([config.seeds.sampling, respondent_number(respondent.persona_id),
-                                                   linked_index(questions, qid), order_index, sample]
+                seed = int(np.random.SeedSequence([config.seeds.sampling, number, item, order_index, sample]
                                                   ).generate_state(1)[0])
                 answer = parse_option(openai_chat(variant.http_url, variant.model_id, chat,
                                                   g.max_new_tokens[q.question_type], g.temperature, g.top_p, seed),

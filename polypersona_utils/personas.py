@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .surveys import Survey
+from .surveys import Survey, load_survey
 from .userfiles import UserFileError, read_rows, resolve_user_path
 
 CARD_FIELDS = (
@@ -65,7 +65,7 @@ def survey_panel(survey: Survey, n_personas: int, seed: int) -> PersonaPanel:
     if n_personas > len(eligible):
         raise PersonaError(f"n_personas={n_personas}: {survey.title} has only {len(eligible)} eligible respondents")
     chosen = sorted(np.random.default_rng(seed).choice(len(eligible), size=n_personas, replace=False))
-    cards = [PersonaCard(**survey.card_of(eligible[i])) for i in chosen]
+    cards = [PersonaCard(**survey.cards()[i]) for i in chosen]
     return PersonaPanel(cards, {card.persona_id: survey.answers_of(eligible[i]) for card, i in zip(cards, chosen)})
 
 
@@ -194,8 +194,6 @@ def file_panel(path: str | Path) -> PersonaPanel:
 def load_panel(personas_config, seed: int) -> PersonaPanel:
     """The profile's persona panel (`personas` section of the config)."""
     if personas_config.source == "survey":
-        from .surveys import load_survey
-
         return survey_panel(load_survey(personas_config.survey), personas_config.n_personas, seed)
     if personas_config.source == "personahub":
         return personahub_panel(personas_config.n_personas, seed, personas_config.personahub_dataset,

@@ -43,11 +43,10 @@ def survey_respondents(survey: Survey, bank_path: Path) -> tuple[PanelRespondent
 
     questions = linked_questions(load_question_bank(bank_path))
     respondents = []
-    for row in survey.rows():
+    for row, card in zip(survey.rows(), survey.cards()):
         items = survey.answers_of(row)
         answers = {q.question_id: items[q.survey_item] for q in questions if q.survey_item in items}
         if answers:
-            card = survey.card_of(row)
             respondents.append(PanelRespondent(card["persona_id"], {**card, "description": ""},
                                                survey.subgroups_of(row), answers))
     return tuple(respondents)
@@ -101,7 +100,7 @@ def subgroup_distributions(survey: Survey) -> pd.DataFrame:
     """Long table of all the survey's eligible respondents' answer shares per item within each demographic subgroup
     (the same subgroup labels as the persona cards: demographics.demographic_frame)."""
     rows_in = survey.rows()
-    groups = demographic_frame([survey.card_of(r) for r in rows_in])
+    groups = demographic_frame(list(survey.cards()))
     rows = []
     for item in survey.items:
         answered = pd.Series([r[item] is not None for r in rows_in])

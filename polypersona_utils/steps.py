@@ -102,8 +102,7 @@ def survey_inputs(config: Config) -> list[Path]:
     from .surveys import load_survey
 
     survey = load_survey(config.personas.survey)
-    files = [config.questions.bank_path, survey.spec_path]
-    return files + ([Path(survey.source)] if Path(survey.source).is_file() else [])
+    return [config.questions.bank_path, survey.spec_path] + ([survey.data_file] if survey.data_file else [])
 
 
 def user_inputs(config: Config) -> list[Path]:

