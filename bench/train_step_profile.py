@@ -25,13 +25,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--autocast", action="store_true")
+    parser.add_argument("--dropout", type=float, default=0.05)
     args = parser.parse_args()
 
     torch.manual_seed(0)
     tokenizer = models.load_tokenizer("smollm2-135m-instruct")
     model = models.load_causal_lm("smollm2-135m-instruct", None, "nf4", "bfloat16", "cpu")
     model = get_peft_model(model, LoraConfig(
-        r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+        r=16, lora_alpha=32, lora_dropout=args.dropout, task_type="CAUSAL_LM",
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
     records = read_jsonl(paths.data_dir("default") / "train.jsonl")[: args.batch]
     texts = [tokenizer.apply_chat_template(pc["prompt"] + pc["completion"], tokenize=False)

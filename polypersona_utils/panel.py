@@ -72,7 +72,8 @@ def ordered_prompts(respondent: PanelRespondent, question, include_persona: bool
 def respondent_distributions(model, tokenizer, respondent: PanelRespondent, questions: dict, include_persona: bool
                              ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """question_id -> (probabilities in the bank's order, the same with the options' order reversed in the
-    prompt); one scoring call per respondent, so the card runs through the model once."""
+    prompt); one scoring call per respondent, so the card runs through the model once, and each question's words
+    once for both orders."""
     from .option_scoring import option_log_probs
 
     chats, options, keys = [], [], []
@@ -81,7 +82,7 @@ def respondent_distributions(model, tokenizer, respondent: PanelRespondent, ques
             chats.append(chat)
             options.append(order)
             keys.append(qid)
-    scores = option_log_probs(model, tokenizer, chats, options)
+    scores = option_log_probs(model, tokenizer, chats, options, groups=keys)  # a question's two orders share its words
     out: dict[str, list] = {}
     for qid, order, row in zip(keys, options, scores):
         by_option = dict(zip(order, softmax(row)))

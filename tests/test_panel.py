@@ -22,11 +22,17 @@ VARIABLES = ("age_band", "gender", "education", "party", "ideology", "race")  # 
 
 
 def test_shared_prefix_scores_equal_one_full_forward_per_option(tiny_model_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from polypersona_utils.option_scoring import full_forward_log_probs, option_log_probs
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    # Weights drawn wide (the saved tiny model's are near zero, so every position would give almost the same
+    # log-probabilities and a wrong position or mask would go unseen).
+    config = AutoConfig.from_pretrained(tiny_model_dir)
+    config.initializer_range = 0.5
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
     questions = [("health", "Is the nation spending too little, about right or too much on health?", SPENDING),
                  ("education", "And on improving the nation's education system?", list(reversed(SPENDING))),
@@ -34,7 +40,14 @@ def test_shared_prefix_scores_equal_one_full_forward_per_option(tiny_model_dir):
     chats = [build_messages(CARD, d, q, "likert", o) for d, q, o in questions]
     shared = option_log_probs(model, tokenizer, chats, [o for _, _, o in questions])
     for chat, (_, _, options), scores in zip(chats, questions, shared):
-        assert scores == pytest.approx(full_forward_log_probs(model, tokenizer, chat, options), abs=1e-4)
+        assert scores == pytest.approx(full_forward_log_probs(model, tokenizer, chat, options), abs=1e-3)
+    assert np.ptp(shared) > 1  # options are told apart, so a wrong position or mask would show
+    # Grouped as the panel asks them: a question in both option orders shares its words; a group of one shares none.
+    asked = [(d, q, o) for d, q, o in questions[:2] for o in (o, list(reversed(o)))] + [questions[2]]
+    chats = [build_messages(CARD, d, q, "likert", o) for d, q, o in asked]
+    grouped = option_log_probs(model, tokenizer, chats, [o for _, _, o in asked], groups=["h", "h", "e", "e", "x"])
+    for chat, (_, _, options), scores in zip(chats, asked, grouped):
+        assert scores == pytest.approx(full_forward_log_probs(model, tokenizer, chat, options), abs=1e-3)
 
 
 def test_order_averaging_cancels_a_pure_position_preference(monkeypatch):
@@ -43,7 +56,7 @@ def test_order_averaging_cancels_a_pure_position_preference(monkeypatch):
     import polypersona_utils.option_scoring as scoring
 
     monkeypatch.setattr(scoring, "option_log_probs",
-                        lambda model, tok, chats, options: [[5.0, 0.0, 0.0] for _ in chats])
+                        lambda model, tok, chats, options, groups=None: [[5.0, 0.0, 0.0] for _ in chats])
     question = type("Q", (), {"options": tuple(SPENDING), "domain": "health", "text": "Q?", "question_type": "likert"})
     respondent = PanelRespondent("gss2018-0001", CARD, {"race": "white"}, {"q1": "Too little"})
     given, reversed_ = respondent_distributions(None, None, respondent, {"q1": question}, True)["q1"]
