@@ -1,81 +1,91 @@
-"""Generation throughput: the project's batched generation against one-prompt-at-a-time `generate`.
+"""Open-answer generation: the project's generator against one prompt at a time, same prompts and greedy settings.
 
-    .venv/bin/python bench/generation_throughput.py [--prompts 32] [--batch 16] [--max-new-tokens 48] [--quantization nf4]
+    .venv/bin/python bench/generation_throughput.py [--prompts 32] [--max-new-tokens 48] [--json]
 
-Same model, prompts (open questions of the default profile's test split) and greedy settings in both rows, both
-measured in this run. New tokens count each answer up to and including its end-of-turn token. Also reports the
-metric suite's examples per second.
+baseline  what a user would write by hand: the 4-bit (NF4) base as training loads it, `model.generate` one prompt at
+          a time.
+project   `generation.LocalGenerator` (what notebook 03 runs): the merged model (`models.merged_model`, the NF4
+          base de-quantised, `generation.dtype: auto`), length-sorted batches of `generation.batch_size`, left
+          padding.
+Prompts: open questions of the default question bank put to held-out GSS respondents' cards (nothing has to be
+built first). New tokens count each answer up to and including its end-of-turn token; both rows are measured in
+this run. The zero-shot base is used (an adapter folded in costs nothing at decoding time).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
 
 
-def new_tokens(generated, prompt_length: int, eos_id: int) -> int:
-    total = 0
-    for row in generated[:, prompt_length:].tolist():
-        total += row.index(eos_id) + 1 if eos_id in row else len(row)
-    return total
-
-
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=48)
-    parser.add_argument("--quantization", default="nf4", choices=["nf4", "none"])
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = parser.parse_args()
 
     import torch
 
-    from polypersona_utils import metrics, models, paths
+    from polypersona_utils import models
     from polypersona_utils.config import load_config
-    from polypersona_utils.generation import prompt_of
-    from polypersona_utils.provenance import read_jsonl
+    from polypersona_utils.generation import LocalGenerator, variants
+    from polypersona_utils.panel import held_out_panel
+    from polypersona_utils.prompts import build_messages
+    from polypersona_utils.questions import load_question_bank
 
     config = load_config("default")
-    records = [r for r in read_jsonl(paths.data_dir("default") / "test.jsonl") if r["question_type"] == "open"]
-    chats = [prompt_of(r) for r in records[: args.prompts]]
-    tokenizer = models.load_tokenizer("smollm2-135m-instruct")
-    model = models.load_causal_lm("smollm2-135m-instruct", None, args.quantization,
-                                  "bfloat16" if args.quantization == "nf4" else "float32", "cpu").eval()
-    settings = dict(max_new_tokens=args.max_new_tokens, do_sample=False, temperature=None, top_p=None, top_k=None,
-                    pad_token_id=tokenizer.pad_token_id)
+    zero_shot = next(v for v in variants(config) if v.adapter_dir is None)
+    open_questions = [q for q in load_question_bank(config.questions.bank_path).questions if q.question_type == "open"]
+    cards = [r.card for r in held_out_panel(config, set(), args.prompts, config.seeds.panel)]
+    chats = [build_messages(card, q.domain, q.text, "open")
+             for card, q in zip(cards, (open_questions[i % len(open_questions)] for i in range(len(cards))))]
+    tokenizer = models.load_tokenizer(zero_shot.model_id)
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
 
-    def run(batch_size: int) -> tuple[int, float]:
-        # Length-sorted batches, left padding: the project's generation path (generation.py / backends.py).
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        tokens, start = 0, time.perf_counter()
-        with torch.inference_mode():
-            for i in range(0, len(order), batch_size):
-                batch = [texts[j] for j in order[i:i + batch_size]]
-                enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
-                out = model.generate(**enc, **settings)
-                tokens += new_tokens(out, enc["input_ids"].shape[1], eos)
-        return tokens, time.perf_counter() - start
+    def new_tokens(texts: list[str]) -> int:  # the answer's tokens and its end-of-turn token
+        return sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts)
 
-    single_tokens, single_s = run(1)
-    batched_tokens, batched_s = run(args.batch)
-    print(f"SmolLM2-135M ({args.quantization}), {len(texts)} open-question prompts, greedy, "
-          f"max {args.max_new_tokens} new tokens")
-    print(f"{'row':<22}{'new tokens':>11}{'seconds':>9}{'tok/s':>8}{'x single':>10}")
-    print(f"{'one prompt at a time':<22}{single_tokens:>11}{single_s:>9.1f}{single_tokens / single_s:>8.1f}{1:>10.2f}")
-    print(f"{f'batched ({args.batch})':<22}{batched_tokens:>11}{batched_s:>9.1f}{batched_tokens / batched_s:>8.1f}"
-          f"{(batched_tokens / batched_s) / (single_tokens / single_s):>10.2f}")
-    predictions = [r["reference"] for r in records]
-    references = list(reversed(predictions))
-    metrics.text_scores(predictions[:4], references[:4], config.metrics)  # load BERTScore's model first
-    start = time.perf_counter()
-    metrics.text_scores(predictions, references, config.metrics)
-    seconds = time.perf_counter() - start
-    print(f"metric suite (BLEU, ROUGE, BERTScore, survey metrics): {len(predictions) / seconds:.1f} examples/s")
+    plain = models.load_causal_lm(zero_shot.model_id, None, config.training.quantization,
+                                  config.training.compute_dtype).eval()
+    start, baseline_texts = time.perf_counter(), []
+    with torch.inference_mode():
+        for chat in chats:
+            ids = tokenizer.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt",
+                                                return_dict=True)
+            out = plain.generate(**ids, max_new_tokens=args.max_new_tokens, do_sample=False, temperature=None,
+                                 top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos)
+            baseline_texts.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+    baseline_s = time.perf_counter() - start
+    del plain
+
+    dtype = models.inference_dtype(config.generation.dtype)
+    generator = LocalGenerator(zero_shot, config.training.quantization, config.training.compute_dtype, dtype)
+    order = sorted(range(len(chats)), key=lambda i: sum(len(m["content"]) for m in chats[i]))  # as notebook 03
+    size = config.generation.batch_size
+    start, project_texts = time.perf_counter(), []
+    for i in range(0, len(order), size):
+        project_texts += generator.generate([chats[j] for j in order[i:i + size]], args.max_new_tokens, 0.0, 1.0, 0)
+    project_s = time.perf_counter() - start
+
+    baseline_tokens, project_tokens = new_tokens(baseline_texts), new_tokens(project_texts)
+    result = {"name": "open_answer_generation", "unit": "new tokens/s", "prompts": len(chats),
+              "baseline_per_s": baseline_tokens / baseline_s, "project_per_s": project_tokens / project_s,
+              "ratio": (project_tokens / project_s) / (baseline_tokens / baseline_s),
+              "baseline_new_tokens": baseline_tokens, "project_new_tokens": project_tokens, "project_dtype": dtype,
+              "batch_size": size, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU "
+                                             f"cores, torch {torch.__version__}"}
+    print(f"{len(chats)} open-question prompts, greedy, at most {args.max_new_tokens} new tokens: one at a time "
+          f"(NF4) {result['baseline_per_s']:.1f} tok/s, LocalGenerator ({dtype}, batches of {size}) "
+          f"{result['project_per_s']:.1f} tok/s: {result['ratio']:.1f}x")
+    if args.json:
+        print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main()

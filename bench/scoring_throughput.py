@@ -5,7 +5,7 @@
 baseline  what a user would write by hand: for each (respondent, item), one greedy `generate` of the answer with the
           study's prompt and max_new_tokens, then `parsing.parse_option`; fp32, one prompt at a time. Gives one
           answer (the mode), not a distribution.
-project   `panel.respondent_distributions` on the scoring model (`panel.scoring_model`, `panel.dtype: auto`): every
+project   `panel.respondent_distributions` on the scoring model (`models.merged_model`, `panel.dtype: auto`): every
           option's probability, in the given and the reversed option order, the card's tokens run once per
           respondent. Gives the whole distribution, order-averaged: twice the prompts of the baseline.
 Both count (respondent, item) pairs per second. Needs nothing built: the respondents come from the GSS data.
@@ -34,8 +34,7 @@ def main() -> None:
     from polypersona_utils.backends import generate_local
     from polypersona_utils.config import load_config
     from polypersona_utils.generation import variants
-    from polypersona_utils.panel import (held_out_panel, linked_questions, respondent_distributions, scoring_dtype,
-                                         scoring_model)
+    from polypersona_utils.panel import held_out_panel, linked_questions, respondent_distributions
     from polypersona_utils.parsing import parse_option
     from polypersona_utils.prompts import build_messages
     from polypersona_utils.questions import load_question_bank
@@ -61,8 +60,9 @@ def main() -> None:
     baseline_s = time.perf_counter() - start
     del plain
 
-    dtype = scoring_dtype(config.panel.dtype)
-    model, tokenizer = scoring_model(zero_shot, config.training.quantization, config.training.compute_dtype, dtype)
+    dtype = models.inference_dtype(config.panel.dtype)
+    model, tokenizer = models.merged_model(zero_shot.model_id, zero_shot.revision, zero_shot.chat_template, None,
+                                           config.training.quantization, config.training.compute_dtype, dtype)
     start = time.perf_counter()
     for respondent in panel:
         respondent_distributions(model, tokenizer, respondent, questions, True)

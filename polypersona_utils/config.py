@@ -252,6 +252,7 @@ class GenerationConfig:
         default_factory=lambda: {"open": 96, "likert": 12, "yesno": 6, "agreement": 12}
     )
     batch_size: int = 16
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # the merged model's precision; auto: bf16 where native
 
     def validate(self) -> None:
         if self.temperature < 0 or not 0 < self.top_p <= 1:

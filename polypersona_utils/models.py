@@ -171,3 +171,41 @@ def load_causal_lm(
     return AutoModelForCausalLM.from_pretrained(
         folder, quantization_config=quant, dtype=dtype, device_map=device_map
     )
+
+
+def inference_dtype(setting: str) -> str:
+    """`auto`: bfloat16 where the processor computes it natively (CUDA, or a CPU with AVX512-BF16 or AMX), else
+    float32 (emulated bfloat16 is slower than float32)."""
+    if setting != "auto":
+        return setting
+    import torch
+
+    if torch.cuda.is_available():
+        return "bfloat16"
+    capability = torch.backends.cpu.get_cpu_capability()
+    return "bfloat16" if ("AMX" in capability or "BF16" in capability
+                          or torch.cpu._is_avx512_bf16_supported()) else "float32"
+
+
+def merged_model(model_id: str, revision: str | None, chat_template: str | None, adapter_dir: str | None,
+                 quantization: str, compute_dtype: str, dtype: str):
+    """(model, tokenizer) for evaluation: the base as training saw it (an NF4 base de-quantised, so its weights are
+    exactly the 4-bit values) in `dtype`, with the adapter's LoRA delta folded in. The same function as the 4-bit
+    base plus adapter up to float rounding (tests/test_panel.py), and faster on a CPU: no per-layer
+    de-quantisation, no separate LoRA matmuls, and bf16 where the processor has it. Scoring (notebook 06) and
+    generation (notebook 03) both evaluate this model."""
+    import torch
+
+    tokenizer = load_tokenizer(model_id, revision, chat_template)
+    model = load_causal_lm(model_id, revision, quantization, compute_dtype)
+    if quantization != "none":
+        model = model.dequantize()
+    model = model.to(getattr(torch, dtype))
+    if adapter_dir:
+        from peft import PeftModel
+
+        adapter = Path(adapter_dir)
+        if not (adapter / "adapter_model.safetensors").exists():
+            raise FileNotFoundError(f"{adapter}: no trained adapter; run notebook 02 (make train) first")
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model.eval(), tokenizer

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import models
 from .prompts import build_messages
 from .respondents import PanelRespondent, linked_questions, survey_respondents
 from .provenance import read_jsonl, sha256_file, sha256_json, write_jsonl
@@ -122,43 +123,6 @@ def sampled_distributions(config, variant, respondent: PanelRespondent, question
     return out
 
 
-def scoring_model(variant, quantization: str, compute_dtype: str, dtype: str):
-    """The variant's model for scoring: the base as training saw it (an NF4 base de-quantised, so its weights are
-    exactly the 4-bit values) in `dtype`, with the adapter's LoRA delta folded in. The same function as the 4-bit
-    base plus adapter, up to float rounding (tests/test_panel.py), and several times faster on a CPU."""
-    import torch
-
-    from . import models
-
-    tokenizer = models.load_tokenizer(variant.model_id, variant.revision, variant.chat_template)
-    model = models.load_causal_lm(variant.model_id, variant.revision, quantization, compute_dtype)
-    if quantization != "none":
-        model = model.dequantize()
-    model = model.to(getattr(torch, dtype))
-    if variant.adapter_dir:
-        from peft import PeftModel
-
-        adapter = Path(variant.adapter_dir)
-        if not (adapter / "adapter_model.safetensors").exists():
-            raise FileNotFoundError(f"{adapter}: no trained adapter; run notebook 02 (make train) first")
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    return model.eval(), tokenizer
-
-
-def scoring_dtype(setting: str) -> str:
-    """`auto`: bfloat16 where the processor computes it natively (CUDA, or a CPU with AVX512-BF16 or AMX), else
-    float32 (emulated bfloat16 is slower than float32)."""
-    if setting != "auto":
-        return setting
-    import torch
-
-    if torch.cuda.is_available():
-        return "bfloat16"
-    capability = torch.backends.cpu.get_cpu_capability()
-    return "bfloat16" if ("AMX" in capability or "BF16" in capability
-                          or torch.cpu._is_avx512_bf16_supported()) else "float32"
-
-
 def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, progress: bool = True
                 ) -> list[dict]:
     """Every (respondent, item) of the panel scored by `variant`, written to `out` and returned. Resumable: respondents are
@@ -168,7 +132,7 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
     from .resumable import run_batches
 
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
-    dtype = scoring_dtype(config.panel.dtype)
+    dtype = models.inference_dtype(config.panel.dtype)
     adapter = Path(variant.adapter_dir) / "adapter_model.safetensors" if variant.adapter_dir else None
     identity = {"variant": variant.name, "model": [variant.model_id, variant.revision],
                 "adapter_sha256": sha256_file(adapter) if adapter and adapter.exists() else None,
@@ -188,8 +152,9 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
         if variant.http_url:
             return sampled_distributions(config, variant, respondent, questions)
         if not loaded:  # loaded only when something is left to score
-            loaded["model"], loaded["tokenizer"] = scoring_model(
-                variant, config.training.quantization, config.training.compute_dtype, dtype)
+            loaded["model"], loaded["tokenizer"] = models.merged_model(
+                variant.model_id, variant.revision, variant.chat_template, variant.adapter_dir,
+                config.training.quantization, config.training.compute_dtype, dtype)
         scored = respondent_distributions(loaded["model"], loaded["tokenizer"], respondent, questions,
                                           variant.include_persona)
         return {qid: (given, reversed_, None) for qid, (given, reversed_) in scored.items()}

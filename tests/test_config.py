@@ -14,7 +14,9 @@ def write(tmp_path, text):
 def test_shipped_profiles_load(profile):
     config = load_config(profile)
     assert config.profile == profile
-    assert config.lora.r == 16 and config.lora.alpha == 32 and config.lora.dropout == 0.05
+    assert config.lora.r == 16 and config.lora.alpha == 32
+    # the paper's dropout; the CPU profiles leave it out (21 % of a training step there)
+    assert config.lora.dropout == (0.05 if profile == "paper" else 0.0)
 
 
 def test_paper_profile_has_the_papers_settings():

@@ -167,7 +167,8 @@ def test_the_scoring_model_is_the_4bit_base_plus_adapter(tmp_path):
     from polypersona_utils import models
     from polypersona_utils.generation import Variant
     from polypersona_utils.option_scoring import option_log_probs
-    from polypersona_utils.panel import scoring_model, softmax
+    from polypersona_utils.models import merged_model
+    from polypersona_utils.panel import softmax
 
     torch.manual_seed(0)
     base = models.load_causal_lm("smollm2-135m-instruct", None, "nf4", "float32")
@@ -178,7 +179,8 @@ def test_the_scoring_model_is_the_4bit_base_plus_adapter(tmp_path):
     four_bit_weight = bnb.functional.dequantize_4bit(lora.base_layer.weight.data, lora.base_layer.weight.quant_state)
     delta = lora.scaling["default"] * lora.lora_B["default"].weight @ lora.lora_A["default"].weight
     variant = Variant("x-lora", "smollm2-135m-instruct", None, None, str(tmp_path / "adapter"))
-    merged, tokenizer = scoring_model(variant, "nf4", "float32", "float32")
+    merged, tokenizer = merged_model(variant.model_id, variant.revision, variant.chat_template, variant.adapter_dir,
+                                     "nf4", "float32", "float32")
     torch.testing.assert_close(merged.model.layers[0].self_attn.q_proj.weight.data, four_bit_weight + delta,
                                rtol=0, atol=1e-5)
     four_bit = PeftModel.from_pretrained(models.load_causal_lm("smollm2-135m-instruct", None, "nf4", "float32"),
