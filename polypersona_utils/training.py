@@ -73,15 +73,20 @@ class TrainingPlan:
     reason: str
 
 
-def plan_training(training, cuda_available: bool, gpu_memory_gib: float | None = None) -> TrainingPlan:
+def plan_training(training, cuda_available: bool, gpu_memory_gib: float | None = None, cpu_bf16: bool = False
+                  ) -> TrainingPlan:
     """CUDA: bf16 compute and activation checkpointing, per-device batch fitted to memory at the same effective
-    batch. CPU: the configured precision (4-bit works here too), no checkpointing (memory is not the limit)."""
+    batch. CPU: the configured precision (4-bit works here too), no checkpointing (memory is not the limit), and
+    bf16 autocast when the compute dtype is bf16 and the processor computes bf16 natively (`cpu_bf16`): a sixth of
+    a step on the default profile (bench/train_step_profile.py --autocast); emulated bf16 would be slower."""
     effective = training.per_device_batch_size * training.gradient_accumulation_steps
     if not cuda_available:
-        return TrainingPlan("cpu", training.quantization, training.compute_dtype, False, False,
+        autocast = cpu_bf16 and training.compute_dtype == "bfloat16"
+        return TrainingPlan("cpu", training.quantization, training.compute_dtype, autocast, False,
                             training.per_device_batch_size, training.gradient_accumulation_steps,
                             f"no CUDA device: CPU path, {training.quantization} base, {training.compute_dtype} "
-                            f"compute, batch {training.per_device_batch_size} x {training.gradient_accumulation_steps}")
+                            f"compute{' under bf16 autocast (native bf16)' if autocast else ''}, batch "
+                            f"{training.per_device_batch_size} x {training.gradient_accumulation_steps}")
     per_device = training.per_device_batch_size
     if gpu_memory_gib is not None:  # small cards: fewer examples per step, more accumulation, same effective batch
         cap = 1 if gpu_memory_gib < 12 else 2 if gpu_memory_gib < 24 else per_device
@@ -97,7 +102,9 @@ def detect_plan(training) -> TrainingPlan:
     if torch.cuda.is_available():
         memory = torch.cuda.get_device_properties(0).total_memory / 2**30
         return plan_training(training, True, memory)
-    return plan_training(training, False)
+    from .models import inference_dtype
+
+    return plan_training(training, False, cpu_bf16=inference_dtype("auto") == "bfloat16")
 
 
 def sft_kwargs(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True) -> dict:

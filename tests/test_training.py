@@ -1,5 +1,6 @@
 """Training: prompt masking, frozen base and moving LoRA weights (16-bit and real 4-bit on CPU), adapter reload,
 resume after a kill, the CUDA plan, and notebook 02 through Make."""
+import dataclasses
 import json
 import signal
 import subprocess
@@ -144,7 +145,11 @@ def test_cuda_plan_without_a_gpu():
     small = plan_training(paper, cuda_available=True, gpu_memory_gib=8)
     assert (small.per_device_batch_size, small.gradient_accumulation_steps) == (1, 16)  # same effective batch
     cpu = plan_training(paper, cuda_available=False)
-    assert (cpu.device, cpu.quantization, cpu.gradient_checkpointing) == ("cpu", "nf4", False)
+    assert (cpu.device, cpu.quantization, cpu.gradient_checkpointing, cpu.bf16_autocast) == ("cpu", "nf4", False, False)
+    # bf16 autocast on a CPU only where it computes bf16 natively, and only for a bf16 compute dtype
+    assert plan_training(paper, cuda_available=False, cpu_bf16=True).bf16_autocast
+    fp32 = dataclasses.replace(paper, compute_dtype="float32")
+    assert not plan_training(fp32, cuda_available=False, cpu_bf16=True).bf16_autocast
     args = sft_kwargs(load_config("paper"), big, paths.ARTIFACTS_ROOT / "unused", progress=False)
     assert args["bf16"] and args["activation_checkpointing"] and not args["use_cpu"] and args["completion_only_loss"]
     assert args["per_device_train_batch_size"] * args["gradient_accumulation_steps"] == 16
