@@ -1,27 +1,30 @@
-"""Training throughput: a plain TRL baseline against the project's training path, same model, data and steps.
+"""Training throughput: the plain TRL recipe against the project's training path, same model, examples and steps.
 
-    .venv/bin/python bench/train_throughput.py [--steps 6] [--batch 8] [--max-length 256]
+    .venv/bin/python bench/train_throughput.py [--steps 6] [--json]
 
-Each row runs in its own process (clean peak memory): trained (non-padding) tokens per second, the ratio to the
-baseline measured in this same run, peak resident memory, and model FLOP utilisation (6 N FLOPs per trained
-token, N = the base model's parameters) against this machine's matrix-multiply peak, measured here first.
-Rows:
-  baseline      TRL defaults (SFTConfig(): gradient checkpointing on) in fp32, padded batches, no packing
-  qlora-nf4     the project's default: 4-bit NF4 base, bf16 compute, no checkpointing, length-grouped batches
-  qlora-packed  the same with padding-free packing of examples (position ids separate the examples)
-  lora-16bit    the project's 16-bit alternative: bf16 base and compute, length-grouped batches
+baseline  the paper's QLoRA recipe written by hand with TRL's defaults: the NF4 base (bf16 compute), LoRA r=16,
+          alpha=32, dropout 0.05 on the seven projections, `SFTConfig` defaults (gradient checkpointing on, bf16
+          autocast) with the profile's learning rate and per-device batch.
+project   what notebook 02 runs: `training.detect_plan`, `training.sft_config` and `training.lora_config` on the
+          default profile (no checkpointing on CPU, no LoRA dropout, bf16 autocast where native).
+Examples: real GSS respondents' answers to the linked items through the study's prompt (`training.prompt_completion`),
+the kind of record that makes up four fifths of the default training split; nothing has to be built first. Each
+row runs in its own process (clean peak memory); trained (non-padding) tokens per second, and model FLOP
+utilisation (6 N FLOPs per trained token, N = the base's parameters) against this machine's matmul peak.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROWS = ("baseline", "qlora-nf4", "qlora-packed", "lora-16bit")
+ROWS = ("baseline", "project")
 
 
 def matmul_peak_gflops(dtype_name: str, size: int = 1024, repeats: int = 20) -> float:
@@ -37,76 +40,102 @@ def matmul_peak_gflops(dtype_name: str, size: int = 1024, repeats: int = 20) -> 
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def run_row(row: str, steps: int, batch: int, max_length: int) -> dict:
+def training_examples(config, count: int) -> list[dict]:
+    from polypersona_utils.panel import held_out_panel
+    from polypersona_utils.questions import load_question_bank
+    from polypersona_utils.respondents import linked_questions
+    from polypersona_utils.training import prompt_completion
+
+    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    examples = []
+    for respondent in held_out_panel(config, set(), count, config.seeds.panel):
+        for qid, answer in respondent.answers.items():
+            q = questions[qid]
+            examples.append(prompt_completion({"persona": respondent.card, "domain": q.domain, "question": q.text,
+                                               "question_type": q.question_type, "options": list(q.options),
+                                               "reference": answer}))
+    return examples[:count]
+
+
+def run_row(row: str, steps: int, work: Path) -> dict:
     import torch
     from datasets import Dataset
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from polypersona_utils import models, paths
+    from polypersona_utils import models, training
     from polypersona_utils.config import load_config
-    from polypersona_utils.provenance import read_jsonl
-    from polypersona_utils.training import prompt_completion, resolve_target_modules
 
     torch.manual_seed(0)
     config = load_config("default")
-    records = read_jsonl(paths.data_dir("default") / "train.jsonl")[: steps * batch]
-    dataset = Dataset.from_list([prompt_completion(r) for r in records])
-    tokenizer = models.load_tokenizer("smollm2-135m-instruct")
-    quantization, dtype = {"baseline": ("none", "float32"), "qlora-nf4": ("nf4", "bfloat16"),
-                           "qlora-packed": ("nf4", "bfloat16"), "lora-16bit": ("none", "bfloat16")}[row]
-    model = models.load_causal_lm("smollm2-135m-instruct", None, quantization, dtype, "cpu")
-    n_params = 134_515_008
-    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
-                      target_modules=resolve_target_modules(model, config.lora.target_modules))
-    common = dict(output_dir=f"/tmp/bench-{row}", max_steps=steps, per_device_train_batch_size=batch,
-                  max_length=max_length, learning_rate=2e-4, logging_steps=1, save_strategy="no", report_to=[],
-                  use_cpu=True, disable_tqdm=True, seed=0)
+    spec, batch = config.models[0], config.training.per_device_batch_size
+    dataset = Dataset.from_list(training_examples(config, steps * batch))
+    tokenizer = models.load_tokenizer(spec.model_id)
     if row == "baseline":
-        args = SFTConfig(**common, bf16=False)  # TRL's defaults otherwise (checkpointing on, no packing)
+        model = models.load_causal_lm(spec.model_id, None, "nf4", "bfloat16", "cpu")
+        lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+                          target_modules=training.resolve_target_modules(model, config.lora.target_modules))
+        args = SFTConfig(output_dir=str(work / row), max_steps=steps, per_device_train_batch_size=batch,
+                         learning_rate=config.training.learning_rate, save_strategy="no", report_to=[],
+                         use_cpu=True, disable_tqdm=True, seed=0)
     else:
-        args = SFTConfig(**common, bf16=False, gradient_checkpointing=False, activation_checkpointing=False,
-                         train_sampling_strategy="random" if row == "qlora-packed" else "group_by_length",
-                         packing=row == "qlora-packed",
-                         padding_free=row == "qlora-packed")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         peft_config=lora)
+        plan = training.detect_plan(config.training)
+        model = models.load_causal_lm(spec.model_id, None, plan.quantization, plan.compute_dtype, "cpu")
+        lora = training.lora_config(config, model)
+        args = SFTConfig(**{**training.sft_kwargs(config, plan, work / row, progress=False, evaluate=False),
+                            "max_steps": steps, "save_strategy": "no"})
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     tokens = max(h.get("num_tokens", 0) for h in trainer.state.log_history)
+    n_params = sum(p.numel() for p in models.load_causal_lm(spec.model_id).parameters())
     return {"row": row, "tokens": tokens, "seconds": seconds, "tokens_per_s": tokens / seconds,
-            "model_gflops_per_s": 6 * n_params * tokens / seconds / 1e9}
+            "model_gflops_per_s": 6 * n_params * tokens / seconds / 1e9,
+            "gradient_checkpointing": bool(args.gradient_checkpointing), "bf16_autocast": bool(args.bf16),
+            "lora_dropout": lora.lora_dropout}
 
 
 def main() -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=6)
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--max-length", type=int, default=512)
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # internal: one row in this process
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row:
-        result = run_row(args.row, args.steps, args.batch, args.max_length)
+        result = run_row(args.row, args.steps, args.work)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return
-    peaks = {d: matmul_peak_gflops(d) for d in ("float32", "bfloat16")}
-    print(f"matmul peak here: fp32 {peaks['float32']:.1f} GFLOP/s, bf16 {peaks['bfloat16']:.1f} GFLOP/s")
-    results = []
-    for row in ROWS:
-        out = subprocess.run([sys.executable, __file__, "--row", row, "--steps", str(args.steps), "--batch",
-                              str(args.batch), "--max-length", str(args.max_length)],
-                             capture_output=True, text=True, check=True).stdout
-        results.append(json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:]))
-    base = results[0]["tokens_per_s"]
-    print(f"{args.steps} steps x batch {args.batch}, max length {args.max_length}, SmolLM2-135M, LoRA r=16")
-    print(f"{'row':<14}{'tokens':>8}{'tok/s':>9}{'x base':>8}{'peak MiB':>10}{'MFU fp32':>10}")
-    for r in results:
-        print(f"{r['row']:<14}{r['tokens']:>8}{r['tokens_per_s']:>9.1f}{r['tokens_per_s'] / base:>8.2f}"
-              f"{r['peak_rss_mib']:>10.0f}{100 * r['model_gflops_per_s'] / peaks['float32']:>9.1f}%")
+    import tempfile
+
+    import torch
+
+    peak = matmul_peak_gflops("float32")
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        for row in ROWS:
+            out = subprocess.run([sys.executable, __file__, "--row", row, "--steps", str(args.steps), "--work", work],
+                                 capture_output=True, text=True, check=True).stdout
+            results[row] = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
+    print(f"{args.steps} steps of the default profile's batch, SmolLM2-135M, NF4 base; fp32 matmul peak "
+          f"{peak:.1f} GFLOP/s")
+    print(f"{'row':<10}{'tokens':>8}{'tok/s':>9}{'x base':>8}{'peak MiB':>10}{'MFU fp32':>10}  settings")
+    base = results["baseline"]["tokens_per_s"]
+    for r in results.values():
+        print(f"{r['row']:<10}{r['tokens']:>8}{r['tokens_per_s']:>9.1f}{r['tokens_per_s'] / base:>8.2f}"
+              f"{r['peak_rss_mib']:>10.0f}{100 * r['model_gflops_per_s'] / peak:>9.1f}%  checkpointing "
+              f"{r['gradient_checkpointing']}, autocast {r['bf16_autocast']}, dropout {r['lora_dropout']}")
+    if args.json:
+        print(json.dumps({"name": "training", "unit": "trained tokens/s", "steps": args.steps,
+                          "baseline_per_s": base, "project_per_s": results["project"]["tokens_per_s"],
+                          "ratio": results["project"]["tokens_per_s"] / base, "rows": results,
+                          "fp32_matmul_peak_gflops": peak,
+                          "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+                                     f"torch {torch.__version__}"}))
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     main()

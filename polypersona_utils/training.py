@@ -141,6 +141,14 @@ def sft_kwargs(config, plan: TrainingPlan, output_dir: Path, progress: bool, eva
     )
 
 
+def lora_config(config, model):
+    """The profile's LoRA settings on this architecture's projections."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
+                      target_modules=resolve_target_modules(model, config.lora.target_modules), task_type="CAUSAL_LM")
+
+
 def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True):
     from trl import SFTConfig
 
@@ -209,7 +217,6 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     """Train one model of the profile; skip when an identical run finished, resume when one was interrupted."""
     import torch
     from datasets import Dataset
-    from peft import LoraConfig
     from transformers import set_seed
     from trl import SFTTrainer
 
@@ -242,9 +249,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     tokenizer = models.load_tokenizer(spec.model_id, spec.revision, spec.chat_template)
     model = models.load_causal_lm(spec.model_id, spec.revision, plan.quantization, plan.compute_dtype,
                                   device_map=device_map_for(plan))
-    peft_config = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                             target_modules=resolve_target_modules(model, config.lora.target_modules),
-                             task_type="CAUSAL_LM")
+    peft_config = lora_config(config, model)
     respondents = training_respondent_ids(data_dir)
     views = {split: run_view(read_jsonl(path), split, config, respondents) for split, path in data_files.items()}
     if config.training.objective == "option_likelihood":
