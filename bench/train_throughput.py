@@ -6,11 +6,13 @@ baseline  the paper's QLoRA recipe written by hand with TRL's defaults: the NF4 
           alpha=32, dropout 0.05 on the seven projections, `SFTConfig` defaults (gradient checkpointing on, bf16
           autocast) with the profile's learning rate and per-device batch.
 project   what notebook 02 runs: `training.detect_plan`, `training.sft_config` and `training.lora_config` on the
-          default profile (no checkpointing on CPU, no LoRA dropout, bf16 autocast where native).
+          default profile (no checkpointing on CPU, no LoRA dropout, bf16 autocast where native), trained by
+          `answer_loss.AnswerLossSFTTrainer` (the output head at answer positions only).
 Examples: real GSS respondents' answers to the linked items through the study's prompt (`training.prompt_completion`),
 the kind of record that makes up four fifths of the default training split; nothing has to be built first. Each
 row runs in its own process (clean peak memory); trained (non-padding) tokens per second, and model FLOP
-utilisation (6 N FLOPs per trained token, N = the base's parameters) against this machine's matmul peak.
+utilisation (6 N FLOPs per trained token, N = the base's parameters; LoRA skips the base's weight gradients, so
+this overstates the work) against this machine's matmul peak in the row's compute dtype.
 """
 from __future__ import annotations
 
@@ -84,7 +86,11 @@ def run_row(row: str, steps: int, work: Path) -> dict:
         lora = training.lora_config(config, model)
         args = SFTConfig(**{**training.sft_kwargs(config, plan, work / row, progress=False, evaluate=False),
                             "max_steps": steps, "save_strategy": "no"})
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=lora)
+    trainer_class = SFTTrainer
+    if row == "project":
+        from polypersona_utils.answer_loss import AnswerLossSFTTrainer as trainer_class
+    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                            peft_config=lora)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -113,26 +119,28 @@ def main() -> None:
 
     import torch
 
-    peak = matmul_peak_gflops("float32")
+    peaks = {dtype: matmul_peak_gflops(dtype) for dtype in ("float32", "bfloat16")}
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for row in ROWS:
             out = subprocess.run([sys.executable, __file__, "--row", row, "--steps", str(args.steps), "--work", work],
                                  capture_output=True, text=True, check=True).stdout
             results[row] = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
-    print(f"{args.steps} steps of the default profile's batch, SmolLM2-135M, NF4 base; fp32 matmul peak "
-          f"{peak:.1f} GFLOP/s")
-    print(f"{'row':<10}{'tokens':>8}{'tok/s':>9}{'x base':>8}{'peak MiB':>10}{'MFU fp32':>10}  settings")
+    print(f"{args.steps} steps of the default profile's batch, SmolLM2-135M, NF4 base; matmul peak fp32 "
+          f"{peaks['float32']:.1f}, bf16 {peaks['bfloat16']:.1f} GFLOP/s")
+    print(f"{'row':<10}{'tokens':>8}{'tok/s':>9}{'x base':>8}{'peak MiB':>10}{'MFU':>8}  settings (MFU against the "
+          f"peak of the row's compute: bf16 under autocast)")
     base = results["baseline"]["tokens_per_s"]
     for r in results.values():
+        r["mfu"] = r["model_gflops_per_s"] / peaks["bfloat16" if r["bf16_autocast"] else "float32"]
         print(f"{r['row']:<10}{r['tokens']:>8}{r['tokens_per_s']:>9.1f}{r['tokens_per_s'] / base:>8.2f}"
-              f"{r['peak_rss_mib']:>10.0f}{100 * r['model_gflops_per_s'] / peak:>9.1f}%  checkpointing "
+              f"{r['peak_rss_mib']:>10.0f}{100 * r['mfu']:>7.1f}%  checkpointing "
               f"{r['gradient_checkpointing']}, autocast {r['bf16_autocast']}, dropout {r['lora_dropout']}")
     if args.json:
         print(json.dumps({"name": "training", "unit": "trained tokens/s", "steps": args.steps,
                           "baseline_per_s": base, "project_per_s": results["project"]["tokens_per_s"],
                           "ratio": results["project"]["tokens_per_s"] / base, "rows": results,
-                          "fp32_matmul_peak_gflops": peak,
+                          "matmul_peak_gflops": peaks,
                           "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
                                      f"torch {torch.__version__}"}))
 

@@ -1,4 +1,4 @@
-"""Notebook 02: LoRA / QLoRA instruction tuning with TRL's SFTTrainer.
+"""Notebook 02: LoRA / QLoRA instruction tuning with TRL's SFTTrainer (its loss at answer positions only: `answer_loss`).
 
 The paper's method is the default: base weights in 4-bit NF4 with double quantization (bitsandbytes; it runs on CPU
 as well as CUDA) and LoRA adapters on q/k/v/o/gate/up/down projections. Records become conversational
@@ -218,9 +218,9 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     import torch
     from datasets import Dataset
     from transformers import set_seed
-    from trl import SFTTrainer
 
     from . import models
+    from .answer_loss import AnswerLossSFTTrainer
 
     from .dataset import run_view, training_respondent_ids
 
@@ -262,9 +262,10 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
         datasets = {split: Dataset.from_list([prompt_completion(r, include_persona) for r in rows])
                     for split, rows in views.items()}
         has_val = len(datasets["val"]) > 0
-        trainer = SFTTrainer(model=model, args=sft_config(config, plan, checkpoints, progress, evaluate=has_val),
-                             train_dataset=datasets["train"], eval_dataset=datasets["val"] if has_val else None,
-                             processing_class=tokenizer, peft_config=peft_config)
+        args = sft_config(config, plan, checkpoints, progress, evaluate=has_val)
+        trainer = AnswerLossSFTTrainer(model=model, args=args, train_dataset=datasets["train"],
+                                       eval_dataset=datasets["val"] if has_val else None, processing_class=tokenizer,
+                                       peft_config=peft_config)
         examples = len(datasets["train"])
     resume_from = last_complete_checkpoint(checkpoints)
     if resume_from:

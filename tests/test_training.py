@@ -26,11 +26,12 @@ def lora_and_base(model):
 
 
 def make_trainer(config, records, model=None):
+    """The project's trainer (`AnswerLossSFTTrainer`, as notebook 02 builds it) on `records`."""
     from datasets import Dataset
     from peft import LoraConfig
-    from trl import SFTTrainer
 
     from polypersona_utils import models
+    from polypersona_utils.answer_loss import AnswerLossSFTTrainer
     from polypersona_utils.training import plan_training
 
     spec = config.models[0]
@@ -41,7 +42,40 @@ def make_trainer(config, records, model=None):
                       target_modules=resolve_target_modules(model, config.lora.target_modules), task_type="CAUSAL_LM")
     args = sft_config(config, plan, paths.adapters_dir(config.profile) / "scratch", progress=False, evaluate=False)
     dataset = Dataset.from_list([prompt_completion(r) for r in records])
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft)
+    return AnswerLossSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                peft_config=peft)
+
+
+def test_the_answer_position_loss_is_trls_loss(smoke_data, tiny_model_dir):
+    """The project's loss (output head at answer positions only) equals TRL's own on the same batch: value, value
+    over a given token count (gradient accumulation), and every LoRA gradient. Wide random weights, so a position
+    off by one or a prompt token let in would change the numbers."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    wide = AutoConfig.from_pretrained(tiny_model_dir)
+    wide.initializer_range = 0.5
+    torch.manual_seed(0)
+    trainer = make_trainer(tiny_config(tiny_model_dir), smoke_data.splits["train"][:6],
+                           model=AutoModelForCausalLM.from_config(wide))
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert (batch["labels"] != -100).sum() < 0.5 * batch["labels"].numel()  # most positions are prompt
+
+    def loss_and_gradients(compute, count=None):
+        trainer.model.zero_grad()
+        loss = compute(trainer.model, dict(batch), num_items_in_batch=count)
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+
+    trl = lambda model, inputs, num_items_in_batch: SFTTrainer.compute_loss(trainer, model, inputs,  # noqa: E731
+                                                                           num_items_in_batch=num_items_in_batch)
+    ours, our_grads = loss_and_gradients(trainer.compute_loss)
+    theirs, their_grads = loss_and_gradients(trl)
+    assert ours == pytest.approx(theirs, rel=1e-5) and ours > 1
+    assert our_grads.keys() == their_grads.keys() and any("lora_B" in n for n in our_grads)
+    for name in our_grads:
+        torch.testing.assert_close(our_grads[name], their_grads[name], rtol=1e-4, atol=1e-6)
+    assert loss_and_gradients(trainer.compute_loss, 7)[0] == pytest.approx(loss_and_gradients(trl, 7)[0], rel=1e-5)
 
 
 def test_prompt_tokens_carry_label_minus_100(smoke_data, tiny_model_dir):
