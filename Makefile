@@ -63,7 +63,7 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 # Step stamps are refreshed each time make starts (a fraction of a second), before it compares dates: a stamp is
 # rewritten, and its step redone, only when that step's settings changed. Before the first install, the rule
 # below writes them. A profile that does not load stops make here, with its message said once.
-NO_PROFILE_GOALS := help install test test-fast lab clean
+NO_PROFILE_GOALS := help install test test-fast lab clean bench
 ifneq ($(wildcard $(PY)),)
 ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),help)),)
 # (the workspace passed by hand: make before 4.4 does not export variables to $(shell))
@@ -199,6 +199,12 @@ test: $(INSTALLED)
 .PHONY: test-fast
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -q -m "not slow"
+
+## bench: the speed benchmarks (bench/README.md), one after another on a quiet machine; each ends with a JSON line
+.PHONY: bench
+bench: | $(INSTALLED)
+	for script in train_throughput generation_throughput scoring_throughput; do \
+	  $(PY) bench/$$script.py --json || exit 1; done
 
 ## lab: open JupyterLab on notebooks/ with the project's environment
 .PHONY: lab
