@@ -61,23 +61,27 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 	touch $@
 
 # Step stamps are refreshed each time make starts (a fraction of a second), before it compares dates: a stamp is
-# rewritten, and its step redone, only when that step's settings changed. Before the first install, the rule
-# below writes them. A profile that does not load stops make here, with its message said once.
+# rewritten, and its step redone, only when that step's settings changed. A profile that does not load stops make
+# here, with its message said once. Before the first install (a fresh clone) there is no Python to ask: make then
+# installs, writes sources.mk (the rule below) and, because an included makefile was made, starts over, now knowing
+# the standard ablation runs and every step's sources.
 NO_PROFILE_GOALS := help install test test-fast lab clean bench
-ifneq ($(wildcard $(PY)),)
 ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),help)),)
+ifneq ($(wildcard $(PY)),)
 # (the workspace passed by hand: make before 4.4 does not export variables to $(shell))
 STANDARD_RUNS := $(shell POLYPERSONA_WORKSPACE='$(POLYPERSONA_WORKSPACE)' $(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) \
                    || echo failed)
 ifneq ($(filter failed,$(STANDARD_RUNS)),)
 $(error profile $(PROFILE) cannot be used (the message above says why))
 endif
--include $(STAMPS)/sources.mk
 endif
+-include $(STAMPS)/sources.mk
 endif
 ABLATION_RUNS ?= $(STANDARD_RUNS)
 ABLATION_PANELS = $(ABLATION_RUNS:%=$(RUNS_DIR)/%/provenance/06_panel.json)
 $(STAMPS)/%.json: | $(INSTALLED)
+	$(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) >/dev/null
+$(STAMPS)/sources.mk: | $(INSTALLED)
 	$(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) >/dev/null
 
 ## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)

@@ -197,6 +197,27 @@ def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
     assert "--no-print-directory ablations PROFILE=smoke" in planned  # then notebook 05, through make
 
 
+def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(workspace, tmp_path):
+    """Before the first install there is no Python to ask for the standard runs: make installs, writes sources.mk
+    and starts over, so `make reproduce` on a fresh clone plans every ablation run (it used to plan none and keep
+    the committed ones). The install is a stand-in: a 'venv' whose python skips pip and runs this environment's."""
+    from polypersona_utils.ablations import standard_ablations
+    from polypersona_utils.config import load_config
+
+    venv = tmp_path / "venv"
+    installer = tmp_path / "python-base"
+    installer.write_text(
+        "#!/bin/sh\n"  # called as: python-base -m venv DIR
+        f'mkdir -p "$3/bin" && printf \'#!/bin/sh\\n[ "$1 $2" = "-m pip" ] && exit 0\\nexec {sys.executable} "$@"\\n\' '
+        '> "$3/bin/python" && chmod +x "$3/bin/python"\n')
+    installer.chmod(0o755)
+    planned = make("-n", "reproduce", "PROFILE=smoke", f"VENV={venv}", f"PYTHON_BASE={installer}",
+                   capture=True).stdout
+    assert (venv / ".installed").exists() and (workspace / "artifacts/smoke/params/sources.mk").exists()
+    for run in standard_ablations(load_config("smoke")):
+        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+
+
 def test_a_broken_profile_stops_make_once_with_its_message(workspace):
     (workspace / "params" / "broken.yaml").write_text("profile: broken\ntraining:\n  epochs: .nan\n")
     done = make("data", "PROFILE=broken", check=False, capture=True)
