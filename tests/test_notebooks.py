@@ -197,13 +197,16 @@ def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
     assert "--no-print-directory ablations PROFILE=smoke" in planned  # then notebook 05, through make
 
 
-def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(workspace, tmp_path):
+def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tmp_path):
     """Before the first install there is no Python to ask for the standard runs: make installs, writes sources.mk
     and starts over, so `make reproduce` on a fresh clone plans every ablation run (it used to plan none and keep
-    the committed ones). The install is a stand-in: a 'venv' whose python skips pip and runs this environment's."""
+    the committed ones). The install is a stand-in: a 'venv' whose python skips pip and runs this environment's.
+    Its own workspace, as fresh as a clone's (the module's shared one has run the whole smoke study by now)."""
     from polypersona_utils.ablations import standard_ablations
     from polypersona_utils.config import load_config
 
+    fresh = tmp_path / "workspace"
+    shutil.copytree(paths.PARAMS_DIR, fresh / "params")
     venv = tmp_path / "venv"
     installer = tmp_path / "python-base"
     installer.write_text(
@@ -211,9 +214,9 @@ def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(wo
         f'mkdir -p "$3/bin" && printf \'#!/bin/sh\\n[ "$1 $2" = "-m pip" ] && exit 0\\nexec {sys.executable} "$@"\\n\' '
         '> "$3/bin/python" && chmod +x "$3/bin/python"\n')
     installer.chmod(0o755)
-    planned = make("-n", "reproduce", "PROFILE=smoke", f"VENV={venv}", f"PYTHON_BASE={installer}",
-                   capture=True).stdout
-    assert (venv / ".installed").exists() and (workspace / "artifacts/smoke/params/sources.mk").exists()
+    planned = make("-n", "reproduce", "PROFILE=smoke", f"WORKSPACE={fresh}", f"VENV={venv}",
+                   f"PYTHON_BASE={installer}", capture=True).stdout
+    assert (venv / ".installed").exists() and (fresh / "artifacts/smoke/params/sources.mk").exists()
     for run in standard_ablations(load_config("smoke")):
         assert f"polypersona_utils.ablations overrides smoke {run}" in planned
 
