@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+import common  # bench/common.py: this folder is first on sys.path when a script runs
 
 
 def main() -> None:
@@ -74,12 +74,9 @@ def main() -> None:
     project_s = time.perf_counter() - start
 
     baseline_tokens, project_tokens = new_tokens(baseline_texts), new_tokens(project_texts)
-    result = {"name": "open_answer_generation", "unit": "new tokens/s", "prompts": len(chats),
-              "baseline_per_s": baseline_tokens / baseline_s, "project_per_s": project_tokens / project_s,
-              "ratio": (project_tokens / project_s) / (baseline_tokens / baseline_s),
-              "baseline_new_tokens": baseline_tokens, "project_new_tokens": project_tokens, "project_dtype": dtype,
-              "batch_size": size, "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU "
-                                             f"cores, torch {torch.__version__}"}
+    result = common.result("open_answer_generation", "new tokens/s", baseline_tokens / baseline_s,
+                           project_tokens / project_s, prompts=len(chats), baseline_new_tokens=baseline_tokens,
+                           project_new_tokens=project_tokens, project_dtype=dtype, batch_size=size)
     print(f"{len(chats)} open-question prompts, greedy, at most {args.max_new_tokens} new tokens: one at a time "
           f"(NF4) {result['baseline_per_s']:.1f} tok/s, LocalGenerator ({dtype}, batches of {size}) "
           f"{result['project_per_s']:.1f} tok/s: {result['ratio']:.1f}x")

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
+
+import common  # bench/common.py: this folder is first on sys.path when a script runs
 
 
 def main() -> None:
@@ -68,11 +68,8 @@ def main() -> None:
         respondent_distributions(model, tokenizer, respondent, questions, True)
     project_s = time.perf_counter() - start
 
-    result = {"name": "closed_question_scoring", "unit": "respondent-item pairs/s", "pairs": pairs,
-              "baseline_per_s": pairs / baseline_s, "project_per_s": pairs / project_s,
-              "ratio": baseline_s / project_s, "baseline_parsed_share": parsed / pairs, "scoring_dtype": dtype,
-              "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-                         f"torch {torch.__version__}"}
+    result = common.result("closed_question_scoring", "respondent-item pairs/s", pairs / baseline_s,
+                           pairs / project_s, pairs=pairs, baseline_parsed_share=parsed / pairs, scoring_dtype=dtype)
     print(f"{pairs} pairs of {len(panel)} respondents: naive generate+parse {result['baseline_per_s']:.2f}/s "
           f"({parsed}/{pairs} parsed), panel scoring {result['project_per_s']:.2f}/s ({dtype}, both option orders, "
           f"full distributions): {result['ratio']:.1f}x")

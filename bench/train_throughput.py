@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import common  # bench/common.py: this folder is first on sys.path when a script runs
 
 ROWS = ("baseline", "project")
 
@@ -117,8 +117,6 @@ def main() -> None:
         return
     import tempfile
 
-    import torch
-
     peaks = {dtype: matmul_peak_gflops(dtype) for dtype in ("float32", "bfloat16")}
     results = {}
     with tempfile.TemporaryDirectory() as work:
@@ -137,12 +135,8 @@ def main() -> None:
               f"{r['peak_rss_mib']:>10.0f}{100 * r['mfu']:>7.1f}%  checkpointing "
               f"{r['gradient_checkpointing']}, autocast {r['bf16_autocast']}, dropout {r['lora_dropout']}")
     if args.json:
-        print(json.dumps({"name": "training", "unit": "trained tokens/s", "steps": args.steps,
-                          "baseline_per_s": base, "project_per_s": results["project"]["tokens_per_s"],
-                          "ratio": results["project"]["tokens_per_s"] / base, "rows": results,
-                          "matmul_peak_gflops": peaks,
-                          "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
-                                     f"torch {torch.__version__}"}))
+        print(json.dumps(common.result("training", "trained tokens/s", base, results["project"]["tokens_per_s"],
+                                       steps=args.steps, rows=results, matmul_peak_gflops=peaks)))
 
 
 if __name__ == "__main__":

@@ -72,8 +72,8 @@ def decoding(config, question_type: str) -> dict:
 
 class LocalGenerator:
     """The variant's model as the panel scores it (`models.merged_model`: the base as training saw it, the adapter
-    folded in, in `dtype`): one model evaluated by notebooks 03 and 06, and on a CPU about 1.6 times faster to decode
-    than the 4-bit base with a separate adapter (bench/generation_throughput.py)."""
+    folded in, in `dtype`): one model evaluated by notebooks 03 and 06, and on a CPU faster to decode than the 4-bit
+    base with a separate adapter (bench/generation_throughput.py)."""
 
     def __init__(self, variant: Variant, quantization: str, compute_dtype: str, dtype: str = "float32"):
         from . import models

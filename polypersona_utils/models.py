@@ -208,9 +208,9 @@ def merged_model(model_id: str, revision: str | None, chat_template: str | None,
         if not (adapter / "adapter_model.safetensors").exists():
             raise FileNotFoundError(f"{adapter}: no trained adapter; run notebook 02 (make train) first")
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-        # PEFT froze the base; unfrozen as a plain loaded model is. With every weight frozen, torch.matmul does not
-        # fold a (rows, 1, hidden) slice (the last position, whose logits generation and scoring read) into one mm:
-        # it expands the 49k-row output head once per row and copies it (measured: scoring a respondent took 1.15 s
-        # against 0.78 s for the zero-shot model). Evaluation runs under inference_mode, so no gradient is kept.
-        model.requires_grad_(True)
+    # Every weight unfrozen, whatever PEFT left: with every weight frozen, torch.matmul does not fold a
+    # (rows, 1, hidden) slice (the last position, whose logits generation and scoring read) into one mm; it expands
+    # the 49k-row output head once per row and copies it (measured: scoring a respondent with an adapter took 1.15 s
+    # against 0.78 s for the zero-shot model). Evaluation runs under inference_mode, so no gradient is kept.
+    model.requires_grad_(True)
     return model.eval(), tokenizer
