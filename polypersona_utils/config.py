@@ -131,6 +131,7 @@ class ReferencesConfig:
     temperature: float = 0.0  # 0 = greedy: references do not depend on batch composition
     top_p: float = 1.0
     batch_size: int = 8
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # the local teacher's precision; auto: bf16 where native
 
     def import_files(self) -> dict[str, str]:
         """`import_path` by split, as given: `{"all": path}` for one file the project splits."""

@@ -9,7 +9,9 @@ batch is recomputed whole, so an interrupted run ends with exactly the answers o
 Open questions: generated text, cut after its last full sentence. Closed questions: the local teacher picks the
 option with the highest mean per-token log-likelihood as the assistant turn (lm-evaluation-harness' multiple
 choice, length-normalised); the HTTP teacher answers in text, parsed by `parsing.parse_option` (None when
-unparseable: the record is then dropped and counted, never guessed).
+unparseable: the record is then dropped and counted, never guessed). The local teacher runs on the model the study
+evaluates with (`models.merged_model`, in `references.dtype`: bf16 where the processor computes it natively) and
+scores a batch's closed questions together (`option_scoring`), as generation and the panel do.
 """
 from __future__ import annotations
 
@@ -54,36 +56,31 @@ def trim_to_sentence(text: str) -> str:
 
 
 class LocalTeacher:
-    """A causal LM loaded through `models.load_causal_lm` (embedded, local folder or pinned hub id)."""
+    """A causal LM (embedded, local folder or pinned hub id) through `models.merged_model`, in `dtype`."""
 
     def __init__(self, model_id: str, revision: str | None, max_new_tokens: int, temperature: float,
-                 top_p: float, seed: int, chat_template: str | None = None):
+                 top_p: float, seed: int, chat_template: str | None = None, dtype: str = "float32"):
         from . import models
 
         self.settings = dict(model_id=model_id, revision=revision, max_new_tokens=max_new_tokens,
                              temperature=temperature, top_p=top_p, seed=seed, chat_template=chat_template)
-        self.tokenizer = models.load_tokenizer(model_id, revision, chat_template)
-        self.model = models.load_causal_lm(model_id, revision)
-        self.model.eval()
+        if dtype != "float32":  # part of the cache key only when set, so fp32 answers cached earlier stay valid
+            self.settings["dtype"] = dtype
+        self.model, self.tokenizer = models.merged_model(model_id, revision, chat_template, None, "none", "float32",
+                                                         dtype)
 
     def identity(self) -> dict:
         return {"backend": "local", **self.settings}
 
-    def _prompt(self, request: TeacherRequest) -> str:
-        return self.tokenizer.apply_chat_template(request.chat(), tokenize=False, add_generation_prompt=True)
-
     def answer(self, requests: Sequence[TeacherRequest], batch_index: int) -> list[str | None]:
-        import torch
-
         out: list[str | None] = [None] * len(requests)
         open_idx = [i for i, r in enumerate(requests) if not r.options]
-        with torch.inference_mode():
-            if open_idx:
-                for i, text in zip(open_idx, self._generate([requests[i] for i in open_idx], batch_index)):
-                    out[i] = text
-            for i, request in enumerate(requests):
-                if request.options:
-                    out[i] = self._choose(request)
+        if open_idx:
+            for i, text in zip(open_idx, self._generate([requests[i] for i in open_idx], batch_index)):
+                out[i] = text
+        closed_idx = [i for i, r in enumerate(requests) if r.options]
+        for i, scores in zip(closed_idx, self.option_scores([requests[i] for i in closed_idx])):
+            out[i] = requests[i].options[max(range(len(scores)), key=scores.__getitem__)]
         return out
 
     def _generate(self, requests: Sequence[TeacherRequest], batch_index: int) -> list[str]:
@@ -93,33 +90,24 @@ class LocalTeacher:
                                s["temperature"], s["top_p"], s["seed"] + batch_index)
         return [trim_to_sentence(t) for t in texts]
 
-    def _choose(self, request: TeacherRequest) -> str:
-        """The option whose assistant turn (option text and end-of-turn) has the best mean token log-prob."""
-        scores = self.option_scores(request)
-        return request.options[max(range(len(scores)), key=scores.__getitem__)]
+    def option_scores(self, requests: Sequence[TeacherRequest]) -> list[list[float]]:
+        """Per request, the mean token log-prob of each option's assistant turn (option text and end-of-turn).
+        Requests with the same number of options are scored in one call (`option_scoring.option_log_probs`: each
+        prompt once, the options' tokens after it): the same scores as one full forward per option up to float
+        rounding (tests/test_teacher.py)."""
+        from .option_scoring import continuation_ids, option_log_probs
 
-    def option_scores(self, request: TeacherRequest) -> list[float]:
-        """Mean token log-prob of each option's assistant turn. The prompt is run once and its key/value cache
-        shared by all options (one batched forward over the option tokens) instead of one full forward per
-        option: the same scores up to float rounding (tests/test_teacher.py)."""
-        import torch
-
-        from .option_scoring import continuation_ids
-
-        prompt_ids, continuations = continuation_ids(self.tokenizer, request.chat(), request.options)
-        device = self.model.device
-        prompt_out = self.model(torch.tensor([prompt_ids], device=device), use_cache=True)
-        first = torch.log_softmax(prompt_out.logits[0, -1].float(), dim=-1)  # predicts each option's first token
-        cache = prompt_out.past_key_values
-        cache.batch_repeat_interleave(len(continuations))
-        width = max(len(c) for c in continuations)
-        # Right padding: a real token never attends to the padding after it, so no mask is needed.
-        padded = torch.tensor([c + [c[-1]] * (width - len(c)) for c in continuations], device=device)
-        logprobs = torch.log_softmax(self.model(padded, past_key_values=cache, use_cache=True).logits.float(), dim=-1)
-        scores = []
-        for row, tokens in enumerate(continuations):
-            values = [first[tokens[0]]] + [logprobs[row, t - 1, tokens[t]] for t in range(1, len(tokens))]
-            scores.append(torch.stack(values).mean().item())
+        scores: list[list[float]] = [[] for _ in requests]
+        by_count: dict[int, list[int]] = {}
+        for i, request in enumerate(requests):
+            by_count.setdefault(len(request.options), []).append(i)
+        for members in by_count.values():
+            chats = [requests[i].chat() for i in members]
+            options = [requests[i].options for i in members]
+            totals = option_log_probs(self.model, self.tokenizer, chats, options)
+            for i, chat, opts, row in zip(members, chats, options, totals):
+                lengths = [len(turn) for turn in continuation_ids(self.tokenizer, chat, opts)[1]]
+                scores[i] = [total / length for total, length in zip(row, lengths)]
         return scores
 
 
@@ -169,4 +157,7 @@ def make_teacher(references_config, seed: int) -> TeacherBackend:
     c = references_config
     if c.teacher_backend == "http":
         return HttpTeacher(c.http_url, c.http_model, c.max_new_tokens, c.temperature, c.top_p, seed)
-    return LocalTeacher(c.teacher_model, c.teacher_revision, c.max_new_tokens, c.temperature, c.top_p, seed)
+    from .models import inference_dtype
+
+    return LocalTeacher(c.teacher_model, c.teacher_revision, c.max_new_tokens, c.temperature, c.top_p, seed,
+                        dtype=inference_dtype(c.dtype))

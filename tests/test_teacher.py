@@ -92,25 +92,37 @@ def test_http_teacher_unreachable_endpoint_is_a_clear_error(tmp_path):
     assert (tmp_path / "cache.jsonl").read_text() == ""  # nothing half-written
 
 
-def test_option_scores_with_a_shared_prompt_cache_equal_one_full_forward_per_option():
+def test_option_scores_of_a_batch_equal_one_full_forward_per_option():
     import torch
 
     from polypersona_utils.teacher import LocalTeacher
 
     teacher = LocalTeacher("smollm2-135m-instruct", None, max_new_tokens=8, temperature=0.0, top_p=1.0, seed=1)
-    cases = [("Do you save?", "yesno", ("Yes", "No")),
-             ("How satisfied are you with your bank?", "likert",
-              ("Very dissatisfied", "Dissatisfied", "Neutral", "Satisfied", "Very satisfied"))]
-    for question, kind, options in cases:
-        request = TeacherRequest.make(build_messages(PERSONA, "finance", question, kind, options), options)
-        prompt_ids = teacher.tokenizer(teacher._prompt(request), add_special_tokens=False)["input_ids"]
-        expected = []
-        with torch.inference_mode():
-            for option in options:  # the plain way: the whole conversation through the model, once per option
+    other = dict(PERSONA, age=71, gender="man", political_identity="strong Republican, conservative")
+    likert = ("Very dissatisfied", "Dissatisfied", "Neutral", "Satisfied", "Very satisfied")
+    # One batch as run_teacher gives it: two personas, two option counts (scored in separate calls).
+    requests = [TeacherRequest.make(build_messages(persona, "finance", question, kind, options), options)
+                for persona, question, kind, options in [
+                    (PERSONA, "Do you save?", "yesno", ("Yes", "No")),
+                    (PERSONA, "How satisfied are you with your bank?", "likert", likert),
+                    (other, "Do you save?", "yesno", ("Yes", "No")),
+                    (other, "How satisfied are you with your bank?", "likert", likert)]]
+    expected = []
+    with torch.inference_mode():
+        for request in requests:  # the plain way: the whole conversation through the model, once per option
+            prompt = teacher.tokenizer.apply_chat_template(request.chat(), tokenize=False, add_generation_prompt=True)
+            start = len(teacher.tokenizer(prompt, add_special_tokens=False)["input_ids"]) - 1
+            row = []
+            for option in request.options:
                 text = teacher.tokenizer.apply_chat_template(
                     request.chat() + [{"role": "assistant", "content": option}], tokenize=False)
                 ids = torch.tensor([teacher.tokenizer(text, add_special_tokens=False)["input_ids"]])
                 logprobs = torch.log_softmax(teacher.model(ids).logits[0, :-1].float(), dim=-1)
-                start = len(prompt_ids) - 1
-                expected.append(logprobs[start:].gather(1, ids[0, 1:][start:, None]).mean().item())
-            assert teacher.option_scores(request) == pytest.approx(expected, abs=1e-4)
+                row.append(logprobs[start:].gather(1, ids[0, 1:][start:, None]).mean().item())
+            expected.append(row)
+    scores = teacher.option_scores(requests)
+    for got, want in zip(scores, expected):
+        assert got == pytest.approx(want, abs=1e-4)
+    assert scores[0] != pytest.approx(scores[2], abs=1e-3)  # the card matters: rows were not mixed up
+    assert teacher.answer(requests, 0) == [r.options[max(range(len(w)), key=w.__getitem__)]
+                                           for r, w in zip(requests, expected)]
