@@ -76,20 +76,29 @@ class LocalGenerator:
     base with a separate adapter (bench/generation_throughput.py)."""
 
     def __init__(self, variant: Variant, quantization: str, compute_dtype: str, dtype: str = "float32"):
-        from . import models
-
-        self.model, self.tokenizer = models.merged_model(variant.model_id, variant.revision, variant.chat_template,
-                                                         variant.adapter_dir, quantization, compute_dtype, dtype)
+        self.variant, self.quantization, self.compute_dtype, self.dtype = variant, quantization, compute_dtype, dtype
         self.adapter_sha256 = (sha256_file(Path(variant.adapter_dir) / "adapter_model.safetensors")
                                if variant.adapter_dir else None)
         self.settings = {"backend": "local", "quantization": quantization, "compute_dtype": compute_dtype,
                          "adapter_sha256": self.adapter_sha256, "merged_dtype": dtype}
+        self.loaded: tuple | None = None  # (model, tokenizer), loaded at the first prompt: a rerun whose answers
+        # are all cached (an ablation run's zero-shot variant) loads nothing
+
+    def model_and_tokenizer(self):
+        if self.loaded is None:
+            from . import models
+
+            v = self.variant
+            self.loaded = models.merged_model(v.model_id, v.revision, v.chat_template, v.adapter_dir,
+                                              self.quantization, self.compute_dtype, self.dtype)
+        return self.loaded
 
     def generate(self, chats: Sequence[list[dict]], max_new_tokens: int, temperature: float, top_p: float,
                  seed: int) -> list[str]:
+        model, tokenizer = self.model_and_tokenizer()
         return generate_fitting_memory(
-            lambda part, part_seed: generate_local(self.model, self.tokenizer, part, max_new_tokens, temperature,
-                                                   top_p, part_seed), list(chats), seed)
+            lambda part, part_seed: generate_local(model, tokenizer, part, max_new_tokens, temperature, top_p,
+                                                   part_seed), list(chats), seed)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

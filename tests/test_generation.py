@@ -51,6 +51,20 @@ def test_generation_rows_parse_and_resume_after_an_interruption(smoke_data, tiny
     assert len(keys) == len(set(keys)) == len(test_ids)  # no duplicate, no gap
 
 
+def test_a_rerun_with_every_answer_cached_loads_no_model(smoke_data, tiny_model_dir, monkeypatch):
+    from polypersona_utils import models
+
+    config = tiny_config(tiny_model_dir, **{"generation.batch_size": 2})
+    variant = tiny_variant(tiny_model_dir)
+    first = generate_predictions(config, variant, progress=False).read_bytes()
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded although every answer was cached")
+
+    monkeypatch.setattr(models, "merged_model", no_model)
+    assert generate_predictions(config, variant, progress=False).read_bytes() == first
+
+
 def test_http_generator_gives_the_same_records(smoke_data, openai_server):
     from polypersona_utils.config import load_config
 
