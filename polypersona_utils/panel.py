@@ -30,14 +30,15 @@ log = logging.getLogger(__name__)
 def held_out_panel(config, exclude: set[str], size: int | None, seed: int, only: set[str] | None = None
                    ) -> list[PanelRespondent]:
     """`size` eligible respondents of the profile's survey (all when None) whose persona ids are not in `exclude`
-    (and are in `only`, when given), with their real answers to every linked item they answered; drawn with `seed`,
-    in the respondents file's order."""
+    (and are in `only`, when given), with their real answers to every linked item they answered; the first `size`
+    of one order drawn with `seed`, so that a smaller panel (an ablation run's) is part of a larger one (the main
+    run's) and shares its scored zero-shot answers; in the respondents file's order."""
     from .surveys import load_survey
 
     respondents = [r for r in survey_respondents(load_survey(config.personas.survey), config.questions.bank_path)
                    if r.persona_id not in exclude and (only is None or r.persona_id in only)]
     if size is not None and size < len(respondents):
-        chosen = sorted(np.random.default_rng(seed).choice(len(respondents), size, replace=False))
+        chosen = sorted(np.random.default_rng(seed).permutation(len(respondents))[:size])
         respondents = [respondents[i] for i in chosen]
     return respondents
 

@@ -93,17 +93,21 @@ def human_split_half(frame: pd.DataFrame, population: pd.DataFrame, seed: int, v
         size = min(part.persona_id.nunique(), len(people) // 2)
         if size < 1:
             continue
+        # Per item (in question_id order): its answers as a matrix and whose they are (an index into `people`)
+        person = np.searchsorted(people, pool.persona_id.to_numpy())
+        items = [(person[rows_of], np.stack(pool.real_onehot.to_numpy()[rows_of]))
+                 for _, rows_of in sorted(pool.groupby("question_id").indices.items())]
         draws, distances = [], []
         for _ in range(resamples):
-            chosen = rng.permutation(people)[: 2 * size]
-            a = pool[pool.persona_id.isin(chosen[:size])]
-            b = pool[pool.persona_id.isin(chosen[size:])]
+            half = np.zeros(len(people), np.int8)  # 1: first sample, 2: second, 0: neither
+            chosen = rng.permutation(len(people))[: 2 * size]  # the same draw as permuting `people` itself
+            half[chosen[:size]], half[chosen[size:]] = 1, 2
             values, js = [], []
-            for qid, item_a in a.groupby("question_id"):
-                item_b = b[b.question_id == qid]
-                if item_b.empty:
+            for whose, answers in items:
+                a, b = answers[half[whose] == 1], answers[half[whose] == 2]
+                if len(a) == 0 or len(b) == 0:
                     continue
-                pa, pb = np.stack(item_a.real_onehot).mean(axis=0), np.stack(item_b.real_onehot).mean(axis=0)
+                pa, pb = a.mean(axis=0), b.mean(axis=0)
                 values.append(alignment_rows(pa, pb))
                 js.append(metrics.jensen_shannon_distance(pa, pb))
             draws.append(np.mean(values))

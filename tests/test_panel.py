@@ -102,6 +102,12 @@ def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
     assert alignment.loc[("model", "party", "Democrat"), "alignment"] == pytest.approx(1 - 0.3 / 2)
     # Whole panel: mean [0.45, 0.1, 0.45] against real [0.5, 0, 0.5]: W1 = 0.05 + 0.05 = 0.1.
     assert alignment.loc[("model", "all", "all"), "alignment"] == pytest.approx(1 - 0.1 / 2)
+    # The human ceiling: two disjoint halves of real people of the group. Every Democrat answers "Too little",
+    # so any two samples of Democrats agree; the whole population is half each way, so two halves of 20 of its 40
+    # people differ unless both draw 10 of each party.
+    human = alignment.loc["human-split-half"]
+    assert human.loc[("party", "Democrat"), ["respondents", "alignment", "js_distance"]].tolist() == [10, 1.0, 0.0]
+    assert human.loc[("all", "all"), "respondents"] == 20 and 0.5 < human.loc[("all", "all"), "alignment"] < 1
     effects = tables["panel_effects"].set_index("variant").loc["model"]
     assert effects.correlation == pytest.approx(1.0) and effects.slope == pytest.approx(0.7)
     blind = hand_made_frame(lambda party: [0.45, 0.1, 0.45])
@@ -153,6 +159,8 @@ def test_the_held_out_panel_excludes_the_datasets_personas(smoke_data):
     assert all(r.answers for r in panel)
     assert [r.persona_id for r in panel] == [r.persona_id for r in
                                              panel_module.held_out_panel(config, excluded, 30, seed=5)]
+    smaller = {r.persona_id for r in panel_module.held_out_panel(config, excluded, 12, seed=5)}
+    assert smaller < {r.persona_id for r in panel}  # an ablation run's panel is part of the main run's
 
 
 @pytest.mark.slow
