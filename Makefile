@@ -173,10 +173,17 @@ $(LEARNING_CURVE): notebooks/07_learning_curve.ipynb $(LEARNING_CURVE_RUNS:%=$(R
                    $(LEARNING_CURVE_SOURCES) | $(INSTALLED)
 	$(call run_notebook,07_learning_curve)
 
+# A run's panel: notebook 02 (which reuses a finished adapter) and 06. A standard run's adapter is made by its
+# notebooks 02-04 (its manifest), so its panel runs 06 alone.
 $(RUNS_DIR)/%/provenance/06_panel.json: notebooks/02_train.ipynb notebooks/06_panel.ipynb $(DATA) $(STAMPS)/train.json \
                                         $(STAMPS)/panel.json $(STAMPS)/ablation_runs.json $(TRAIN_SOURCES) \
                                         $(PANEL_SOURCES) $(SURVEY_INPUTS) | $(INSTALLED)
 	$(call run_ablation,$*,,02_train 06_panel)
+ifneq ($(strip $(ABLATION_PANELS)),)
+$(ABLATION_PANELS): $(RUNS_DIR)/%/provenance/06_panel.json: $(RUNS_DIR)/%/manifest.json notebooks/06_panel.ipynb \
+                    $(STAMPS)/panel.json $(PANEL_SOURCES) $(SURVEY_INPUTS) | $(INSTALLED)
+	$(call run_ablation,$*,,06_panel)
+endif
 
 ## score: score answers produced elsewhere on PROFILE's test split, no training or generation:
 ## make score PREDICTIONS=<file.jsonl with id, prediction> NAME=<whose answers> -> results/PROFILE/scored/NAME/
