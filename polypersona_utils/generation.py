@@ -77,10 +77,10 @@ class LocalGenerator:
 
     def __init__(self, variant: Variant, quantization: str, compute_dtype: str, dtype: str = "float32"):
         self.variant, self.quantization, self.compute_dtype, self.dtype = variant, quantization, compute_dtype, dtype
-        self.adapter_sha256 = (sha256_file(Path(variant.adapter_dir) / "adapter_model.safetensors")
-                               if variant.adapter_dir else None)
+        adapter_sha256 = (sha256_file(Path(variant.adapter_dir) / "adapter_model.safetensors")
+                          if variant.adapter_dir else None)
         self.settings = {"backend": "local", "quantization": quantization, "compute_dtype": compute_dtype,
-                         "adapter_sha256": self.adapter_sha256, "merged_dtype": dtype}
+                         "adapter_sha256": adapter_sha256, "merged_dtype": dtype}
         self.loaded: tuple | None = None  # (model, tokenizer), loaded at the first prompt: a rerun whose answers
         # are all cached (an ablation run's zero-shot variant) loads nothing
 

@@ -41,12 +41,13 @@ def _common_prefix(sequences: list[list[int]]) -> int:
 
 
 def option_log_prob_tensor(model, tokenizer, chats: Sequence[list[dict]], options: Sequence[Sequence[str]],
-                           groups: Sequence | None = None):
+                           groups: Sequence | None = None, per_token: bool = False):
     """(questions, options) tensor of log P(assistant turn answering with each option | chat), differentiable (the
     option-likelihood objective trains through it). The chats should share a prefix (one respondent's card) for the
     sharing to pay off, and all must have the same number of options. `groups` (one key per chat, e.g. the question
     id when a question is asked in two option orders) marks chats that share more than that prefix: the tokens a
-    group's chats have in common (the question's words before its options) then run once per group."""
+    group's chats have in common (the question's words before its options) then run once per group. `per_token`:
+    each turn's log-probability divided by its number of tokens (length-normalised, as the teacher chooses)."""
     import torch
 
     if len({len(o) for o in options}) != 1:
@@ -113,16 +114,18 @@ def option_log_prob_tensor(model, tokenizer, chats: Sequence[list[dict]], option
     following = padded([t[1:] for t in turns], span, 0)
     present = padded([[1.0] * (len(t) - 1) for t in turns], span, 0.0)
     total = total + (later.gather(2, following[:, :, None])[:, :, 0] * present).sum(dim=1)
+    if per_token:
+        total = total / torch.tensor([len(t) for t in turns], device=device)
     return total.view(n, k)
 
 
 def option_log_probs(model, tokenizer, chats: Sequence[list[dict]], options: Sequence[Sequence[str]],
-                     groups: Sequence | None = None) -> list[list[float]]:
+                     groups: Sequence | None = None, per_token: bool = False) -> list[list[float]]:
     """log P(assistant turn answering with each option | chat) for every chat, as plain numbers (no gradient)."""
     import torch
 
     with torch.inference_mode():
-        return option_log_prob_tensor(model, tokenizer, chats, options, groups).tolist()
+        return option_log_prob_tensor(model, tokenizer, chats, options, groups, per_token).tolist()
 
 
 def full_forward_log_probs(model, tokenizer, chat: list[dict], options: Sequence[str]) -> list[float]:

@@ -95,19 +95,17 @@ class LocalTeacher:
         Requests with the same number of options are scored in one call (`option_scoring.option_log_probs`: each
         prompt once, the options' tokens after it): the same scores as one full forward per option up to float
         rounding (tests/test_teacher.py)."""
-        from .option_scoring import continuation_ids, option_log_probs
+        from .option_scoring import option_log_probs
 
         scores: list[list[float]] = [[] for _ in requests]
         by_count: dict[int, list[int]] = {}
         for i, request in enumerate(requests):
             by_count.setdefault(len(request.options), []).append(i)
         for members in by_count.values():
-            chats = [requests[i].chat() for i in members]
-            options = [requests[i].options for i in members]
-            totals = option_log_probs(self.model, self.tokenizer, chats, options)
-            for i, chat, opts, row in zip(members, chats, options, totals):
-                lengths = [len(turn) for turn in continuation_ids(self.tokenizer, chat, opts)[1]]
-                scores[i] = [total / length for total, length in zip(row, lengths)]
+            means = option_log_probs(self.model, self.tokenizer, [requests[i].chat() for i in members],
+                                     [requests[i].options for i in members], per_token=True)
+            for i, row in zip(members, means):
+                scores[i] = row
         return scores
 
 
