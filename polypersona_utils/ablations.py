@@ -20,7 +20,6 @@ from . import paths
 from .stats import MIN_PERSONAS_FOR_INTERVALS, paired_differences
 
 
-
 def reference_run(config) -> str:
     """The profile's own settings on the ablation subset, named by its LoRA rank."""
     return f"rank{config.lora.r}"
@@ -33,8 +32,8 @@ def rank_overrides(config, rank: int) -> dict:
 
 def standard_ablations(config) -> dict[str, dict]:
     """The standard set for a profile: the reference, its rank times each of `ablation_runs.rank_factors` (half,
-    twice and four times by default), a held-out domain, the persona card removed, and a 16-bit base instead of
-    QLoRA's 4-bit."""
+    twice and four times by default), a held-out domain, the persona card removed, and the unquantised base in fp32
+    instead of QLoRA's 4-bit NF4 one (`lora-16bit`: the paper's name for it)."""
     runs = {reference_run(config): {}}
     for rank in (int(config.lora.r * factor) for factor in config.ablation_runs.rank_factors):
         if rank >= 1 and rank != config.lora.r:
@@ -59,12 +58,13 @@ def subset_settings(config) -> dict:
 
 
 def overrides_for(config, name: str, knobs: dict[str, str]) -> dict:
-    """A standard run's overrides, or the ones the make variables ask for (LORA_R keeps the profile's alpha / r)."""
+    """A standard run's overrides, or the ones the make variables ask for (LORA_R keeps the profile's alpha / r);
+    never other settings under a standard run's name (make and notebook 05 would take them for the standard run)."""
+    from .learning_curve import learning_curve_runs
+
+    standard = standard_ablations(config) | learning_curve_runs(config)
     given = {k: v for k, v in knobs.items() if v}
     if not given:
-        from .learning_curve import learning_curve_runs
-
-        standard = standard_ablations(config) | learning_curve_runs(config)
         if name not in standard:
             raise SystemExit(f"ablation '{name}' is not standard ({sorted(standard)}); "
                              f"give parameters, e.g. LORA_R=32, HELDOUT=finance, NO_PERSONA=1, QUANT=none, FULL=1")
@@ -89,6 +89,8 @@ def overrides_for(config, name: str, knobs: dict[str, str]) -> dict:
                 out.update({f"ablation_runs.{split}_personas": None for split in ("train", "val", "test")})
         else:
             out[KNOBS[knob]] = value
+    if name in standard and out != standard[name]:
+        raise SystemExit(f"ablation '{name}' is a standard run with other settings ({standard[name]}): rename it")
     return out
 
 
@@ -188,7 +190,6 @@ def cross_run_differences(profile: str, columns=SUMMARY_METRICS) -> pd.DataFrame
 def describe_difference(run: str, overrides: dict, rows: pd.DataFrame, reference: str) -> str:
     """One sentence per ablation: what it changed, the paired ROUGE-1 and BERTScore differences with intervals,
     and whether the embedded scale can tell it apart from the reference."""
-
     what = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(overrides.items())) or "no change"
     parts, separated = [], []
     for metric in ("rouge1", "bertscore_f1"):

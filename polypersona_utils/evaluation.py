@@ -156,7 +156,8 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
         settings=evaluation_settings(config), split=split,
         inputs={f"predictions/{p.name}": sha256_file(p) for p in where.predictions.glob("*.jsonl")}
         | {f"data/{split}.jsonl": sha256_file(where.data / f"{split}.jsonl")},
-        outputs={p.name: sha256_file(p) for p in sorted(out.glob("*.csv"))}))
+        # the tables this step wrote: the folder also holds notebook 01's and 06's, and whatever an older version left
+        outputs={f"{name}.csv": sha256_file(out / f"{name}.csv") for name in sorted(tables)}))
     return tables
 
 

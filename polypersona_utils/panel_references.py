@@ -24,7 +24,7 @@ def reference_distributions(train: list, panel: list, questions: dict, cell_smoo
                             ) -> dict[str, dict[tuple[str, str], np.ndarray]]:
     """variant -> {(persona_id, question_id): probabilities in the bank's order} for every panel pair.
 
-    `train` and `panel` are `panel.PanelRespondent`s; only `train` respondents' answers are used."""
+    `train` and `panel` are `respondents.PanelRespondent`s; only `train` respondents' answers are used."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import OneHotEncoder
 

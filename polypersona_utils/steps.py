@@ -45,10 +45,22 @@ def write_stamp(path: Path, settings: dict) -> bool:
     return True
 
 
+def is_script_block(node: ast.AST) -> bool:
+    """`if __name__ == "__main__":`: run only when the module is a command (`python -m`), never by a notebook."""
+    test = getattr(node, "test", None)
+    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
+            and test.left.id == "__name__" and any(isinstance(c, ast.Constant) and c.value == "__main__"
+                                                  for c in test.comparators))
+
+
 def module_imports(source: str) -> set[str]:
-    """Package modules a piece of code imports (lazy imports inside functions included)."""
+    """Package modules a piece of code imports when imported or run in a notebook: lazy imports inside functions
+    included, a command's `if __name__ == "__main__":` block not (evaluation's `check` command imports the panel
+    report, which notebook 04 never runs)."""
+    tree = ast.parse(source)
+    tree.body = [node for node in tree.body if not is_script_block(node)]
     found = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level == 1:
                 found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
@@ -115,12 +127,17 @@ def user_inputs(config: Config) -> list[Path]:
 
 
 def prepare(profile: str, folder: Path) -> list[str]:
-    """Refresh the stamps and the sources list under `folder`; returns the standard ablation runs."""
+    """Refresh the stamps and the sources list under `folder`; returns the standard ablation runs. Each standard
+    and learning-curve run also gets a stamp of its overrides (`runs/<name>.json`), so that a run defined
+    differently in the code (`ablations.standard_ablations`, `learning_curve.learning_curve_runs`) runs again."""
     from .ablations import standard_ablations
+    from .learning_curve import learning_curve_runs
 
     config = load_config(profile)  # once: make runs this at every start
     for step, settings in step_settings(config).items():
         write_stamp(Path(folder) / f"{step}.json", settings)
+    for run, overrides in (standard_ablations(config) | learning_curve_runs(config)).items():
+        write_stamp(Path(folder) / "runs" / f"{run}.json", overrides)
     sources = Path(folder) / "sources.mk"
     text = sources_makefile(config)
     if not sources.exists() or sources.read_text(encoding="utf-8") != text:

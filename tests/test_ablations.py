@@ -27,6 +27,9 @@ def test_knobs_become_overrides():
         overrides_for(SMOKE, "rank5", {})
     with pytest.raises(SystemExit, match="unknown ablation knob"):
         overrides_for(SMOKE, "x", {"LR": "1"})
+    # a standard run's name with other settings would leave a different model where notebook 05 expects it
+    with pytest.raises(SystemExit, match="standard run with other settings"):
+        overrides_for(SMOKE, REFERENCE_RUN, {"LORA_R": "64"})
 
 
 def test_makefile_takes_the_standard_set_from_the_package():

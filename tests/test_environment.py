@@ -52,3 +52,16 @@ def test_make_lab_runs_as_root_in_a_container_and_widgets_are_installed():
     assert "jupyter lab --notebook-dir=notebooks" in command
     assert ("--allow-root" in command) == (os.getuid() == 0)  # jupyter refuses root without it
     assert metadata.version("ipywidgets") == requirements()["ipywidgets"]  # tqdm's notebook bars need it
+
+
+def test_the_package_data_patterns_ship_every_data_file():
+    """A non-editable install (a wheel) carries only what pyproject names: the question banks and the survey YAMLs."""
+    import tomllib
+
+    project = tomllib.loads((paths.PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package = paths.PACKAGE_DIR
+    shipped = {f for pattern in project["package-data"]["polypersona_utils"] for f in package.glob(pattern)}
+    data_files = {f for f in (package / "data").rglob("*") if f.is_file() and "__pycache__" not in f.parts}
+    assert data_files and data_files <= shipped
+    folders = {".".join(f.parent.relative_to(package.parent).parts) for f in data_files}
+    assert folders <= set(project["packages"])

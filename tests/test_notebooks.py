@@ -101,8 +101,16 @@ def test_make_generate_and_metrics_on_smoke_then_check_results(workspace):
     settings = json.loads((results / "metric_settings.json").read_text())
     assert settings["bertscore_num_layers"] == 6 and "tok:13a" in settings["sacrebleu_signature"]
     assert up_to_date("metrics", "PROFILE=smoke")
+    # Its manifest hashes the tables notebook 04 wrote, not notebook 01's beside them (nor an older version's leftovers)
+    outputs = json.loads((results / "manifest.json").read_text())["outputs"]
+    assert "model_comparison.csv" in outputs and (results / "tables" / "dataset_counts.csv").exists()
+    assert "dataset_counts.csv" not in outputs
     # The stored answers reproduce every table.
     make("check-results", "PROFILE=smoke")
+    # Answers scored from a file that is not there: said so, not "No rule to make target"
+    missing = make("score", "PROFILE=smoke", "PREDICTIONS=/nonexistent/answers.jsonl", "NAME=x", check=False,
+                   capture=True)
+    assert missing.returncode == 2 and "PREDICTIONS=/nonexistent/answers.jsonl: no such file" in missing.stdout
 
 
 @pytest.mark.slow
@@ -218,6 +226,14 @@ def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tm
     planned = make("-n", "reproduce", "PROFILE=smoke", f"WORKSPACE={fresh}", f"VENV={venv}",
                    f"PYTHON_BASE={installer}", capture=True).stdout
     assert (venv / ".installed").exists() and (fresh / "artifacts/smoke/params/sources.mk").exists()
+    for run in standard_ablations(load_config("smoke")):
+        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+    # A deleted .venv, the workspace's sources.mk left behind: make installs and plans every run again (it used to
+    # take the old sources.mk as current, never ask the package, and plan none)
+    shutil.rmtree(venv)
+    planned = make("-n", "reproduce", "PROFILE=smoke", f"WORKSPACE={fresh}", f"VENV={venv}",
+                   f"PYTHON_BASE={installer}", capture=True).stdout
+    assert (venv / ".installed").exists()
     for run in standard_ablations(load_config("smoke")):
         assert f"polypersona_utils.ablations overrides smoke {run}" in planned
 

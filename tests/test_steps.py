@@ -1,12 +1,15 @@
 """What make asks the package when it starts: step stamps from the step's own settings functions, each step's code
 prerequisites from its notebook's imports, the standard ablation runs from the package."""
 import dataclasses
+import json
 
 import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import Config, ConfigError, SeedsConfig, load_config
-from polypersona_utils.steps import import_graph, notebook_modules, prepare, sources_makefile, step_settings
+from polypersona_utils.learning_curve import learning_curve_runs
+from polypersona_utils.steps import (import_graph, module_imports, notebook_modules, prepare, sources_makefile,
+                                    step_settings)
 from polypersona_utils.training import run_fingerprint
 
 
@@ -86,4 +89,17 @@ def test_the_standard_ablations_follow_the_profiles_rank():
 def test_prepare_prints_the_standard_runs(profile, tmp_path):
     from polypersona_utils.ablations import standard_ablations
 
-    assert prepare(profile, tmp_path) == list(standard_ablations(load_config(profile)))
+    config = load_config(profile)
+    assert prepare(profile, tmp_path) == list(standard_ablations(config))
+    # each standard and learning-curve run's overrides, stamped: a run defined differently in the code runs again
+    stamped = {f.stem: json.loads(f.read_text()) for f in (tmp_path / "runs").glob("*.json")}
+    assert stamped == standard_ablations(config) | learning_curve_runs(config)
+    makefile = (paths.PROJECT_ROOT / "Makefile").read_text()
+    assert makefile.count("$(STAMPS)/runs/%.json") == 2  # the runs' manifest rule and their panel rule
+
+
+def test_a_commands_script_block_is_not_a_notebook_prerequisite():
+    source = "from .a import x\n\nif __name__ == '__main__':\n    from .b import y\n"
+    assert module_imports(source) == {"a"}
+    # evaluation's `check` command reads the panel report; notebook 04 (metrics) never runs it
+    assert not any(m.startswith("panel") for m in notebook_modules("04_metrics", import_graph()))
