@@ -10,6 +10,9 @@ project   `generation.LocalGenerator` (what notebook 03 runs): the merged model 
 Prompts: open questions of the default question bank put to held-out GSS respondents' cards (nothing has to be
 built first). New tokens count each answer up to and including its end-of-turn token; both rows are measured in
 this run. The zero-shot base is used (an adapter folded in costs nothing at decoding time).
+ceiling   what no schedule of this model beats on this machine, from two more measurements: reading every prompt
+          (the project's batches, one forward pass each) and one decoding step of a single sequence; then the fewest
+          steps any schedule needs (the longest answer's tokens). `ceiling_ratio` is that rate over the baseline's.
 """
 from __future__ import annotations
 
@@ -75,14 +78,54 @@ def main() -> None:
     project_s = time.perf_counter() - start
 
     baseline_tokens, project_tokens = new_tokens(baseline_texts), new_tokens(project_texts)
+    prompt_s, step_s = prompt_and_step_seconds(generator, [[chats[j] for j in order[i:i + size]]
+                                                           for i in range(0, len(order), size)])
+    # What no schedule of this model beats here: every prompt read at the speed of the project's own batches, then
+    # the fewest decoding steps (one batch holding every prompt: as many steps as the longest answer), each at the
+    # cost of a one-sequence step, which reads every weight once (a bigger batch's step costs more, never less).
+    steps = min(args.max_new_tokens, max(new_tokens([t]) for t in project_texts))
+    ceiling_per_s = project_tokens / (prompt_s + steps * step_s)
     result = common.result("open_answer_generation", "new tokens/s", baseline_tokens / baseline_s,
                            project_tokens / project_s, prompts=len(chats), baseline_new_tokens=baseline_tokens,
-                           project_new_tokens=project_tokens, project_dtype=dtype, batch_size=size)
+                           project_new_tokens=project_tokens, project_dtype=dtype, batch_size=size,
+                           prompt_read_s=prompt_s, one_sequence_step_s=step_s, fewest_steps=steps,
+                           ceiling_per_s=ceiling_per_s, ceiling_ratio=ceiling_per_s * baseline_s / baseline_tokens)
     print(f"{len(chats)} open-question prompts, greedy, at most {args.max_new_tokens} new tokens: one at a time "
           f"(NF4) {result['baseline_per_s']:.1f} tok/s, LocalGenerator ({dtype}, batches of {size}) "
           f"{result['project_per_s']:.1f} tok/s: {result['ratio']:.1f}x")
+    print(f"ceiling: reading the prompts {prompt_s:.2f} s, then {steps} steps of at least {1000 * step_s:.1f} ms: "
+          f"{ceiling_per_s:.1f} tok/s, {result['ceiling_ratio']:.1f}x the baseline")
     if args.json:
         print(json.dumps(result))
+
+
+def prompt_and_step_seconds(generator, batches: list[list[list[dict]]]) -> tuple[float, float]:
+    """Seconds to read every batch's prompts (one forward pass each, no decoding), and one decoding step of a single
+    sequence (from `generate` with 33 and 1 new tokens)."""
+    import torch
+
+    model, tokenizer = generator.model_and_tokenizer()
+
+    def encode(chats):
+        return tokenizer([tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats],
+                         return_tensors="pt", padding=True, add_special_tokens=False)
+
+    def generate_seconds(encoded, tokens: int) -> float:
+        start = time.perf_counter()
+        model.generate(**encoded, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False, temperature=None,
+                       top_p=None, top_k=None, pad_token_id=tokenizer.pad_token_id)
+        return time.perf_counter() - start
+
+    encoded = [encode(b) for b in batches]
+    with torch.inference_mode():
+        start = time.perf_counter()
+        for batch in encoded:
+            model(**batch, logits_to_keep=1)
+        prompt_s = time.perf_counter() - start
+        one = encode(batches[0][:1])
+        generate_seconds(one, 2)  # warm-up
+        step_s = (generate_seconds(one, 33) - generate_seconds(one, 1)) / 32
+    return prompt_s, step_s
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ project   `panel.respondent_distributions` on the scoring model (`models.merged_
           option's probability, in the given and the reversed option order, the card's tokens run once per
           respondent. Gives the whole distribution, order-averaged: twice the prompts of the baseline.
 Both count (respondent, item) pairs per second. Needs nothing built: the respondents come from the GSS data.
+ceiling   the project's token positions (counted) at two FLOPs a weight, at the matmul peak measured in the run;
+          `ceiling_ratio` is that rate over the baseline's.
 """
 from __future__ import annotations
 
@@ -68,11 +70,27 @@ def main() -> None:
         respondent_distributions(model, tokenizer, respondent, questions, True)
     project_s = time.perf_counter() - start
 
+    # What this scoring cannot beat here: the token positions the tree puts through the model (padding included;
+    # counted in an untimed pass), each costing two FLOPs a weight outside the embeddings, at this machine's matmul
+    # peak in the scoring dtype (attention and the output head left out: the ceiling is generous).
+    positions = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: positions.append(
+        (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else args[0]).numel()), with_kwargs=True)
+    for respondent in panel:
+        respondent_distributions(model, tokenizer, respondent, questions, True)
+    hook.remove()
+    weights = sum(p.numel() for name, p in model.named_parameters() if "embed" not in name and "lm_head" not in name)
+    peak = common.matmul_peak_gflops(dtype)
+    ceiling_per_s = pairs / (sum(positions) * 2 * weights / (peak * 1e9))
     result = common.result("closed_question_scoring", "respondent-item pairs/s", pairs / baseline_s,
-                           pairs / project_s, pairs=pairs, baseline_parsed_share=parsed / pairs, scoring_dtype=dtype)
+                           pairs / project_s, pairs=pairs, baseline_parsed_share=parsed / pairs, scoring_dtype=dtype,
+                           positions_per_respondent=sum(positions) / len(panel), matmul_peak_gflops=peak,
+                           ceiling_per_s=ceiling_per_s, ceiling_ratio=ceiling_per_s * baseline_s / pairs)
     print(f"{pairs} pairs of {len(panel)} respondents: naive generate+parse {result['baseline_per_s']:.2f}/s "
           f"({parsed}/{pairs} parsed), panel scoring {result['project_per_s']:.2f}/s ({dtype}, both option orders, "
           f"full distributions): {result['ratio']:.1f}x")
+    print(f"ceiling: {result['positions_per_respondent']:.0f} positions a respondent at the {dtype} matmul peak "
+          f"({peak:.0f} GFLOP/s): {ceiling_per_s:.1f} pairs/s, {result['ceiling_ratio']:.1f}x the baseline")
     if args.json:
         print(json.dumps(result))
 

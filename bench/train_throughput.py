@@ -29,19 +29,6 @@ import common  # bench/common.py: this folder is first on sys.path when a script
 ROWS = ("baseline", "project")
 
 
-def matmul_peak_gflops(dtype_name: str, size: int = 1024, repeats: int = 20) -> float:
-    import torch
-
-    dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def training_examples(config, count: int) -> list[dict]:
     from polypersona_utils.panel import held_out_panel
     from polypersona_utils.questions import load_question_bank
@@ -117,7 +104,7 @@ def main() -> None:
         return
     import tempfile
 
-    peaks = {dtype: matmul_peak_gflops(dtype) for dtype in ("float32", "bfloat16")}
+    peaks = {dtype: common.matmul_peak_gflops(dtype) for dtype in ("float32", "bfloat16")}
     results = {}
     with tempfile.TemporaryDirectory() as work:
         for row in ROWS:
