@@ -78,7 +78,7 @@ def main() -> None:
     project_s = time.perf_counter() - start
 
     baseline_tokens, project_tokens = new_tokens(baseline_texts), new_tokens(project_texts)
-    prompt_s, step_s = prompt_and_step_seconds(generator, [[chats[j] for j in order[i:i + size]]
+    prompt_tokens, prompt_s, step_s = prompt_and_step_seconds(generator, [[chats[j] for j in order[i:i + size]]
                                                            for i in range(0, len(order), size)])
     # What no schedule of this model beats here: every prompt read at the speed of the project's own batches, then
     # the fewest decoding steps (one batch holding every prompt: as many steps as the longest answer), each at the
@@ -88,20 +88,20 @@ def main() -> None:
     result = common.result("open_answer_generation", "new tokens/s", baseline_tokens / baseline_s,
                            project_tokens / project_s, prompts=len(chats), baseline_new_tokens=baseline_tokens,
                            project_new_tokens=project_tokens, project_dtype=dtype, batch_size=size,
-                           prompt_read_s=prompt_s, one_sequence_step_s=step_s, fewest_steps=steps,
-                           ceiling_per_s=ceiling_per_s, ceiling_ratio=ceiling_per_s * baseline_s / baseline_tokens)
+                           prompt_tokens=prompt_tokens, prompt_read_s=prompt_s, one_sequence_step_s=step_s,
+                           fewest_steps=steps, ceiling_per_s=ceiling_per_s, ceiling_ratio=ceiling_per_s * baseline_s / baseline_tokens)
     print(f"{len(chats)} open-question prompts, greedy, at most {args.max_new_tokens} new tokens: one at a time "
           f"(NF4) {result['baseline_per_s']:.1f} tok/s, LocalGenerator ({dtype}, batches of {size}) "
           f"{result['project_per_s']:.1f} tok/s: {result['ratio']:.1f}x")
-    print(f"ceiling: reading the prompts {prompt_s:.2f} s, then {steps} steps of at least {1000 * step_s:.1f} ms: "
-          f"{ceiling_per_s:.1f} tok/s, {result['ceiling_ratio']:.1f}x the baseline")
+    print(f"ceiling: reading the prompts ({prompt_tokens} tokens) {prompt_s:.2f} s, then {steps} steps of at least "
+          f"{1000 * step_s:.1f} ms: {ceiling_per_s:.1f} tok/s, {result['ceiling_ratio']:.1f}x the baseline")
     if args.json:
         print(json.dumps(result))
 
 
-def prompt_and_step_seconds(generator, batches: list[list[list[dict]]]) -> tuple[float, float]:
-    """Seconds to read every batch's prompts (one forward pass each, no decoding), and one decoding step of a single
-    sequence (from `generate` with 33 and 1 new tokens)."""
+def prompt_and_step_seconds(generator, batches: list[list[list[dict]]]) -> tuple[int, float, float]:
+    """The prompts' tokens (padding left out) and the seconds to read them (one forward pass a batch, no decoding),
+    and the seconds of one decoding step of a single sequence (from `generate` with 33 and 1 new tokens)."""
     import torch
 
     model, tokenizer = generator.model_and_tokenizer()
@@ -125,7 +125,7 @@ def prompt_and_step_seconds(generator, batches: list[list[list[dict]]]) -> tuple
         one = encode(batches[0][:1])
         generate_seconds(one, 2)  # warm-up
         step_s = (generate_seconds(one, 33) - generate_seconds(one, 1)) / 32
-    return prompt_s, step_s
+    return sum(int(batch["attention_mask"].sum()) for batch in encoded), prompt_s, step_s
 
 
 if __name__ == "__main__":

@@ -65,20 +65,18 @@ def main() -> None:
     dtype = models.inference_dtype(config.panel.dtype)
     model, tokenizer = models.merged_model(zero_shot.model_id, zero_shot.revision, zero_shot.chat_template, None,
                                            config.training.quantization, config.training.compute_dtype, dtype)
+    positions = []  # token positions of every forward call (padding included): a list append, costing nothing
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: positions.append(
+        (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else args[0]).numel()), with_kwargs=True)
     start = time.perf_counter()
     for respondent in panel:
         respondent_distributions(model, tokenizer, respondent, questions, True)
     project_s = time.perf_counter() - start
-
-    # What this scoring cannot beat here: the token positions the tree puts through the model (padding included;
-    # counted in an untimed pass), each costing two FLOPs a weight outside the embeddings, at this machine's matmul
-    # peak in the scoring dtype (attention and the output head left out: the ceiling is generous).
-    positions = []
-    hook = model.register_forward_pre_hook(lambda _, args, kwargs: positions.append(
-        (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else args[0]).numel()), with_kwargs=True)
-    for respondent in panel:
-        respondent_distributions(model, tokenizer, respondent, questions, True)
     hook.remove()
+
+    # What this scoring cannot beat here: the positions the tree put through the model, each costing two FLOPs a
+    # weight outside the embeddings, at this machine's matmul peak in the scoring dtype (attention and the output
+    # head left out: the ceiling is generous).
     weights = sum(p.numel() for name, p in model.named_parameters() if "embed" not in name and "lm_head" not in name)
     peak = common.matmul_peak_gflops(dtype)
     ceiling_per_s = pairs / (sum(positions) * 2 * weights / (peak * 1e9))
