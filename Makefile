@@ -10,7 +10,9 @@ ifeq ($(origin NAME),environment)
 NAME :=
 endif
 PYTHON_BASE ?= python3
-VENV := .venv
+# The environment: .venv in the checkout unless POLYPERSONA_VENV names another (the tests point it at a stand-in
+# running their own interpreter, so that no test creates or upgrades the checkout's .venv).
+VENV := $(or $(POLYPERSONA_VENV),.venv)
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -11,9 +12,31 @@ from polypersona_utils import paths
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def stand_in_venv(folder: Path, installed: bool = True) -> Path:
+    """A 'venv' whose python runs this interpreter and skips pip; `installed` marks it installed for make."""
+    (folder / "bin").mkdir(parents=True, exist_ok=True)
+    python = folder / "bin" / "python"
+    python.write_text(f'#!/bin/sh\n[ "$1 $2" = "-m pip" ] && exit 0\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    if installed:
+        (folder / ".installed").touch()
+    return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def make_runs_this_interpreter(tmp_path_factory):
+    """Every make a test calls uses a stand-in venv running the tests' own interpreter, already installed: no test
+    creates or upgrades the checkout's .venv (Makefile: POLYPERSONA_VENV)."""
+    venv = stand_in_venv(tmp_path_factory.mktemp("venv"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POLYPERSONA_VENV", str(venv))
+        yield venv
+
+
 @pytest.fixture
 def tmp_roots(tmp_path, monkeypatch):
-    """Send artifacts/ and results/ to a temporary folder so tests never touch a user's outputs."""
+    """Make a temporary folder the workspace (artifacts/ and results/) so tests never touch a user's outputs."""
+    monkeypatch.setattr(paths, "WORKSPACE", tmp_path)
     monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
     monkeypatch.setattr(paths, "RESULTS_ROOT", tmp_path / "results")
     return tmp_path

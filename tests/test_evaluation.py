@@ -1,11 +1,12 @@
 """The evaluation on hand-made predictions: perfect answers score 1, empty ones 0, baselines and intervals are
 there, and check_results catches a table that no longer follows from the stored answers."""
+import numpy as np
 import pandas as pd
 import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.baselines import BASELINE, retrieval_baseline
+from polypersona_utils.baselines import BASELINE, CELL_BASELINE, demographic_cell_baseline, retrieval_baseline
 from polypersona_utils.evaluation import check_results, evaluate
 from polypersona_utils.provenance import write_jsonl
 
@@ -47,6 +48,7 @@ def test_perfect_and_empty_answers(evaluated):
 
 def test_intervals_bracket_the_mean(evaluated):
     _, tables = evaluated
+    assert len(tables["model_comparison"]) >= 2  # both variants, or the loop proves nothing
     for _, row in tables["model_comparison"].iterrows():
         for metric in ("bleu_nltk", "rouge1", "bertscore_f1"):
             assert row[f"{metric}_low"] - 1e-12 <= row[metric] <= row[f"{metric}_high"] + 1e-12
@@ -79,6 +81,49 @@ def test_retrieval_baseline_uses_only_training_answers():
     assert rows["t1"]["prediction"] == "No"  # the training respondents' majority
     assert rows["t2"]["prediction"] == "near"  # the most similar training persona
     assert rows["t3"]["unparseable"] and rows["t3"]["prediction"] == ""  # nobody in training was asked
+
+
+def test_demographic_cell_baseline_answers_the_cells_majority_then_everyone_s():
+    young = {"age": 25, "gender": "woman", "education": "college", "political_identity": "Democrat, liberal",
+             "occupation": "x"}
+    old = dict(young, age=70, political_identity="Republican, conservative")
+    middle = dict(young, age=50)  # a cell nobody in training is in
+    closed = {"question_id": "q1", "options": ["Yes", "No"]}
+    train = [dict(closed, id="a", reference="Yes", persona=young),
+             dict(closed, id="b", reference="Yes", persona=young),
+             dict(closed, id="c", reference="No", persona=old),
+             dict(closed, id="d", reference="No", persona=dict(old, political_identity="Republican, moderate")),
+             dict(closed, id="e", reference="No", persona=old),
+             {"id": "f", "question_id": "q9", "options": [], "reference": "words", "persona": young}]
+    test = [dict(closed, id="t1", persona=young), dict(closed, id="t2", persona=old),
+            dict(closed, id="t3", persona=middle), {"id": "t4", "question_id": "q9", "options": [], "persona": old},
+            dict(closed, id="t5", question_id="q2", persona=young)]
+    rows = {r["id"]: r for r in demographic_cell_baseline(train, test)}
+    assert set(rows) == {"t1", "t2", "t3", "t5"}  # closed questions only
+    assert rows["t1"]["prediction"] == "Yes"  # its cell's majority, against everyone's "No" (3 of 5)
+    assert rows["t2"]["prediction"] == "No"  # party is before the comma: both Republicans share a cell
+    assert rows["t3"]["prediction"] == "No"  # an empty cell: every training respondent asked
+    assert rows["t5"]["unparseable"] and rows["t5"]["prediction"] == ""  # nobody in training was asked
+    assert {r["variant"] for r in rows.values()} == {CELL_BASELINE}
+    tie = demographic_cell_baseline(train[:1] + train[2:3], [dict(closed, id="t", persona=middle)])
+    assert tie[0]["prediction"] == "Yes"  # a tie goes to the option listed first
+
+
+def test_calibration_bins_pool_every_option_of_every_pair():
+    from polypersona_utils.panel_evaluation import calibration
+
+    frame = pd.DataFrame({"variant": ["m", "m", "n"],
+                          "probabilities": [np.array([0.05, 0.95]), np.array([0.15, 0.85]), np.array([1.0, 0.0])],
+                          "real_onehot": [np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.array([1.0, 0.0])]})
+    table = calibration(frame, bins=10).set_index(["variant", "bin"])
+    assert list(table.index) == [("m", 0), ("m", 1), ("m", 8), ("m", 9), ("n", 0), ("n", 9)]  # empty bins left out
+    assert table.loc[("m", 9)].tolist() == pytest.approx([0.95, 1.0, 1])
+    assert table.loc[("m", 8)].tolist() == pytest.approx([0.85, 0.0, 1])
+    assert table.loc[("m", 1)].tolist() == pytest.approx([0.15, 1.0, 1])
+    assert table.loc[("n", 9)].tolist() == pytest.approx([1.0, 1.0, 1])  # probability 1 falls in the last bin
+    assert table.loc[("n", 0)].tolist() == pytest.approx([0.0, 0.0, 1])
+    pooled = calibration(frame, bins=2).set_index(["variant", "bin"])
+    assert pooled.loc[("m", 0)].tolist() == pytest.approx([0.10, 0.5, 2])
 
 
 def test_persona_fidelity_prefers_the_own_card():

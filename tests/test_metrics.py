@@ -96,7 +96,7 @@ def test_bootstrap_resamples_personas_deterministically():
     values = np.array([1, 1, 0, 0.5, 0.5, 0.5])
     a = persona_bootstrap_indices(personas, 200, seed=9)
     b = persona_bootstrap_indices(personas, 200, seed=9)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert len(a) == len(b) == 200 and all(np.array_equal(x, y) for x, y in zip(a, b))
     for idx in a[:20]:  # a persona brings all its rows or none
         counts = {p: sum(personas[i] == p for i in idx) for p in set(personas)}
         assert all(counts[p] % personas.count(p) == 0 for p in counts)

@@ -38,6 +38,7 @@ def test_the_differentiable_scores_equal_the_plain_ones_and_carry_gradients_to_l
 
 
 def test_option_likelihood_training_raises_the_probability_of_the_answers_it_is_shown(tiny_model_dir, tmp_roots):
+    import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
 
@@ -65,8 +66,14 @@ def test_option_likelihood_training_raises_the_probability_of_the_answers_it_is_
     assert trainer.state.global_step == 120 and trainer.examples == 6
     assert [h for h in trainer.state.log_history if "eval_loss" in h]
     after = dict(trainer.model.named_parameters())
-    assert all(np.allclose(before[n].numpy(), after[f"base_model.model.{n}"].detach().numpy())
-               for n in before if f"base_model.model.{n}" in after)  # the base is frozen
+
+    def peft_name(name):  # PEFT moves a wrapped layer's own weight to `<layer>.base_layer.weight`
+        layer, _, kind = f"base_model.model.{name}".rpartition(".")
+        return f"{layer}.{kind}" if f"{layer}.{kind}" in after else f"{layer}.base_layer.{kind}"
+
+    # The base is frozen: every one of its weights, the six wrapped projections of each layer included
+    assert sum(".base_layer." in peft_name(n) for n in before) == 6 * model.config.num_hidden_layers
+    assert all(torch.equal(before[n], after[peft_name(n)].detach()) for n in before)
     shown = {0: 0, 1: 2}
     for p in (0, 1):
         scores = np.array(option_log_probs(trainer.model, tokenizer, [chat(("Democrat, liberal", "Republican, "

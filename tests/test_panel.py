@@ -251,6 +251,7 @@ def test_a_served_model_panel_samples_k_answers_per_item_and_order(tmp_roots, tm
         rows = score_panel(config, variant, [respondent], tmp_path / "served.jsonl", progress=False)
         assert len(seen) == 2 * 2 * 6 and {b["model"] for b in seen} == {"big-model"}
         assert len({b["seed"] for b in seen}) == len(seen)  # one seed per sample
+        assert sorted(r["question_id"] for r in rows) == sorted([first.question_id, second.question_id])
         for row in rows:
             question = first if row["question_id"] == first.question_id else second
             for key, order in (("probabilities_given_order", SPENDING), ("probabilities_reversed_order", SPENDING[::-1])):

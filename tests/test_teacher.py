@@ -121,6 +121,7 @@ def test_option_scores_of_a_batch_equal_one_full_forward_per_option():
                 row.append(logprobs[start:].gather(1, ids[0, 1:][start:, None]).mean().item())
             expected.append(row)
     scores = teacher.option_scores(requests)
+    assert len(scores) == len(expected) == len(requests) and [len(s) for s in scores] == [len(w) for w in expected]
     for got, want in zip(scores, expected):
         assert got == pytest.approx(want, abs=1e-4)
     assert scores[0] != pytest.approx(scores[2], abs=1e-3)  # the card matters: rows were not mixed up

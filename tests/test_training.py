@@ -193,6 +193,27 @@ def test_cuda_plan_without_a_gpu():
     assert not cpu_args.bf16 and not cpu_args.activation_checkpointing and cpu_args.use_cpu
 
 
+def test_detect_plan_reads_the_gpu_it_finds(monkeypatch):
+    """The CUDA branch of detect_plan, without a GPU: the card's memory (bytes) reaches the plan in GiB."""
+    import types
+
+    import torch
+
+    from polypersona_utils.training import detect_plan
+
+    paper = load_config("paper").training
+    card = types.SimpleNamespace(total_memory=8 * 2**30)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: card)
+    plan = detect_plan(paper)
+    assert (plan.device, plan.per_device_batch_size, plan.gradient_accumulation_steps) == ("cuda", 1, 16)
+    assert "CUDA (8 GiB)" in plan.reason
+    card.total_memory = 80 * 2**30
+    assert (detect_plan(paper).per_device_batch_size, detect_plan(paper).gradient_accumulation_steps) == (4, 4)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert detect_plan(paper).device == "cpu"
+
+
 RESUME_SCRIPT = textwrap.dedent("""
     import sys
     from pathlib import Path
