@@ -96,7 +96,7 @@ def run_minutes(config) -> dict[str, float]:
 
     out = {}
     for name in learning_curve_runs(config):
-        executed = paths.RunPaths(config.profile, name, "test").results / "executed"
+        executed = paths.RunPaths(config.profile, name).executed
         durations = [json.loads(nb.read_text(encoding="utf-8"))["metadata"].get("papermill", {}).get("duration")
                      for nb in sorted(executed.glob("*.ipynb"))]
         if durations and all(d is not None for d in durations):

@@ -71,18 +71,6 @@ def figures_dir(profile: str) -> Path:
     return results_dir(profile) / "figures"
 
 
-def executed_dir(profile: str) -> Path:
-    return results_dir(profile) / "executed"
-
-
-def adapters_dir(profile: str) -> Path:
-    return artifacts_dir(profile) / "adapters"
-
-
-def predictions_dir(profile: str) -> Path:
-    return artifacts_dir(profile) / "predictions"
-
-
 @dataclass(frozen=True)
 class RunPaths:
     """Where one run of a profile reads and writes: the main run (`run=""`) or an ablation run, evaluated on one
@@ -142,3 +130,8 @@ class RunPaths:
     def training_results(self) -> Path:
         """The run's training metrics and loss figures (training does not depend on the evaluated split)."""
         return self._own(RESULTS_ROOT)
+
+    @property
+    def executed(self) -> Path:
+        """The run's notebooks as papermill ran them (the Makefile's EXECUTED)."""
+        return self._own(RESULTS_ROOT) / "executed"

@@ -129,14 +129,13 @@ def user_inputs(config: Config) -> list[Path]:
 def prepare(profile: str, folder: Path) -> list[str]:
     """Refresh the stamps and the sources list under `folder`; returns the standard ablation runs. Each standard
     and learning-curve run also gets a stamp of its overrides (`runs/<name>.json`), so that a run defined
-    differently in the code (`ablations.standard_ablations`, `learning_curve.learning_curve_runs`) runs again."""
-    from .ablations import standard_ablations
-    from .learning_curve import learning_curve_runs
+    differently in the code (`ablations.named_runs`) runs again."""
+    from .ablations import named_runs, standard_ablations
 
     config = load_config(profile)  # once: make runs this at every start
     for step, settings in step_settings(config).items():
         write_stamp(Path(folder) / f"{step}.json", settings)
-    for run, overrides in (standard_ablations(config) | learning_curve_runs(config)).items():
+    for run, overrides in named_runs(config).items():
         write_stamp(Path(folder) / "runs" / f"{run}.json", overrides)
     sources = Path(folder) / "sources.mk"
     text = sources_makefile(config)

@@ -18,7 +18,7 @@ def write_predictions(records, variant, answer_of):
         parsed = answer if r["options"] and answer in r["options"] else None
         rows.append({"id": r["id"], "prediction": answer, "parsed_option": parsed,
                      "unparseable": bool(r["options"]) and parsed is None, "variant": variant, "split": "test"})
-    write_jsonl(paths.predictions_dir("smoke") / f"{variant}.jsonl", rows)
+    write_jsonl(paths.RunPaths("smoke").predictions / f"{variant}.jsonl", rows)
 
 
 @pytest.fixture
@@ -44,6 +44,20 @@ def test_perfect_and_empty_answers(evaluated):
     paired = tables["paired_differences"]
     row = paired[(paired.comparison == "smollm2-135m-lora - smollm2-135m-zeroshot") & (paired.metric == "rouge1")]
     assert row.difference.item() == pytest.approx(1.0) and row.low.item() == pytest.approx(1.0)
+
+
+def test_metric_figures_show_the_tables_as_written(evaluated, tmp_path):
+    """Drawn again from the CSVs, the figures have the same bytes: they follow the tables, not float noise below
+    the tables' last digit (which made a PDF differ between two runs of the same params)."""
+    from polypersona_utils.figures import metric_figures
+    from polypersona_utils.reporting import written_tables
+
+    config, tables = evaluated
+    where = config.paths()
+    assert (tables["model_comparison"].bleu_nltk.round(4) != tables["model_comparison"].bleu_nltk).any()  # digits lost
+    metric_figures(written_tables(where.tables, ("model_comparison", "domain_metrics")), tmp_path, where.name)
+    for name in ("metric_bars.pdf", "metric_bars.png", "domain_heatmap.pdf"):
+        assert (tmp_path / name).read_bytes() == (where.figures / name).read_bytes(), name
 
 
 def test_intervals_bracket_the_mean(evaluated):

@@ -66,7 +66,7 @@ def test_make_data_runs_notebook_01_on_smoke_and_then_does_nothing(workspace):
 
 
 def executed_without_error(name: str) -> dict:
-    notebook = json.loads((paths.executed_dir("smoke") / name).read_text())
+    notebook = json.loads((paths.RunPaths("smoke").executed / name).read_text())
     assert notebook["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
     assert not any(o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", []))
     return notebook
@@ -76,7 +76,7 @@ def executed_without_error(name: str) -> dict:
 def test_make_train_runs_notebook_02_on_smoke(workspace):
     make("train", "PROFILE=smoke")
     executed_without_error("02_train.ipynb")
-    manifest = json.loads((paths.adapters_dir("smoke") / "manifest.json").read_text())
+    manifest = json.loads((paths.RunPaths("smoke").adapters / "manifest.json").read_text())
     run_dir = workspace / manifest["smollm2-135m"]["run_dir"]
     assert (run_dir / "adapter_model.safetensors").exists() and (run_dir / "training_complete.json").exists()
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -91,7 +91,7 @@ def test_make_generate_and_metrics_on_smoke_then_check_results(workspace):
     executed_without_error("03_generate.ipynb")
     executed_without_error("04_metrics.ipynb")
     for variant in ("smollm2-135m-zeroshot", "smollm2-135m-lora"):
-        rows = read_jsonl(paths.predictions_dir("smoke") / f"{variant}.jsonl")
+        rows = read_jsonl(paths.RunPaths("smoke").predictions / f"{variant}.jsonl")
         assert sorted(r["id"] for r in rows) == sorted(r["id"] for r in read_jsonl(paths.data_dir("smoke") / "test.jsonl"))
     results = paths.results_dir("smoke")
     for table in ("model_comparison", "survey_metrics", "domain_metrics", "closed_alignment", "paired_differences"):
@@ -187,7 +187,7 @@ def test_ablation_knobs_do_not_reach_the_standard_set(workspace):
     assert done.returncode != 0 and "change one named run: make ablation NAME=<run>" in done.stderr
 
 
-def test_make_learning_curve_trains_and_scores_each_run_then_collects(workspace):
+def test_make_learning_curve_plans_each_run_then_notebook_07(workspace):
     planned = make("-n", "learning-curve", "PROFILE=smoke", capture=True).stdout
     for run in ("respondents-0", "respondents-2"):  # params/smoke.yaml: learning_curve [0, 2]
         assert f"polypersona_utils.ablations overrides smoke {run}" in planned
@@ -195,6 +195,29 @@ def test_make_learning_curve_trains_and_scores_each_run_then_collects(workspace)
     assert "for nb in 02_train 06_panel; do" in planned and "03_generate" not in planned.split("06_panel")[-1]
     commands = [line for line in planned.splitlines() if "papermill" in line]  # not make's own messages
     assert "notebooks/07_learning_curve.ipynb" in commands[-1]  # collected last
+
+
+@pytest.mark.slow
+def test_notebook_07_collects_the_learning_curve_runs_panel_tables(workspace, tmp_path):
+    """Notebook 07 run whole by papermill. Its runs are notebooks 02 and 06 on ablation runs, which the smoke study
+    above runs for every standard run; training and scoring two more (4 minutes) would add nothing, so each
+    learning-curve run here holds the main run's panel tables as stand-ins."""
+    from polypersona_utils.learning_curve import learning_curve_runs
+    from polypersona_utils.config import load_config
+
+    runs = learning_curve_runs(load_config("smoke"))
+    for run in runs:
+        shutil.copytree(paths.tables_dir("smoke"), paths.RunPaths("smoke", run).tables, dirs_exist_ok=True)
+    executed = tmp_path / "07_learning_curve.ipynb"
+    subprocess.run([sys.executable, "-m", "papermill", "--cwd", "notebooks", "notebooks/07_learning_curve.ipynb",
+                    str(executed), "-p", "profile", "smoke"], cwd=paths.PROJECT_ROOT, check=True, capture_output=True)
+    cells = json.loads(executed.read_text())["cells"]
+    assert not any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
+    curve = pd.read_csv(paths.tables_dir("smoke") / "learning_curve.csv")
+    assert sorted(curve.training_respondents.unique()) == sorted(o["ablation.training_respondents"]
+                                                                  for o in runs.values()) == [0, 2]
+    assert "smollm2-135m-lora" in set(curve.variant) and (paths.figures_dir("smoke") / "learning_curve.png").exists()
+    assert "learning curve" in (paths.results_dir("smoke") / "README.md").read_text().lower()
 
 
 def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
@@ -259,7 +282,7 @@ def test_a_failing_notebook_stops_make_and_names_the_partial_notebook(workspace,
     params.write_text(f"profile: {profile}\npersonas:\n  source: file\n  path: {bad}\n  n_personas: 3\n"
                       "questions:\n  questions_per_persona: 2\n")
     done = make("data", f"PROFILE={profile}", check=False, capture=True)
-    partial = paths.executed_dir(profile) / "01_build_dataset.ipynb"
+    partial = paths.RunPaths(profile).executed / "01_build_dataset.ipynb"
     assert done.returncode != 0
     assert f"notebook 01_build_dataset failed; partial notebook: {partial}" in done.stdout
     errors = [o for c in json.loads(partial.read_text())["cells"] for o in c.get("outputs", [])

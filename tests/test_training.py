@@ -40,7 +40,7 @@ def make_trainer(config, records, model=None):
     model = model or models.load_causal_lm(spec.model_id, None, plan.quantization, plan.compute_dtype, "cpu")
     peft = LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=0.0,
                       target_modules=resolve_target_modules(model, config.lora.target_modules), task_type="CAUSAL_LM")
-    args = sft_config(config, plan, paths.adapters_dir(config.profile) / "scratch", progress=False, evaluate=False)
+    args = sft_config(config, plan, paths.RunPaths(config.profile).adapters / "scratch", progress=False, evaluate=False)
     dataset = Dataset.from_list([prompt_completion(r) for r in records])
     return AnswerLossSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                                 peft_config=peft)
@@ -110,7 +110,7 @@ def test_training_step_moves_lora_weights_only(smoke_data, tiny_model_dir):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    saved = paths.adapters_dir("smoke") / "reload-check"
+    saved = paths.RunPaths("smoke").adapters / "reload-check"
     trainer.model.save_pretrained(saved)
     reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), saved).eval()
     trained = trainer.model.eval()
@@ -237,7 +237,7 @@ def test_killed_training_resumes_to_the_same_adapter(smoke_data, tiny_model_dir,
     script = tmp_roots / "train_run.py"
     script.write_text(RESUME_SCRIPT)
     command = [sys.executable, str(script), str(tmp_roots), str(tiny_model_dir)]
-    run_dir = paths.adapters_dir("smoke") / "interrupted"
+    run_dir = paths.RunPaths("smoke").adapters / "interrupted"
     process = subprocess.Popen(command + ["interrupted"])
     deadline = time.time() + 300
     while time.time() < deadline and process.poll() is None and not (run_dir / "checkpoints" / "checkpoint-4").exists():
@@ -249,12 +249,12 @@ def test_killed_training_resumes_to_the_same_adapter(smoke_data, tiny_model_dir,
     subprocess.run(command + ["uninterrupted"], check=True)
     resumed = json.loads((run_dir / "metrics.json").read_text())
     assert resumed["resumed_from"] and resumed["resumed_from"].startswith("checkpoint-")
-    whole = json.loads((paths.adapters_dir("smoke") / "uninterrupted" / "metrics.json").read_text())
+    whole = json.loads((paths.RunPaths("smoke").adapters / "uninterrupted" / "metrics.json").read_text())
     # Whole-run figures, not the mean of the steps after the resume.
     assert resumed["train_loss"] == pytest.approx(whole["train_loss"], rel=1e-4)
     assert resumed["train_loss_this_session"] != pytest.approx(whole["train_loss"], rel=1e-4)
     a = load_file(run_dir / "adapter_model.safetensors")
-    b = load_file(paths.adapters_dir("smoke") / "uninterrupted" / "adapter_model.safetensors")
+    b = load_file(paths.RunPaths("smoke").adapters / "uninterrupted" / "adapter_model.safetensors")
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-6)
