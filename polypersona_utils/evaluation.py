@@ -18,7 +18,7 @@ from .fidelity import fidelity_and_diversity
 from .figures import distribution_figure, metric_figures, subgroup_distribution_figure
 from .metrics import SURVEY_METRICS, TEXT_METRICS
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
-from .reporting import tables_that_differ, write_table
+from .reporting import tables_that_differ, write_table, written_tables
 from .surveys import load_survey
 from .respondents import closed_alignment, item_distributions, linked_items, subgroup_alignment
 from .results_readme import metrics_section, write_section
@@ -144,7 +144,9 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
                       frame.to_csv(index=False, float_format="%.6f"))
     settings = metric_settings(config)
     atomic_write_json(where.results / "metric_settings.json", settings)
-    metric_figures(tables, where.figures, profile)
+    # Drawn from the tables as written (4 decimals): float noise below that (BERTScore's float32 sums differ in the
+    # 8th digit between runs) would otherwise change the PDFs' bytes from one run of the same params to the next.
+    metric_figures(written_tables(out, ("model_comparison", "domain_metrics")), where.figures, profile)
     survey = load_survey(config.personas.survey)
     distribution_figure(frame, bank, item_distributions(survey, config.seeds.bootstrap)[0], survey.title,
                         where.figures / "answer_distributions")

@@ -20,6 +20,11 @@ def write_table(table: pd.DataFrame, stem: Path, caption: str = "", float_format
                                                                caption=caption or None, label=f"tab:{stem.name}"))
 
 
+def written_tables(folder: Path, names) -> dict[str, pd.DataFrame]:
+    """The tables `names` as `write_table` left them in `folder` (the CSVs, read back exactly)."""
+    return {name: pd.read_csv(Path(folder) / f"{name}.csv", float_precision="round_trip") for name in names}
+
+
 def tables_that_differ(tables: dict[str, pd.DataFrame], folder: Path) -> list[str]:
     """Names of the tables whose CSV, written as `write_table` writes it, differs from the one in `folder`."""
     import tempfile
