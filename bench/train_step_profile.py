@@ -1,11 +1,12 @@
 """Where one CPU training step of the project's QLoRA path goes: torch profiler table of a single step.
 
-    .venv/bin/python bench/train_step_profile.py [--batch 8] [--autocast]
+    .venv/bin/python bench/train_step_profile.py [--batch 8] [--autocast] [--dropout 0] [--head-positions 8]
 
 SmolLM2-135M-Instruct with the NF4 base (bf16 compute) and LoRA r=16 on the seven projections, one batch of the
-default profile's training split (prompt and answer, as in training, loss on every token here), AdamW. Prints
-seconds per step (mean of 3 after a warm-up) and the operators that take the time. `--autocast` runs the forward
-pass under bf16 autocast.
+default profile's training split (prompt and answer, as in training), AdamW. Prints seconds per step (mean of 3
+after a warm-up) and the operators that take the time. `--autocast` runs the forward pass under bf16 autocast; the
+loss is on every token unless `--head-positions K` applies the output head to the last K positions only (as
+`answer_loss.AnswerLossSFTTrainer` does to the answer's few tokens).
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--autocast", action="store_true")
     parser.add_argument("--dropout", type=float, default=0.05)
+    parser.add_argument("--head-positions", type=int, default=0, help="output head on the last K positions (0: all)")
     args = parser.parse_args()
 
     torch.manual_seed(0)
@@ -43,7 +45,13 @@ def main() -> None:
 
     def step() -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.autocast):
-            loss = model(**batch).loss
+            if args.head_positions:
+                logits = model(**{k: v for k, v in batch.items() if k != "labels"},
+                               logits_to_keep=args.head_positions).logits.float()
+                labels = batch["labels"][:, -args.head_positions:]
+                loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
+            else:
+                loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -52,7 +60,8 @@ def main() -> None:
     start = time.perf_counter()
     for _ in range(3):
         step()
-    print(f"batch {tuple(batch['input_ids'].shape)}, autocast {args.autocast}: "
+    print(f"batch {tuple(batch['input_ids'].shape)}, autocast {args.autocast}, head on "
+          f"{args.head_positions or 'every'} positions: "
           f"{(time.perf_counter() - start) / 3:.2f} s per step")
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         step()
