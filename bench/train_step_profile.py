@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--dropout", type=float, default=0.05)
     parser.add_argument("--head-positions", type=int, default=0, help="output head on the last K positions (0: all)")
     args = parser.parse_args()
+    if args.head_positions < 0 or args.head_positions == 1:
+        parser.error("--head-positions: 0 (every position) or at least 2 (a loss needs a next token)")
 
     torch.manual_seed(0)
     tokenizer = models.load_tokenizer("smollm2-135m-instruct")

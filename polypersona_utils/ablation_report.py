@@ -211,5 +211,3 @@ def ablation_report(profile: str) -> pd.DataFrame:
         config.to_dict(), {"bootstrap": config.seeds.bootstrap, "split": config.seeds.split}, inputs,
         runs=runs, reference=reference))
     return table
-
-

@@ -54,6 +54,8 @@ KNOBS = {  # make variables -> parameter keys (`make ablation NAME=... LORA_R=32
     "QUANT": "training.quantization", "EPOCHS": "training.epochs", "FULL": "ablation_runs",
     "OBJECTIVE": "training.objective", "RESPONDENTS": "ablation.training_respondents",
 }
+
+
 def subset_settings(config) -> dict:
     """What only ablation runs read (the persona subset): make's stamp for them; the main run never reads it."""
     return config.select(("ablation_runs",))

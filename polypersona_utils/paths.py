@@ -133,5 +133,5 @@ class RunPaths:
 
     @property
     def executed(self) -> Path:
-        """The run's notebooks as papermill ran them (the Makefile's EXECUTED)."""
+        """The run's notebooks as papermill ran them (the Makefile's EXECUTED, or RUNS_DIR/<run>/executed)."""
         return self._own(RESULTS_ROOT) / "executed"

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shlex
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -12,14 +13,13 @@ from polypersona_utils import paths
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def stand_in_venv(folder: Path, installed: bool = True) -> Path:
-    """A 'venv' whose python runs this interpreter and skips pip; `installed` marks it installed for make."""
+def stand_in_venv(folder: Path) -> Path:
+    """A 'venv' whose python runs this interpreter and skips pip, marked installed for make."""
     (folder / "bin").mkdir(parents=True, exist_ok=True)
     python = folder / "bin" / "python"
-    python.write_text(f'#!/bin/sh\n[ "$1 $2" = "-m pip" ] && exit 0\nexec {sys.executable} "$@"\n')
+    python.write_text(f'#!/bin/sh\n[ "$1 $2" = "-m pip" ] && exit 0\nexec {shlex.quote(sys.executable)} "$@"\n')
     python.chmod(0o755)
-    if installed:
-        (folder / ".installed").touch()
+    (folder / ".installed").touch()
     return folder
 
 

@@ -101,25 +101,27 @@ def test_demographic_cell_baseline_answers_the_cells_majority_then_everyone_s():
     young = {"age": 25, "gender": "woman", "education": "college", "political_identity": "Democrat, liberal",
              "occupation": "x"}
     old = dict(young, age=70, political_identity="Republican, conservative")
-    middle = dict(young, age=50)  # a cell nobody in training is in
-    closed = {"question_id": "q1", "options": ["Yes", "No"]}
+    independent = dict(young, age=50, political_identity="Independent")
+    closed = {"question_id": "q1", "options": ["Yes", "No", "Maybe"]}
     train = [dict(closed, id="a", reference="Yes", persona=young),
              dict(closed, id="b", reference="Yes", persona=young),
              dict(closed, id="c", reference="No", persona=old),
              dict(closed, id="d", reference="No", persona=dict(old, political_identity="Republican, moderate")),
-             dict(closed, id="e", reference="No", persona=old),
+             *(dict(closed, id=f"i{k}", reference="Maybe", persona=independent) for k in range(3)),
              {"id": "f", "question_id": "q9", "options": [], "reference": "words", "persona": young}]
-    test = [dict(closed, id="t1", persona=young), dict(closed, id="t2", persona=old),
-            dict(closed, id="t3", persona=middle), {"id": "t4", "question_id": "q9", "options": [], "persona": old},
+    test = [dict(closed, id="t1", persona=young),
+            dict(closed, id="t2", persona=dict(old, political_identity="Republican, strong")),
+            dict(closed, id="t3", persona=dict(young, gender="man")),  # a cell nobody in training is in
+            {"id": "t4", "question_id": "q9", "options": [], "persona": old},
             dict(closed, id="t5", question_id="q2", persona=young)]
     rows = {r["id"]: r for r in demographic_cell_baseline(train, test)}
     assert set(rows) == {"t1", "t2", "t3", "t5"}  # closed questions only
-    assert rows["t1"]["prediction"] == "Yes"  # its cell's majority, against everyone's "No" (3 of 5)
-    assert rows["t2"]["prediction"] == "No"  # party is before the comma: both Republicans share a cell
-    assert rows["t3"]["prediction"] == "No"  # an empty cell: every training respondent asked
+    assert rows["t1"]["prediction"] == "Yes"  # its cell's majority, against everyone's "Maybe" (3 of 7)
+    assert rows["t2"]["prediction"] == "No"  # party is what comes before the comma: the Republicans' cell
+    assert rows["t3"]["prediction"] == "Maybe"  # an empty cell: every training respondent asked
     assert rows["t5"]["unparseable"] and rows["t5"]["prediction"] == ""  # nobody in training was asked
     assert {r["variant"] for r in rows.values()} == {CELL_BASELINE}
-    tie = demographic_cell_baseline(train[:1] + train[2:3], [dict(closed, id="t", persona=middle)])
+    tie = demographic_cell_baseline(train[:1] + train[2:3], [dict(closed, id="t", persona=independent)])
     assert tie[0]["prediction"] == "Yes"  # a tie goes to the option listed first
 
 

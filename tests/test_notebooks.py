@@ -202,15 +202,20 @@ def test_notebook_07_collects_the_learning_curve_runs_panel_tables(workspace, tm
     """Notebook 07 run whole by papermill. Its runs are notebooks 02 and 06 on ablation runs, which the smoke study
     above runs for every standard run; training and scoring two more (4 minutes) would add nothing, so each
     learning-curve run here holds the main run's panel tables as stand-ins."""
-    from polypersona_utils.learning_curve import learning_curve_runs
     from polypersona_utils.config import load_config
+    from polypersona_utils.learning_curve import MEASURES, learning_curve_runs
 
     runs = learning_curve_runs(load_config("smoke"))
-    for run in runs:
-        shutil.copytree(paths.tables_dir("smoke"), paths.RunPaths("smoke", run).tables, dirs_exist_ok=True)
+    for run in runs:  # the panel tables notebook 07 reads, nothing else (notebook 05 would take a run for finished)
+        folder = paths.RunPaths("smoke", run).tables
+        folder.mkdir(parents=True, exist_ok=True)
+        for table in {table for table, *_ in MEASURES.values()}:
+            shutil.copy(paths.tables_dir("smoke") / f"{table}.csv", folder)
     executed = tmp_path / "07_learning_curve.ipynb"
-    subprocess.run([sys.executable, "-m", "papermill", "--cwd", "notebooks", "notebooks/07_learning_curve.ipynb",
-                    str(executed), "-p", "profile", "smoke"], cwd=paths.PROJECT_ROOT, check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "papermill", "--cwd", "notebooks", "notebooks/07_learning_curve.ipynb",
+                           str(executed), "-p", "profile", "smoke"], cwd=paths.PROJECT_ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
     cells = json.loads(executed.read_text())["cells"]
     assert not any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
     curve = pd.read_csv(paths.tables_dir("smoke") / "learning_curve.csv")
