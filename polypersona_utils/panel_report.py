@@ -95,6 +95,18 @@ def compute_panel_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]
                         config.panel.min_cell_respondents, subgroup_variables(load_survey(config.personas.survey)))
 
 
+def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.DataFrame:
+    """Per scored variant, the mean order effect (`panel.order_effect`); for served models (their rows count the
+    samples that named no option) also the share of such samples, of two orders x `http_samples` a row."""
+    table = pd.DataFrame([{"variant": name, "mean_total_variation": order_effect(rows)}
+                          for name, rows in scored.items()], columns=["variant", "mean_total_variation"])
+    served = {name: sum(r["unparseable_samples"] for r in rows) / (2 * http_samples * len(rows))
+              for name, rows in scored.items() if rows and "unparseable_samples" in rows[0]}
+    if served:
+        table["unparseable_sample_share"] = table.variant.map(served)
+    return table
+
+
 def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     from .figures import panel_figures
     from .generation import variants
@@ -104,15 +116,11 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     where = config.paths()
     panel, train = respondents_of(config)
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
-    rows, order_effects, unparseable = [], {}, {}
+    rows, scored = [], {}
     for variant in variants(config):
-        variant_rows = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",
-                                   progress)
-        order_effects[variant.name] = order_effect(variant_rows)
-        if variant.http_url:  # a served model's samples that named no option
-            unparseable[variant.name] = sum(r["unparseable_samples"] for r in variant_rows) / (
-                2 * config.panel.http_samples * len(variant_rows))
-        rows += variant_rows
+        scored[variant.name] = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",
+                                           progress)
+        rows += scored[variant.name]
     for variant, variant_rows in reference_rows(config, panel, train, questions).items():
         write_jsonl(where.artifacts / "panel" / f"{variant}.jsonl", variant_rows)
         rows += variant_rows
@@ -120,10 +128,7 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     survey = load_survey(config.personas.survey)
     atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
     tables = compute_panel_tables(config, frame)
-    tables["panel_order_effect"] = pd.DataFrame(
-        [{"variant": name, "mean_total_variation": value} for name, value in order_effects.items()])
-    if unparseable:
-        tables["panel_order_effect"]["unparseable_sample_share"] = tables["panel_order_effect"].variant.map(unparseable)
+    tables["panel_order_effect"] = order_effect_table(scored, config.panel.http_samples)
     for name, table in tables.items():
         write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
     panel_figures(frame, tables, where.figures, where.name)

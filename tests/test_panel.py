@@ -69,6 +69,19 @@ def test_order_averaging_cancels_a_pure_position_preference(monkeypatch):
     assert order_effect([row]) == pytest.approx(0.5 * (2 * abs(p - (1 - p) / 2)))
 
 
+
+def test_the_order_effect_table_has_a_row_per_scored_variant_and_served_models_unparseable_share():
+    from polypersona_utils.panel_report import order_effect_table
+
+    local = [{"probabilities_given_order": [0.6, 0.4], "probabilities_reversed_order": [0.4, 0.6]},
+             {"probabilities_given_order": [1.0, 0.0], "probabilities_reversed_order": [1.0, 0.0]}]
+    served = [dict(local[0], unparseable_samples=3), dict(local[1], unparseable_samples=1)]
+    table = order_effect_table({"local": local, "served": served}, http_samples=5).set_index("variant")
+    assert table.mean_total_variation.tolist() == pytest.approx([0.1, 0.1])  # (0.2 + 0) / 2 each
+    assert table.loc["served", "unparseable_sample_share"] == pytest.approx(4 / (2 * 5 * 2))
+    assert np.isnan(table.loc["local", "unparseable_sample_share"])  # a local model samples nothing
+    assert "unparseable_sample_share" not in order_effect_table({"local": local}, http_samples=5)
+
 def test_sampled_answers_are_seeded_and_follow_the_temperature():
     draws = [sampled_option([0.6, 0.3, 0.1], SPENDING, 1.0, (7, i, 0)) for i in range(2000)]
     assert draws == [sampled_option([0.6, 0.3, 0.1], SPENDING, 1.0, (7, i, 0)) for i in range(2000)]
