@@ -79,7 +79,7 @@ def main() -> None:
 
     baseline_tokens, project_tokens = new_tokens(baseline_texts), new_tokens(project_texts)
     prompt_tokens, prompt_s, step_s = prompt_and_step_seconds(generator, [[chats[j] for j in order[i:i + size]]
-                                                           for i in range(0, len(order), size)])
+                                                                         for i in range(0, len(order), size)])
     # What no schedule of this model beats here: every prompt read at the speed of the project's own batches, then
     # the fewest decoding steps (one batch holding every prompt: as many steps as the longest answer), each at the
     # cost of a one-sequence step, which reads every weight once (a bigger batch's step costs more, never less).
@@ -89,7 +89,8 @@ def main() -> None:
                            project_tokens / project_s, prompts=len(chats), baseline_new_tokens=baseline_tokens,
                            project_new_tokens=project_tokens, project_dtype=dtype, batch_size=size,
                            prompt_tokens=prompt_tokens, prompt_read_s=prompt_s, one_sequence_step_s=step_s,
-                           fewest_steps=steps, ceiling_per_s=ceiling_per_s, ceiling_ratio=ceiling_per_s * baseline_s / baseline_tokens)
+                           fewest_steps=steps, ceiling_per_s=ceiling_per_s,
+                           ceiling_ratio=ceiling_per_s * baseline_s / baseline_tokens)
     print(f"{len(chats)} open-question prompts, greedy, at most {args.max_new_tokens} new tokens: one at a time "
           f"(NF4) {result['baseline_per_s']:.1f} tok/s, LocalGenerator ({dtype}, batches of {size}) "
           f"{result['project_per_s']:.1f} tok/s: {result['ratio']:.1f}x")

@@ -4,6 +4,7 @@ run in file order: data, train, metrics, then the whole smoke study."""
 import ast
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -198,7 +199,7 @@ def test_make_learning_curve_plans_each_run_then_notebook_07(workspace):
 
 
 @pytest.mark.slow
-def test_notebook_07_collects_the_learning_curve_runs_panel_tables(workspace, tmp_path):
+def test_notebook_07_collects_the_learning_curve_runs_panel_tables(workspace):
     """Notebook 07 run whole by papermill. Its runs are notebooks 02 and 06 on ablation runs, which the smoke study
     above runs for every standard run; training and scoring two more (4 minutes) would add nothing, so each
     learning-curve run here holds the main run's panel tables as stand-ins."""
@@ -211,13 +212,12 @@ def test_notebook_07_collects_the_learning_curve_runs_panel_tables(workspace, tm
         folder.mkdir(parents=True, exist_ok=True)
         for table in {table for table, *_ in MEASURES.values()}:
             shutil.copy(paths.tables_dir("smoke") / f"{table}.csv", folder)
-    executed = tmp_path / "07_learning_curve.ipynb"
+    executed = paths.RunPaths("smoke").executed / "07_learning_curve.ipynb"  # where make would put it
     done = subprocess.run([sys.executable, "-m", "papermill", "--cwd", "notebooks", "notebooks/07_learning_curve.ipynb",
                            str(executed), "-p", "profile", "smoke"], cwd=paths.PROJECT_ROOT, capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr[-3000:]
-    cells = json.loads(executed.read_text())["cells"]
-    assert not any(o.get("output_type") == "error" for c in cells for o in c.get("outputs", []))
+    executed_without_error(executed.name)
     curve = pd.read_csv(paths.tables_dir("smoke") / "learning_curve.csv")
     assert sorted(curve.training_respondents.unique()) == sorted(o["ablation.training_respondents"]
                                                                   for o in runs.values()) == [0, 2]
@@ -237,7 +237,7 @@ def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
     assert "--no-print-directory ablations PROFILE=smoke" in planned  # then notebook 05, through make
 
 
-def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tmp_path):
+def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tmp_path, make_runs_this_interpreter):
     """Before the first install there is no Python to ask for the standard runs: make installs, writes sources.mk
     and starts over, so `make reproduce` on a fresh clone plans every ablation run (it used to plan none and keep
     the committed ones). The install is a stand-in: a 'venv' whose python skips pip and runs this environment's.
@@ -249,10 +249,8 @@ def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tm
     shutil.copytree(paths.PARAMS_DIR, fresh / "params")
     venv = tmp_path / "venv"
     installer = tmp_path / "python-base"
-    installer.write_text(
-        "#!/bin/sh\n"  # called as: python-base -m venv DIR
-        f'mkdir -p "$3/bin" && printf \'#!/bin/sh\\n[ "$1 $2" = "-m pip" ] && exit 0\\nexec {sys.executable} "$@"\\n\' '
-        '> "$3/bin/python" && chmod +x "$3/bin/python"\n')
+    # called as: python-base -m venv DIR; makes DIR a copy of the session's stand-in, not yet marked installed
+    installer.write_text(f'#!/bin/sh\nmkdir -p "$3" && cp -R {shlex.quote(str(make_runs_this_interpreter / "bin"))} "$3/"\n')
     installer.chmod(0o755)
     planned = make("-n", "reproduce", "PROFILE=smoke", f"WORKSPACE={fresh}", f"VENV={venv}",
                    f"PYTHON_BASE={installer}", capture=True).stdout
