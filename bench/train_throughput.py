@@ -1,6 +1,7 @@
 """Training throughput: the plain TRL recipe against the project's training path, same model, examples and steps.
 
     .venv/bin/python bench/train_throughput.py [--steps 6] [--json]
+    .venv/bin/python bench/train_throughput.py --real-answers [--respondents 12] [--json]
 
 baseline  the paper's QLoRA recipe written by hand with TRL's defaults: the NF4 base (bf16 compute), LoRA r=16,
           alpha=32, dropout 0.05 on the seven projections, `SFTConfig` defaults (gradient checkpointing on, bf16
@@ -8,6 +9,11 @@ baseline  the paper's QLoRA recipe written by hand with TRL's defaults: the NF4 
 project   what notebook 02 runs: `training.detect_plan`, `training.sft_config` and `training.lora_config` on the
           default profile (no checkpointing on CPU, no LoRA dropout, bf16 autocast where native), trained by
           `answer_loss.AnswerLossSFTTrainer` (the output head at answer positions only).
+--real-answers: real answers per second over the same respondents' answers, one epoch each:
+per-record  the per-record path (`training.packing: record`): `AnswerLossSFTTrainer` on one prompt-completion
+            example per answer, `per_device_batch_size` answers a step.
+packed      notebook 02's path (`training.packing: respondent`): `packed_trainer.PackedTrainer` on one packed row
+            per respondent (the card read once for all their items), `per_device_batch_size` respondents a step.
 Examples: real GSS respondents' answers to the linked items through the study's prompt (`training.prompt_completion`),
 the kind of record that makes up four fifths of the default training split; nothing has to be built first. Each
 row runs in its own process (clean peak memory); trained (non-padding) tokens per second, and model FLOP
@@ -27,6 +33,7 @@ from pathlib import Path
 import common  # bench/common.py: this folder is first on sys.path when a script runs
 
 ROWS = ("baseline", "project")
+REAL_ANSWER_ROWS = ("per-record", "packed")
 
 
 def training_examples(config, count: int) -> list[dict]:
@@ -44,6 +51,81 @@ def training_examples(config, count: int) -> list[dict]:
                                                "question_type": q.question_type, "options": list(q.options),
                                                "reference": answer}))
     return examples[:count]
+
+
+def respondents_records(config, count: int) -> list[dict]:
+    """Every linked answer of `count` held-out respondents as training records (the study's prompt)."""
+    from polypersona_utils.panel import held_out_panel
+    from polypersona_utils.questions import load_question_bank
+    from polypersona_utils.respondents import linked_questions
+
+    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    return [{"id": f"{r.persona_id}-{qid}", "persona_id": r.persona_id, "persona": r.card,
+             "domain": questions[qid].domain, "question": questions[qid].text,
+             "question_type": questions[qid].question_type, "options": list(questions[qid].options),
+             "reference": answer}
+            for r in held_out_panel(config, set(), count, config.seeds.panel) for qid, answer in r.answers.items()]
+
+
+def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:
+    """One epoch over `respondents` respondents' answers on the per-record or the packed path."""
+    import torch
+    from datasets import Dataset
+
+    from polypersona_utils import models, training
+    from polypersona_utils.config import load_config
+    from polypersona_utils.packed_trainer import PackedTrainer, answers_in, packed_rows
+
+    torch.manual_seed(0)
+    config = load_config("default")
+    spec = config.models[0]
+    records = respondents_records(config, respondents)
+    tokenizer = models.load_tokenizer(spec.model_id)
+    plan = training.detect_plan(config.training)
+    model = models.load_causal_lm(spec.model_id, None, plan.quantization, plan.compute_dtype, "cpu")
+    args = training.sft_config(config, plan, work / row, progress=False, evaluate=False,
+                               packed=row == "packed", overrides={"save_strategy": "no", "num_train_epochs": 1})
+    if row == "packed":
+        rows = packed_rows(records, tokenizer, "sft", True, config.training.max_seq_length)
+        assert answers_in(rows) == len(records)
+        trainer = PackedTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                                processing_class=tokenizer, peft_config=training.lora_config(config, model))
+    else:
+        from polypersona_utils.answer_loss import AnswerLossSFTTrainer
+
+        trainer = AnswerLossSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(
+            [training.prompt_completion(r) for r in records]), processing_class=tokenizer,
+            peft_config=training.lora_config(config, model))
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    tokens = max(h.get("num_tokens", 0) for h in trainer.state.log_history)
+    return {"row": row, "answers": len(records), "respondents": respondents, "steps": trainer.state.global_step,
+            "tokens": tokens, "seconds": seconds, "answers_per_s": len(records) / seconds,
+            "tokens_per_s": tokens / seconds}
+
+
+def real_answers_main(args) -> None:
+    import tempfile
+
+    results = {}
+    with tempfile.TemporaryDirectory() as work:
+        for row in REAL_ANSWER_ROWS:
+            out = subprocess.run([sys.executable, __file__, "--real-answers", "--row", row, "--respondents",
+                                  str(args.respondents), "--work", work], capture_output=True, text=True,
+                                 check=True).stdout
+            results[row] = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
+    print(f"one epoch over {args.respondents} GSS 2018 respondents' real answers, SmolLM2-135M, the default "
+          "profile's training settings")
+    print(f"{'row':<12}{'answers':>8}{'steps':>7}{'tokens':>8}{'seconds':>9}{'answers/s':>11}{'x':>7}{'peak MiB':>10}")
+    base = results["per-record"]["answers_per_s"]
+    for r in results.values():
+        print(f"{r['row']:<12}{r['answers']:>8}{r['steps']:>7}{r['tokens']:>8}{r['seconds']:>9.1f}"
+              f"{r['answers_per_s']:>11.2f}{r['answers_per_s'] / base:>7.2f}{r['peak_rss_mib']:>10.0f}")
+    if args.json:
+        print(json.dumps(common.result("training on real answers", "answers_per_s", base,
+                                       results["packed"]["answers_per_s"], respondents=args.respondents,
+                                       rows=results)))
 
 
 def run_row(row: str, steps: int, work: Path) -> dict:
@@ -94,9 +176,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    parser.add_argument("--row", choices=ROWS, help=argparse.SUPPRESS)  # internal: one row in this process
+    parser.add_argument("--real-answers", action="store_true", help="answers per second, per-record against packed")
+    parser.add_argument("--respondents", type=int, default=12, help="--real-answers: respondents trained on")
+    parser.add_argument("--row", choices=ROWS + REAL_ANSWER_ROWS, help=argparse.SUPPRESS)  # internal: one row
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.row and args.real_answers:
+        result = run_real_answers_row(args.row, args.respondents, args.work)
+        result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print("RESULT " + json.dumps(result))
+        return
+    if args.real_answers:
+        real_answers_main(args)
+        return
     if args.row:
         result = run_row(args.row, args.steps, args.work)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

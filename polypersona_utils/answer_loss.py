@@ -15,16 +15,24 @@ import torch.nn.functional as F
 from trl import SFTTrainer
 
 
-def answer_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
-    """Sum of -log p(label) over labelled positions / their count (or `num_items_in_batch`, the count over a whole
-    accumulated batch, as the trainer passes it)."""
+def answer_logits(model, inputs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(logits at every labelled position, their labels, the labelled mask (batch, length - 1)): the backbone on
+    every position, the output head only where a label is read. The label at a position is predicted at the
+    position before it; `attention_mask` may be a padding mask or a (batch, 1, length, length) block mask
+    (`packing`), with `position_ids`."""
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's LoRA layers stay in it
     labels = inputs["labels"][:, 1:]
     answer = labels != -100
     features = {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in inputs}
     hidden = inner.base_model(**features, use_cache=False).last_hidden_state[:, :-1]
-    logits = inner.get_output_embeddings()(hidden[answer])
-    total = F.cross_entropy(logits.float(), labels[answer], reduction="sum")
+    return inner.get_output_embeddings()(hidden[answer]).float(), labels[answer], answer
+
+
+def answer_loss(model, inputs: dict, num_items_in_batch=None) -> torch.Tensor:
+    """Sum of -log p(label) over labelled positions / their count (or `num_items_in_batch`, the count over a whole
+    accumulated batch, as the trainer passes it)."""
+    logits, labels, answer = answer_logits(model, inputs)
+    total = F.cross_entropy(logits, labels, reduction="sum")
     count = answer.sum() if num_items_in_batch is None else num_items_in_batch
     return total / torch.as_tensor(count, device=total.device).clamp(min=1)
 

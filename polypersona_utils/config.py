@@ -230,6 +230,10 @@ class TrainingConfig:
     # sft: the paper's SFT on the answer tokens; option_likelihood (an ablation): the cross-entropy of each closed
     # record's real option among its options, what the panel scores (option_training.py; open records unused)
     objective: Literal["sft", "option_likelihood"] = "sft"
+    # record: one example per record, per_device_batch_size records a step (TRL's prompt-completion path);
+    # respondent: one packed row per respondent, the card read once for all their records (packing.py), and
+    # per_device_batch_size respondents a step
+    packing: Literal["record", "respondent"] = "record"
 
     def validate(self) -> None:
         if self.learning_rate <= 0 or self.epochs <= 0:

@@ -107,11 +107,18 @@ def detect_plan(training) -> TrainingPlan:
     return plan_training(training, False, cpu_bf16=inference_dtype("auto") == "bfloat16")
 
 
-def sft_kwargs(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True) -> dict:
+def sft_kwargs(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True,
+               packed: bool = False) -> dict:
     """Every SFTConfig setting that matters, spelled out (TRL's own defaults differ: bf16 and gradient
-    checkpointing default to on). A plain dict, so the CUDA path can be checked on a machine without CUDA."""
+    checkpointing default to on). A plain dict, so the CUDA path can be checked on a machine without CUDA.
+    `packed`: the rows are packed respondents (`packed_trainer`), tokenized already and collated by their own
+    collator; evaluation reads the loss only."""
     t = config.training
-    return dict(
+    packing = dict(remove_unused_columns=False, dataset_kwargs={"skip_prepare_dataset": True},
+                   prediction_loss_only=True) if packed else {}
+    # a packed step reads its roots' keys and values from the cache, which activation checkpointing turns off
+    checkpointing = plan.gradient_checkpointing and not packed
+    return dict(**packing,
         output_dir=str(output_dir),
         num_train_epochs=t.epochs,
         per_device_train_batch_size=plan.per_device_batch_size,
@@ -125,8 +132,8 @@ def sft_kwargs(config, plan: TrainingPlan, output_dir: Path, progress: bool, eva
         completion_only_loss=True,
         bf16=plan.bf16_autocast,
         # transformers 5 renamed it; TRL 1.x still defaults the old name to True, so both are set.
-        gradient_checkpointing=plan.gradient_checkpointing,
-        activation_checkpointing=plan.gradient_checkpointing,
+        gradient_checkpointing=checkpointing,
+        activation_checkpointing=checkpointing,
         use_cpu=plan.device == "cpu",
         eval_strategy="epoch" if evaluate else "no",
         save_strategy="steps",
@@ -149,10 +156,11 @@ def lora_config(config, model):
                       target_modules=resolve_target_modules(model, config.lora.target_modules), task_type="CAUSAL_LM")
 
 
-def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True):
+def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True,
+               packed: bool = False, overrides: dict | None = None):
     from trl import SFTConfig
 
-    return SFTConfig(**sft_kwargs(config, plan, output_dir, progress, evaluate))
+    return SFTConfig(**{**sft_kwargs(config, plan, output_dir, progress, evaluate, packed), **(overrides or {})})
 
 
 def last_complete_checkpoint(folder: Path) -> Path | None:
@@ -189,8 +197,9 @@ class TrainResult:
 def adapter_settings(config, include_persona: bool | None = None) -> dict:
     """What changes an adapter besides its model and data (checkpoint interval and logging do not). The run
     fingerprint and make's step stamp both come from here."""
+    # the defaults of settings added later (objective, packing) keep the fingerprints adapters were trained under
     training = {k: v for k, v in asdict(config.training).items() if k not in ("save_steps", "report_to")
-                and not (k == "objective" and v == "sft")}  # the default objective keeps existing fingerprints
+                and not (k == "objective" and v == "sft") and not (k == "packing" and v == "record")}
     return {  # keyed by the configuration's dotted names
         "lora": asdict(config.lora), "training": training, "seeds.training": config.seeds.training,
         "ablation.include_persona": config.ablation.include_persona if include_persona is None else include_persona,
@@ -252,7 +261,22 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     peft_config = lora_config(config, model)
     respondents = training_respondent_ids(data_dir)
     views = {split: run_view(read_jsonl(path), split, config, respondents) for split, path in data_files.items()}
-    if config.training.objective == "option_likelihood":
+    if config.training.packing == "respondent":
+        from .packed_trainer import PackedTrainer, answers_in, packed_rows
+
+        datasets = {split: Dataset.from_list(packed_rows(rows, tokenizer, config.training.objective, include_persona,
+                                                         config.training.max_seq_length))
+                    for split, rows in views.items()}
+        if len(datasets["train"]) == 0:
+            raise ValueError(f"{run_name}: the train split has nothing to train on with objective "
+                             f"{config.training.objective}")
+        has_val = len(datasets["val"]) > 0
+        trainer = PackedTrainer(model=model, args=sft_config(config, plan, checkpoints, progress, has_val, packed=True),
+                                train_dataset=datasets["train"], eval_dataset=datasets["val"] if has_val else None,
+                                processing_class=tokenizer, peft_config=peft_config,
+                                objective=config.training.objective)
+        examples = answers_in(list(datasets["train"]))
+    elif config.training.objective == "option_likelihood":
         from .option_training import OptionLikelihoodTrainer
 
         trainer = OptionLikelihoodTrainer(model, tokenizer, peft_config, views["train"], config, include_persona,

@@ -1,0 +1,137 @@
+"""Respondent packing (`packing`, `packed_trainer`): the tree layout by hand, and the packed loss and LoRA gradients
+equal to the per-record ones, for both objectives, on real study prompts and a model with wide random weights (so a
+position off by one, a token that sees another item, or a prompt token let into the loss changes the numbers)."""
+import pytest
+import torch
+
+from polypersona_utils.packing import IGNORE, PackedItem, pack_items, packed_batch
+
+SPENDING = ["Too little", "About right", "Too much"]
+# float32 throughout: losses agree to about 1e-6 relative (measured), gradients to about 2e-6 of their largest element
+TOLERANCE = dict(rel=1e-5)
+
+
+def test_a_respondent_by_hand():
+    """Two items sharing [1, 2]; item b has two turns (options), item a one; a batch of it and a one-item row."""
+    a = PackedItem((1, 2, 3, 9), ((7, 8),))
+    b = PackedItem((1, 2, 4, 4, 9), ((5,), (6,)), target=1)
+    row = pack_items([a, b])
+    assert row == {"root": [1, 2], "stems": [[3], [4, 4]], "turns": [[9, 7, 8], [9, 5], [9, 6]],
+                   "turn_items": [0, 1, 1], "item_targets": [-1, 1]}
+    batch = packed_batch([row, pack_items([PackedItem((1, 5), ((6,),))])], pad_id=0)
+    assert batch["root_ids"].tolist() == [[1, 2], [1, 0]] and batch["root_mask"].tolist() == [[1, 1], [1, 0]]
+    # the second respondent's one item has an empty stem: its root is the prompt but the last token
+    assert batch["stem_ids"].tolist() == [[3, 0], [4, 4], [0, 0]] and batch["stem_parent"].tolist() == [0, 0, 1]
+    assert batch["turn_parent"].tolist() == [0, 1, 1, 2]
+    assert batch["labels"].tolist() == [[IGNORE, 7, 8], [IGNORE, 5, IGNORE], [IGNORE, 6, IGNORE], [IGNORE, 6, IGNORE]]
+    assert batch["item_turns"].tolist() == [[0, -1], [1, 2], [3, -1]] and batch["item_targets"].tolist() == [-1, 1, -1]
+    assert int(batch["packed_tokens"]) == 2 + 3 + 3 + 2 + 2 + 1 + 0 + 2
+
+
+def wide_peft_model(tiny_model_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    wide = AutoConfig.from_pretrained(tiny_model_dir)
+    wide.initializer_range = 0.5
+    torch.manual_seed(0)
+    return get_peft_model(AutoModelForCausalLM.from_config(wide), LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False))
+
+
+def close(a, b) -> bool:
+    """Every element within 1e-5 of the gradient's largest magnitude (float32 sums in another order)."""
+    return bool((a - b).abs().max() <= 1e-5 * b.abs().max()) and bool(b.abs().max() > 0)
+
+
+def lora_grads(model) -> dict:
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    return grads
+
+
+def respondents_records(smoke_data, count: int = 3):
+    """The first `count` personas' training records (the smoke split: persona cards, open and closed)."""
+    records = smoke_data.splits["train"]
+    personas = sorted({r["persona_id"] for r in records})[:count]
+    return [r for r in records if r["persona_id"] in personas]
+
+
+def test_packed_sft_loss_and_lora_gradients_equal_the_per_record_ones(smoke_data, tiny_model_dir, tmp_path):
+    """Several respondents in one packed batch against the same records in one TRL-tokenized per-record batch."""
+    from polypersona_utils import models
+    from polypersona_utils.answer_loss import answer_loss
+    from polypersona_utils.packed_trainer import answers_in, packed_rows
+    from polypersona_utils.packing import sft_loss
+    from polypersona_utils.training import prompt_completion
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    records = respondents_records(smoke_data)
+    tokenizer = models.load_tokenizer(str(tiny_model_dir))
+    model = wide_peft_model(tiny_model_dir)
+    rows = packed_rows(records, tokenizer, "sft", True, 384)
+    assert len(rows) == 3 and answers_in(rows) == len(records)
+    packed = packed_batch(rows, tokenizer.pad_token_id)
+    packed_loss = sft_loss(model, packed)
+    packed_loss.backward()
+    packed_grads = lora_grads(model)
+
+    # TRL's own per-record tokenization and collation (what the per-record path trains on)
+    trainer = SFTTrainer(model=model, args=SFTConfig(output_dir=str(tmp_path), max_length=384, report_to=[],
+                                                     completion_only_loss=True, use_cpu=True),
+                         train_dataset=Dataset.from_list([prompt_completion(r) for r in records]),
+                         processing_class=tokenizer)
+    plain = trainer.data_collator([trainer.train_dataset[i] for i in range(len(records))])
+    assert int((plain["labels"][:, 1:] != IGNORE).sum()) == int((packed["labels"][:, 1:] != IGNORE).sum())
+    plain_loss = answer_loss(model, plain)
+    plain_loss.backward()
+    plain_grads = lora_grads(model)
+    assert float(packed_loss) == pytest.approx(float(plain_loss), **TOLERANCE)
+    assert packed_grads.keys() == plain_grads.keys() and len(packed_grads) == 2 * 3 * 2  # A, B x 3 modules x 2 layers
+    for name, grad in plain_grads.items():
+        assert close(packed_grads[name], grad), name
+    # the same tokens with each stem's parent moved to another respondent (a record reading another card) give
+    # another loss: the comparison can fail
+    leaky = dict(packed, stem_parent=packed["stem_parent"].roll(1))
+    assert float(sft_loss(model, leaky)) != pytest.approx(float(plain_loss), **TOLERANCE)
+
+
+def test_packed_option_loss_equals_one_full_forward_per_option(tiny_model_dir):
+    """The option objective on a packed batch of two respondents (two and three items, options in both orders)
+    against the per-record scores (`option_scoring.full_forward_log_probs`), and its LoRA gradients against the
+    per-record path's (`option_training.option_loss`, one respondent a call)."""
+    from polypersona_utils import models
+    from polypersona_utils.option_scoring import full_forward_log_probs
+    from polypersona_utils.option_training import option_loss as per_record_option_loss
+    from polypersona_utils.packed_trainer import packed_rows
+    from polypersona_utils.packing import option_loss, option_scores
+
+    tokenizer = models.load_tokenizer(str(tiny_model_dir))
+    model = wide_peft_model(tiny_model_dir)
+    persona = {"age": 40, "gender": "woman", "occupation": "nurse", "education": "bachelor's degree",
+               "region": "Ohio", "income_bracket": "$50,000-$74,999", "values": ["family"], "traits": ["calm"],
+               "interests": ["gardening"]}
+    records = []
+    for who, (politics, questions) in enumerate([("Democrat, liberal", ["health", "roads", "space"]),
+                                                  ("Republican, conservative", ["health", "crime"])]):
+        for q, topic in enumerate(questions):
+            options = SPENDING if q % 2 == 0 else SPENDING[::-1]
+            records.append({"id": f"r{who}-{q}", "persona_id": f"p{who}", "persona": dict(
+                persona, political_identity=politics), "domain": "healthcare" if q < 2 else "public_safety",
+                            "question": f"Are we spending too much on {topic}?", "question_type": "likert",
+                            "options": options, "reference": options[q % 3]})
+    rows = packed_rows(records, tokenizer, "option_likelihood", True, 384)
+    batch = packed_batch(rows, tokenizer.pad_token_id)
+    scores = option_scores(model, batch)
+    from polypersona_utils.generation import prompt_of
+    for row, record in zip(scores.tolist(), sorted(records, key=lambda r: (r["persona_id"], r["id"]))):
+        assert row == pytest.approx(full_forward_log_probs(model, tokenizer, prompt_of(record), record["options"]),
+                                    abs=1e-4)
+    option_loss(model, batch).backward()
+    packed_grads = lora_grads(model)
+    per_record = [per_record_option_loss(model, tokenizer, [r for r in records if r["persona_id"] == p])
+                  for p in ("p0", "p1")]
+    (sum(loss * n for loss, n in zip(per_record, (3, 2))) / 5).backward()  # the mean over all five items
+    for name, grad in lora_grads(model).items():
+        assert close(packed_grads[name], grad), name
