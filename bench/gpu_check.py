@@ -83,11 +83,12 @@ def train_rows(model_dir: Path, records: list[dict], steps: int, batch: int, wor
     from trl import SFTConfig, SFTTrainer
 
     from polypersona_utils import models, training
+    from polypersona_utils.prompts import prompt_completion
     from polypersona_utils.config import load_config
 
     config = load_config("default", overrides={"training.per_device_batch_size": batch,
                                                "training.gradient_accumulation_steps": 1})
-    dataset = Dataset.from_list([training.prompt_completion(r) for r in records[: steps * batch]])
+    dataset = Dataset.from_list([prompt_completion(r) for r in records[: steps * batch]])
     tokenizer = models.load_tokenizer(str(model_dir))
     rows = []
     for row in ("train-baseline", "train-project"):

@@ -21,7 +21,7 @@ def main() -> None:
 
     from polypersona_utils import models, paths
     from polypersona_utils.provenance import read_jsonl
-    from polypersona_utils.training import prompt_completion
+    from polypersona_utils.prompts import prompt_completion
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=8)

@@ -14,7 +14,7 @@ per-record  the per-record path (`training.packing: record`): `AnswerLossSFTTrai
             example per answer, `per_device_batch_size` answers a step.
 packed      notebook 02's path (`training.packing: respondent`): `packed_trainer.PackedTrainer` on one packed row
             per respondent (the card read once for all their items), `per_device_batch_size` respondents a step.
-Examples: real GSS respondents' answers to the linked items through the study's prompt (`training.prompt_completion`),
+Examples: real GSS respondents' answers to the linked items through the study's prompt (`prompts.prompt_completion`),
 the kind of record that makes up four fifths of the default training split; nothing has to be built first. Each
 row runs in its own process (clean peak memory); trained (non-padding) tokens per second, and model FLOP
 utilisation (6 N FLOPs per trained token, N = the base's parameters; LoRA skips the base's weight gradients, so
@@ -40,7 +40,7 @@ def training_examples(config, count: int) -> list[dict]:
     from polypersona_utils.panel import held_out_panel
     from polypersona_utils.questions import load_question_bank
     from polypersona_utils.respondents import linked_questions
-    from polypersona_utils.training import prompt_completion
+    from polypersona_utils.prompts import prompt_completion
 
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
     examples = []
@@ -75,6 +75,7 @@ def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:
     from polypersona_utils import models, training
     from polypersona_utils.config import load_config
     from polypersona_utils.packed_trainer import PackedTrainer, answers_in, packed_rows
+    from polypersona_utils.prompts import prompt_completion
 
     torch.manual_seed(0)
     config = load_config("default")
@@ -94,7 +95,7 @@ def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:
         from polypersona_utils.answer_loss import AnswerLossSFTTrainer
 
         trainer = AnswerLossSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(
-            [training.prompt_completion(r) for r in records]), processing_class=tokenizer,
+            [prompt_completion(r) for r in records]), processing_class=tokenizer,
             peft_config=training.lora_config(config, model))
     start = time.perf_counter()
     trainer.train()

@@ -53,6 +53,7 @@ KNOBS = {  # make variables -> parameter keys (`make ablation NAME=... LORA_R=32
     "LORA_R": "lora.r", "HELDOUT": "ablation.heldout_domain", "NO_PERSONA": "ablation.include_persona",
     "QUANT": "training.quantization", "EPOCHS": "training.epochs", "FULL": "ablation_runs",
     "OBJECTIVE": "training.objective", "RESPONDENTS": "ablation.training_respondents",
+    "PACKING": "training.packing",
 }
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from trl import SFTTrainer
 
 from .packing import PackedCollator, answers_in, option_item, option_loss, pack_items, sft_item, sft_loss
+from .prompts import prompt_completion
 
 __all__ = ["PackedTrainer", "answers_in", "packed_rows"]
 
@@ -16,16 +17,14 @@ def packed_rows(records: list[dict], tokenizer, objective: str, include_persona:
                 ) -> list[dict]:
     """One packed row per persona of `records` (sorted by persona, each persona's records by id). SFT: every record
     on its reference; option likelihood: the closed records whose reference is one of their options."""
-    from .generation import prompt_of
-    from .training import prompt_completion
-
     by_persona: dict[str, list[dict]] = {}
     for record in sorted(records, key=lambda r: r["id"]):
         by_persona.setdefault(record["persona_id"], []).append(record)
     rows = []
     for persona in sorted(by_persona):
         if objective == "option_likelihood":
-            items = [option_item(tokenizer, prompt_of(r, include_persona), r["options"], r["reference"])
+            items = [option_item(tokenizer, prompt_completion(r, include_persona)["prompt"], r["options"],
+                                 r["reference"])
                      for r in by_persona[persona] if r["options"] and r["reference"] in r["options"]]
         else:
             items = [sft_item(tokenizer, **prompt_completion(r, include_persona), max_length=max_length)
@@ -42,6 +41,9 @@ class PackedTrainer(SFTTrainer):
         tokenizer = kwargs["processing_class"]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         kwargs.setdefault("data_collator", PackedCollator(pad))
+        # Plain (eager) attention: a packed step's many short rows over a long cache ran 1.2x faster a step with it
+        # than with PyTorch's fused CPU kernel, whose backward is slow on such shapes (bench/README)
+        kwargs["model"].set_attn_implementation("eager")
         super().__init__(*args, **kwargs)
         self.objective = objective
 

@@ -37,7 +37,7 @@ def chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool = Fals
 
 
 def sft_item(tokenizer, prompt: list[dict], completion: list[dict], max_length: int | None = None) -> PackedItem:
-    """A prompt-completion example (`training.prompt_completion`) split as TRL splits it: the completion starts
+    """A prompt-completion example (`prompts.prompt_completion`) split as TRL splits it: the completion starts
     where the tokenized prompt and prompt+completion diverge; the whole truncated to `max_length` tokens."""
     prompt_ids = chat_ids(tokenizer, prompt, add_generation_prompt=True)
     full = chat_ids(tokenizer, prompt + completion)
@@ -142,7 +142,8 @@ def turn_log_probs(model, batch: dict):
     def level(ids, own_mask, past_mask, parent, cache, start):
         """One level's rows after their parents' tokens: keys and values selected per row, positions continued."""
         if cache is not None:
-            cache.batch_select_indices(parent)
+            for layer in cache.layers:  # index_select: its backward adds rows; plain indexing's sorts them (slower)
+                layer.keys, layer.values = layer.keys.index_select(0, parent), layer.values.index_select(0, parent)
             past_mask = past_mask[parent]
             start = start[parent]
         mask = own_mask if past_mask is None else torch.cat([past_mask, own_mask], dim=1)

@@ -11,7 +11,7 @@ import pandas as pd
 from .panel import (dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel,
                     subgroup_variables)
 from .panel_evaluation import HUMAN, panel_tables
-from .panel_references import REFERENCE_VARIANTS, reference_distributions
+from .panel_references import ANCHORS, REFERENCE_VARIANTS, reference_distributions
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from .reporting import tables_that_differ, write_table
 from .respondents import PanelRespondent, linked_questions
@@ -23,8 +23,8 @@ DISTRIBUTIONS_FILE = "panel_distributions.csv"
 def panel_settings(config) -> dict:
     """What notebook 06 reads: written into its provenance and make's step stamp."""
     return config.select(("models", "panel", "personas.survey", "seeds.panel", "seeds.sampling", "seeds.bootstrap",
-                          "generation.temperature", "training.quantization", "training.compute_dtype", "ablation",
-                          "metrics.bootstrap_samples"))
+                          "seeds.training", "generation.temperature", "training.quantization",
+                          "training.compute_dtype", "ablation", "metrics.bootstrap_samples"))
 
 
 def panel_size(config) -> int | None:
@@ -42,8 +42,16 @@ def respondents_of(config) -> tuple[list[PanelRespondent], list[PanelRespondent]
     return panel, train
 
 
+def anchor_pool(config, panel) -> list[PanelRespondent] | None:
+    """The main run's anchors are fitted on every eligible respondent outside its panel; an ablation run has none."""
+    if config.run:
+        return None
+    return held_out_panel(config, {r.persona_id for r in panel}, None, config.seeds.panel)
+
+
 def reference_rows(config, panel, train, questions) -> dict[str, list[dict]]:
-    distributions = reference_distributions(train, panel, questions, config.panel.cell_smoothing)
+    distributions = reference_distributions(train, panel, questions, config.panel.cell_smoothing,
+                                            config.seeds.training, anchor_pool(config, panel))
     out = {}
     for variant, by_pair in distributions.items():
         rows = []
@@ -165,12 +173,15 @@ def panel_section(config, tables: dict[str, pd.DataFrame], respondents: int, tra
     by_party = alignment[alignment.variable == "party"]
     individual = tables["panel_individual"].set_index("variant")
     effects = tables["panel_effects"].set_index("variant")
-    models = [v for v in overall.index if v not in REFERENCE_VARIANTS and v != HUMAN]
+    models = [v for v in overall.index if v not in REFERENCE_VARIANTS and v not in ANCHORS and v != HUMAN]
     lines = ["## The synthetic panel against held-out real respondents (notebook 06)", "",
              f"{respondents} real {survey_title} respondents who are in no split of this dataset, each asked every "
              f"linked item they answered; every variant's probability of each option (option log-likelihoods, averaged "
              f"over the given and the reversed option order) against their real answers. References fitted on the "
-             f"{training} training respondents only. Tables: `tables/panel_*`; figures: `figures/panel_*`.", "",
+             f"{training} training respondents only (`baseline-logistic` and `baseline-boosting` see every field of "
+             "the card, tuned by cross-validation on those respondents); the `anchor-*` rows are the same two "
+             "methods fitted on every eligible respondent outside the panel. Tables: `tables/panel_*`; figures: "
+             "`figures/panel_*`.", "",
              "| variant | alignment (all) | party: mean alignment | log-loss | accuracy | subgroup-effect correlation |",
              "|---|---|---|---|---|---|"]
     for variant in list(overall.index):

@@ -78,3 +78,10 @@ def build_messages(
     if answer is not None:
         messages.append({"role": "assistant", "content": answer})
     return messages
+
+
+def prompt_completion(record: dict, include_persona: bool = True) -> dict:
+    """A record as TRL's conversational prompt-completion example (loss on the completion only)."""
+    messages = build_messages(record["persona"], record["domain"], record["question"], record["question_type"],
+                              record["options"], answer=record["reference"], include_persona=include_persona)
+    return {"prompt": messages[:-1], "completion": messages[-1:]}

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import paths
-from .prompts import build_messages
+from .prompts import prompt_completion
 from .provenance import atomic_write_json, atomic_write_text, package_versions, read_jsonl, sha256_file, sha256_json
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,6 @@ MODULE_ALIASES = {
     "phi": {"o_proj": "dense", "up_proj": "fc1", "down_proj": "fc2", "gate_proj": None},
 }
 COMPLETE_MARKER = "training_complete.json"
-
-
-def prompt_completion(record: dict, include_persona: bool = True) -> dict:
-    """A record as TRL's conversational prompt-completion example (loss on the completion only)."""
-    messages = build_messages(record["persona"], record["domain"], record["question"], record["question_type"],
-                              record["options"], answer=record["reference"], include_persona=include_persona)
-    return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 
 def resolve_target_modules(model, requested: list[str]) -> list[str]:

@@ -156,7 +156,7 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     executed_without_error("05_ablations.ipynb")
     executed_without_error("06_panel.ipynb")
     alignment = pd.read_csv(paths.tables_dir("smoke") / "panel_alignment.csv")
-    assert {"smollm2-135m-zeroshot", "smollm2-135m-lora", "baseline-population", "baseline-demographic-cell",
+    assert {"smollm2-135m-zeroshot", "smollm2-135m-lora", "baseline-population", "baseline-cell-smoothed",
             "baseline-logistic", "human-split-half"} <= set(alignment.variant)
     assert not alignment[["alignment", "alignment_lo", "alignment_hi", "js_distance"]].isna().any().any()
     individual = pd.read_csv(paths.tables_dir("smoke") / "panel_individual.csv")

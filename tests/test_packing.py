@@ -6,6 +6,8 @@ import torch
 
 from polypersona_utils.packing import IGNORE, PackedItem, pack_items, packed_batch
 
+from conftest import tiny_config
+
 SPENDING = ["Too little", "About right", "Too much"]
 # float32 throughout: losses agree to about 1e-6 relative (measured), gradients to about 2e-6 of their largest element
 TOLERANCE = dict(rel=1e-5)
@@ -63,7 +65,7 @@ def test_packed_sft_loss_and_lora_gradients_equal_the_per_record_ones(smoke_data
     from polypersona_utils.answer_loss import answer_loss
     from polypersona_utils.packed_trainer import answers_in, packed_rows
     from polypersona_utils.packing import sft_loss
-    from polypersona_utils.training import prompt_completion
+    from polypersona_utils.prompts import prompt_completion
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -135,3 +137,39 @@ def test_packed_option_loss_equals_one_full_forward_per_option(tiny_model_dir):
     (sum(loss * n for loss, n in zip(per_record, (3, 2))) / 5).backward()  # the mean over all five items
     for name, grad in lora_grads(model).items():
         assert close(packed_grads[name], grad), name
+
+
+@pytest.mark.parametrize("objective", ["sft", "option_likelihood"])
+def test_notebook_02s_packed_path_trains_every_answer_and_moves_lora_weights_only(smoke_data, tiny_model_dir,
+                                                                                  objective):
+    """`training.packing: respondent` through `train_model`: one packed row per persona, every record (SFT) or
+    every closed record (option likelihood) trained on, a validation loss, only LoRA weights saved and moved; the
+    setting enters the fingerprint (the record default does not: adapters trained before keep theirs)."""
+    from safetensors.torch import load_file
+
+    from polypersona_utils.training import adapter_settings, train_model
+
+    config = tiny_config(tiny_model_dir, **{"training.packing": "respondent", "training.objective": objective})
+    result = train_model(config, config.models[0], progress=False)
+    train = smoke_data.splits["train"]
+    assert result.metrics["train_examples"] == sum(1 for r in train if objective == "sft" or r["options"])
+    personas = len({r["persona_id"] for r in train if objective == "sft" or r["options"]})
+    assert config.training.epochs == 1 and config.training.gradient_accumulation_steps == 1
+    assert result.metrics["global_steps"] == -(-personas // config.training.per_device_batch_size)  # respondents
+    assert result.metrics["val_loss"] and result.metrics["train_loss"] > 0
+    weights = load_file(result.run_dir / "adapter_model.safetensors")
+    assert weights and all("lora_" in n for n in weights) and any(w.abs().sum() > 0 for n, w in weights.items()
+                                                                  if "lora_B" in n)
+    assert adapter_settings(config)["training"]["packing"] == "respondent"
+    assert "packing" not in adapter_settings(tiny_config(tiny_model_dir))["training"]
+
+
+def test_the_packing_knob_names_one_ablation_run():
+    from polypersona_utils.ablations import overrides_for
+    from polypersona_utils.config import load_config
+
+    config = load_config("smoke")
+    assert overrides_for(config, "packed-512", {"PACKING": "respondent", "RESPONDENTS": "4"}) == {
+        "training.packing": "respondent", "ablation.training_respondents": 4}
+    with pytest.raises(Exception, match="packing"):
+        load_config("smoke", overrides={"training.packing": "by-item"})

@@ -157,9 +157,50 @@ def test_references_fit_on_training_respondents_only():
     out = reference_distributions(train, panel, {"q1": question}, cell_smoothing=2.0)
     population = out["baseline-population"]["p100", "q1"]
     assert population == pytest.approx([20.5 / 41.5, 0.5 / 41.5, 20.5 / 41.5])  # Jeffreys-smoothed shares
-    cell = out["baseline-demographic-cell"]["p100", "q1"]  # 20 Democrats in the cell, all "Too little"
+    cell = out["baseline-cell-smoothed"]["p100", "q1"]  # 20 Democrats in the cell, all "Too little"
     assert cell == pytest.approx((np.array([20, 0, 0]) + 2 * population) / 22)
     assert out["baseline-logistic"]["p100", "q1"][0] > 0.8 and out["baseline-logistic"]["p101", "q1"][2] > 0.8
+
+
+def test_the_fitted_references_read_the_cards_lists_and_only_their_own_respondents_answers():
+    """Only the card's values carry the answer (everyone is a Democrat in one cell): the full-card logistic
+    regression and boosting learn it, the demographic cell cannot; the anchors learn from their pool alone, and
+    the panel's own answers never enter (the same probabilities whatever the panel answered)."""
+    from polypersona_utils.panel_references import reference_distributions
+
+    def person(i, value, answer):
+        card = {**CARD, "persona_id": f"p{i}", "values": [value, "b"]}
+        return PanelRespondent(f"p{i}", card, "white", {"q1": answer})
+
+    train = [person(i, "thrift" if i % 2 else "fairness", "Too much" if i % 2 else "Too little") for i in range(60)]
+    pool = [person(200 + i, "thrift" if i % 2 else "fairness", "Too little" if i % 2 else "Too much")
+            for i in range(60)]  # the opposite rule: what the anchors must learn
+    question = type("Q", (), {"options": tuple(SPENDING)})
+
+    def fitted(panel_answers):
+        panel = [person(100, "thrift", panel_answers[0]), person(101, "fairness", panel_answers[1])]
+        return reference_distributions(train, panel, {"q1": question}, 2.0, seed=0, anchor_pool=pool)
+
+    out = fitted(["Too much", "Too little"])
+    for variant in ("baseline-logistic", "baseline-boosting"):
+        assert out[variant]["p100", "q1"][2] > 0.7 and out[variant]["p101", "q1"][0] > 0.7, variant
+    for variant in ("anchor-logistic-all", "anchor-boosting-all"):
+        assert out[variant]["p100", "q1"][0] > 0.7 and out[variant]["p101", "q1"][2] > 0.7, variant
+    assert out["baseline-cell-smoothed"]["p100", "q1"] == pytest.approx(out["baseline-cell-smoothed"]["p101", "q1"])
+    other = fitted(["About right", "About right"])
+    assert all(np.array_equal(out[v][k], other[v][k]) for v in out for k in out[v])
+
+
+def test_reference_tuning_chooses_by_cross_validation_and_falls_back_when_it_cannot():
+    from polypersona_utils.panel_references import LOGISTIC_C, fit_classifier
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, size=(80, 6)).astype(float)
+    noise = fit_classifier("logistic", x, rng.integers(0, 3, 80), seed=0)  # answers unrelated to the card
+    signal = fit_classifier("logistic", x, (x[:, 0] + x[:, 1]).astype(int), seed=0)
+    assert noise.C in LOGISTIC_C and signal.C in LOGISTIC_C and noise.C < signal.C  # pure noise: strongest penalty
+    assert fit_classifier("logistic", x[:3], np.array([0, 1, 2]), seed=0).C == LOGISTIC_C[len(LOGISTIC_C) // 2]
+    assert fit_classifier("boosting", x, np.zeros(80, int), seed=0) is None  # one answer: nothing to fit
 
 
 def test_the_held_out_panel_excludes_the_datasets_personas(smoke_data):
