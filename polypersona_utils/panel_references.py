@@ -28,8 +28,9 @@ CELL = ("age_band", "gender", "education", "party")
 CATEGORICAL = ("age_band", "gender", "education", "party", "ideology", "occupation", "region", "income_bracket")
 LISTS = ("values", "traits", "interests")
 LOGISTIC_C = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
-BOOSTING_GRID = {"learning_rate": [0.05, 0.1], "max_iter": [50, 150], "max_depth": [2, 3]}
+BOOSTING_GRID = {"max_iter": [30, 100], "max_depth": [2, 3]}  # learning rate 0.1 (scikit-learn's default)
 FOLDS = 5
+MIN_TO_TUNE = 50  # with fewer answers a fold holds a handful of respondents: the middle of each grid, untuned
 PROBABILITY_FLOOR = 1e-4  # an option never seen in training stays possible (log-loss stays finite)
 
 
@@ -61,34 +62,36 @@ class CardEncoder:
 
 
 def folds_for(y: np.ndarray, seed: int):
-    """Stratified folds when every answer given has at least two respondents, else None (no tuning possible)."""
+    """Stratified folds when there are `MIN_TO_TUNE` answers and every answer given has at least two respondents,
+    else None (no tuning)."""
     from sklearn.model_selection import StratifiedKFold
 
     smallest = np.bincount(y)[np.bincount(y) > 0].min()
-    if smallest < 2:
+    if smallest < 2 or len(y) < MIN_TO_TUNE:
         return None
     return StratifiedKFold(n_splits=int(min(FOLDS, smallest)), shuffle=True, random_state=seed)
 
 
 def fit_classifier(method: str, x: np.ndarray, y: np.ndarray, seed: int):
     """One item's classifier, its settings chosen by cross-validated log-loss on (x, y) alone; None when y has one
-    answer only. With too few respondents to cross-validate, the middle of the grid."""
+    answer only. With too few respondents to cross-validate (`folds_for`), the middle of the grid."""
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.model_selection import GridSearchCV
 
     if len(set(y)) < 2:
         return None
-    if method == "logistic":
-        model, grid = LogisticRegression(max_iter=5000), {"C": list(LOGISTIC_C)}
-    else:
-        model = HistGradientBoostingClassifier(early_stopping=False, random_state=seed)
-        grid = BOOSTING_GRID
     folds = folds_for(y, seed)
+    if method == "logistic":
+        if folds is None:
+            return LogisticRegression(C=LOGISTIC_C[len(LOGISTIC_C) // 2], max_iter=1000).fit(x, y)
+        # the regularisation path with warm starts: several times faster than a grid of separate fits
+        return LogisticRegressionCV(Cs=list(LOGISTIC_C), l1_ratios=(0.0,), cv=folds, scoring="neg_log_loss",
+                                    max_iter=1000, use_legacy_attributes=False).fit(x, y)
+    model = HistGradientBoostingClassifier(early_stopping=False, random_state=seed)
     if folds is None:
-        middle = {k: v[len(v) // 2] for k, v in grid.items()}
-        return model.set_params(**middle).fit(x, y)
-    return GridSearchCV(model, grid, scoring="neg_log_loss", cv=folds, n_jobs=1).fit(x, y).best_estimator_
+        return model.set_params(**{k: v[len(v) // 2] for k, v in BOOSTING_GRID.items()}).fit(x, y)
+    return GridSearchCV(model, BOOSTING_GRID, scoring="neg_log_loss", cv=folds).fit(x, y).best_estimator_
 
 
 def full_probabilities(model, x: np.ndarray, options: int, fallback: np.ndarray) -> np.ndarray:

@@ -43,8 +43,9 @@ def respondents_of(config) -> tuple[list[PanelRespondent], list[PanelRespondent]
 
 
 def anchor_pool(config, panel) -> list[PanelRespondent] | None:
-    """The main run's anchors are fitted on every eligible respondent outside its panel; an ablation run has none."""
-    if config.run:
+    """The main run's anchors are fitted on every eligible respondent outside its panel; an ablation run (and a
+    profile with `panel.anchors: false`) has none."""
+    if config.run or not config.panel.anchors:
         return None
     return held_out_panel(config, {r.persona_id for r in panel}, None, config.seeds.panel)
 
