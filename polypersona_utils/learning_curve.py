@@ -20,6 +20,7 @@ MEASURES = {  # measure -> (panel table, value column, lower, upper); higher is 
     "log_loss": ("panel_individual", "log_loss", "log_loss_lo", "log_loss_hi"),
     "accuracy": ("panel_individual", "accuracy", "accuracy_lo", "accuracy_hi"),
     "subgroup_effect_correlation": ("panel_effects", "correlation", "correlation_lo", "correlation_hi"),
+    "subgroup_effect_slope": ("panel_effects", "slope", "slope_lo", "slope_hi"),
 }
 
 

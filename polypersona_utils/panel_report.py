@@ -10,8 +10,9 @@ import pandas as pd
 
 from .panel import (dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel,
                     subgroup_variables)
-from .panel_evaluation import HUMAN, panel_tables
+from .panel_evaluation import panel_paired, panel_tables, population_effects, with_answer_columns
 from .panel_references import ANCHORS, REFERENCE_VARIANTS, reference_distributions
+from .panel_stacking import panel_stacking
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from .reporting import tables_that_differ, write_table
 from .respondents import PanelRespondent, linked_questions
@@ -100,8 +101,18 @@ def population_frame(config) -> pd.DataFrame:
 
 
 def compute_panel_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    return panel_tables(frame, population_frame(config), config.metrics.bootstrap_samples, config.seeds.bootstrap,
-                        config.panel.min_cell_respondents, subgroup_variables(load_survey(config.personas.survey)))
+    samples, seed, least = config.metrics.bootstrap_samples, config.seeds.bootstrap, config.panel.min_cell_respondents
+    variables = subgroup_variables(load_survey(config.personas.survey))
+    population = population_frame(config)
+    tables = panel_tables(frame, population, samples, seed, least, variables)
+    answers = with_answer_columns(frame)
+    present = list(dict.fromkeys(frame.variant))
+    models = [v for v in present if v not in REFERENCE_VARIANTS and v not in ANCHORS]
+    references = [v for v in (*REFERENCE_VARIANTS, *ANCHORS) if v in present]
+    real_effects = population_effects(with_answer_columns(population), variables)
+    tables["panel_paired"] = panel_paired(answers, samples, seed, least, variables, real_effects, models, references)
+    tables["panel_stacking"] = panel_stacking(answers, samples, seed)
+    return tables
 
 
 def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.DataFrame:
@@ -143,6 +154,7 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     panel_figures(frame, tables, where.figures, where.name)
     write_section(where.results, "panel", panel_section(config, tables, len(panel), len(train), survey.title,
                                                         [len(questions[q].options) for r in panel for q in r.answers]))
+    write_section(where.results, "verdict", verdict_section(tables, len(panel)))
     atomic_write_json(where.results / "provenance" / "06_panel.json", provenance_record(
         config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
         step="06_panel", respondents=len(panel), training_respondents=len(train), settings=panel_settings(config)))
@@ -157,6 +169,32 @@ def check_panel(config) -> list[str]:
         return []
     tables = compute_panel_tables(config, read_distributions(stored))
     return tables_that_differ(tables, where.tables)
+
+
+def verdict_section(tables: dict[str, pd.DataFrame], respondents: int) -> str:
+    """The results README's first lines: which variant is best on log-loss and on subgroup effects, and each model
+    against the best reference, by paired differences."""
+    individual = tables["panel_individual"].set_index("variant")
+    effects = tables["panel_effects"].set_index("variant")
+    paired = tables["panel_paired"]
+    best_loss, best_slope = individual.log_loss.idxmin(), effects.slope.idxmax()
+    lines = ["## Verdict", "",
+             f"On {respondents} held-out real respondents the best predictor of each person's answer is "
+             f"`{best_loss}` (log-loss {individual.loc[best_loss, 'log_loss']:.3f}) and the variant whose subgroups "
+             f"differ most as the real ones do is `{best_slope}` (subgroup-effect slope "
+             f"{effects.loc[best_slope, 'slope']:.3f}; 1 would match the real differences)."]
+    for model in dict.fromkeys(paired.variant):
+        rows = paired[paired.variant == model].set_index(["reference", "measure"])
+        loss = rows.xs("log_loss", level="measure")
+        slope = rows.xs("subgroup_effect_slope", level="measure")
+        ref_loss, ref_slope = loss.difference.idxmax(), slope.difference.idxmin()  # the hardest reference of each
+        lines.append(f"`{model}`: log-loss {individual.loc[model, 'log_loss']:.3f}, "
+                     f"{loss.loc[ref_loss, 'difference']:+.3f} [{loss.loc[ref_loss, 'difference_lo']:+.3f}, "
+                     f"{loss.loc[ref_loss, 'difference_hi']:+.3f}] against `{ref_loss}`; slope "
+                     f"{effects.loc[model, 'slope']:.3f}, {slope.loc[ref_slope, 'difference']:+.3f} "
+                     f"[{slope.loc[ref_slope, 'difference_lo']:+.3f}, {slope.loc[ref_slope, 'difference_hi']:+.3f}] "
+                     f"against `{ref_slope}` (paired differences, model minus reference).")
+    return lines[0] + "\n\n" + " ".join(lines[2:]) + "\n"
 
 
 def interval(row, name: str) -> str:
@@ -174,7 +212,6 @@ def panel_section(config, tables: dict[str, pd.DataFrame], respondents: int, tra
     by_party = alignment[alignment.variable == "party"]
     individual = tables["panel_individual"].set_index("variant")
     effects = tables["panel_effects"].set_index("variant")
-    models = [v for v in overall.index if v not in REFERENCE_VARIANTS and v not in ANCHORS and v != HUMAN]
     lines = ["## The synthetic panel against held-out real respondents (notebook 06)", "",
              f"{respondents} real {survey_title} respondents who are in no split of this dataset, each asked every "
              f"linked item they answered; every variant's probability of each option (option log-likelihoods, averaged "
@@ -183,26 +220,34 @@ def panel_section(config, tables: dict[str, pd.DataFrame], respondents: int, tra
              "the card, tuned by cross-validation on those respondents); the `anchor-*` rows are the same two "
              "methods fitted on every eligible respondent outside the panel. Tables: `tables/panel_*`; figures: "
              "`figures/panel_*`.", "",
-             "| variant | alignment (all) | party: mean alignment | log-loss | accuracy | subgroup-effect correlation |",
-             "|---|---|---|---|---|---|"]
+             "| variant | alignment (all) | party: mean alignment | log-loss | accuracy | subgroup-effect correlation "
+             "| subgroup-effect slope |", "|---|---|---|---|---|---|---|"]
     for variant in list(overall.index):
         party = by_party[by_party.variant == variant].alignment.mean()
         ind = individual.loc[variant] if variant in individual.index else None
         eff = effects.loc[variant] if variant in effects.index else None
         lines.append(f"| `{variant}` | {interval(overall.loc[variant], 'alignment')} | {party:.3f} | "
                      + (f"{interval(ind, 'log_loss')} | {interval(ind, 'accuracy')} | " if ind is not None else "- | - | ")
-                     + (f"{interval(eff, 'correlation')} |" if eff is not None else "- |"))
+                     + (f"{interval(eff, 'correlation')} | {interval(eff, 'slope')} |" if eff is not None
+                        else "- | - |"))
     lines += [""]
-    for model in models:
-        for reference in REFERENCE_VARIANTS:
-            a, b = individual.loc[model], individual.loc[reference]
-            verdict = ("better" if a.log_loss_hi < b.log_loss_lo else "worse" if a.log_loss_lo > b.log_loss_hi
-                       else "not told apart (the intervals overlap)")
-            lines.append(f"- `{model}` against `{reference}`: {verdict} at predicting each respondent's real answer "
-                         f"(log-loss {a.log_loss:.3f} against {b.log_loss:.3f}); overall alignment "
-                         f"{overall.loc[model, 'alignment']:.3f} against {overall.loc[reference, 'alignment']:.3f}; "
-                         f"subgroup-effect correlation {effects.loc[model, 'correlation']:.3f} against "
-                         f"{effects.loc[reference, 'correlation']:.3f}.")
+    paired = tables["panel_paired"]
+    for _, row in paired.iterrows():
+        better = "lower" if row.measure == "log_loss" else "higher"
+        word = (("better" if (row.difference_hi < 0) == (better == "lower") else "worse")
+                if row.difference_lo > 0 or row.difference_hi < 0 else "not told apart")
+        lines.append(f"- `{row.variant}` against `{row.reference}` on {row.measure.replace('_', ' ')}: {word} "
+                     f"(difference {row.difference:+.3f} [{row.difference_lo:+.3f}, {row.difference_hi:+.3f}], "
+                     f"paired on the same respondent-bootstrap draws; {better} is better).")
+    subpop = tables["panel_subpop_units"].set_index("variant").wasserstein_per_option_gap
+    stacking = tables["panel_stacking"]
+    lines += ["", "In SubPOP's units (mean over subgroup x item cells of W1 / (options - 1); SubPOP's held-out GSS "
+              "2022 figures: fine-tuned 7B 0.121, uniform 0.208, human floor 0.033): "
+              + ", ".join(f"`{v}` {x:.3f}" for v, x in subpop.items()) + " (`tables/panel_subpop_units`)."]
+    for _, row in stacking.iterrows():
+        lines.append(f"- Stacking `{row.variant}` on `{row.card_regression}` (cross-fitted on the panel, "
+                     f"`tables/panel_stacking`): log-loss {row.log_loss_without:.3f} without the model, "
+                     f"{row.log_loss_with:.3f} with it, gain {row.gain:+.3f} [{row.gain_lo:+.3f}, {row.gain_hi:+.3f}].")
     sizes = sorted(set(option_counts))
     uniform = (f"ln {sizes[0]} = {math.log(sizes[0]):.3f} on these {NUMBER_WORDS.get(sizes[0], sizes[0])}-option items"
                if len(sizes) == 1 else f"{np.mean(np.log(option_counts)):.3f} on these items (mean of ln options)")

@@ -1,5 +1,5 @@
 """`results/<profile>/README.md`, the findings in words, written by one writer from the sections the notebooks
-contribute (04: metrics, 06: panel, 07: learning curve, 05: ablations). Each notebook stores its section in `readme_sections.json` and the README
+contribute (06: the verdict, first, and the panel; 04: metrics; 07: learning curve; 05: ablations). Each notebook stores its section in `readme_sections.json` and the README
 is rendered from all stored sections in a fixed order, so rerunning one notebook never loses another's section."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .reporting import profile_banner
 from .stats import MIN_PERSONAS_FOR_INTERVALS
 from .surveys import load_survey
 
-SECTION_ORDER = ("metrics", "panel", "learning_curve", "ablations")
+SECTION_ORDER = ("verdict", "metrics", "panel", "learning_curve", "ablations")
 SECTIONS_FILE = "readme_sections.json"
 
 

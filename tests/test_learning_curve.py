@@ -52,11 +52,11 @@ def test_collect_writes_table_figure_and_section(tmp_roots):
     curve = run_learning_curve(config)
     lora = curve[(curve.variant == "smollm2-135m-lora") & (curve.measure == "log_loss")]
     assert lora.set_index("training_respondents").value.to_dict() == {0: 1.30, 4: 0.95}
-    assert set(curve.measure) == {"log_loss", "accuracy", "subgroup_effect_correlation"}
+    assert set(curve.measure) == {"log_loss", "accuracy", "subgroup_effect_correlation", "subgroup_effect_slope"}
     effect = curve[(curve.measure == "subgroup_effect_correlation") & (curve.training_respondents == 4)]
     assert effect.high.tolist() == [0.8, 0.8]  # intervals carried from the run tables
     where = config.paths()
-    assert pd.read_csv(where.tables / "learning_curve.csv").shape == (12, 7)
+    assert pd.read_csv(where.tables / "learning_curve.csv").shape == (16, 7)  # 2 runs x 2 variants x 4 measures
     assert (where.figures / "learning_curve.png").stat().st_size > 10_000
     readme = (where.results / "README.md").read_text()
     assert "## Learning curve: real respondents in training" in readme and "0.950" in readme

@@ -123,6 +123,15 @@ def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
     assert human.loc[("all", "all"), "respondents"] == 20 and 0.5 < human.loc[("all", "all"), "alignment"] < 1
     effects = tables["panel_effects"].set_index("variant").loc["model"]
     assert effects.correlation == pytest.approx(1.0) and effects.slope == pytest.approx(0.7)
+    assert effects.slope_lo <= effects.slope <= effects.slope_hi  # BCa: the interval holds its estimate
+    # SubPOP's unit: 1 - alignment over subgroup rows, weighted by items; by party the model is 0.15 off each group
+    units = tables["panel_subpop_units"].set_index("variant")
+    by_party = alignment.loc["model"].loc["party"]
+    assert by_party.alignment.tolist() == pytest.approx([0.85, 0.85])
+    model_rows = alignment.loc["model"].drop(index="all", level=0)
+    assert units.loc["model", "wasserstein_per_option_gap"] == pytest.approx(
+        np.average(1 - model_rows.alignment, weights=model_rows["items"]))
+    assert units.loc["human-split-half", "cells"] > 0
     blind = hand_made_frame(lambda party: [0.45, 0.1, 0.45])
     blind_effects = panel_tables(blind, population, 200, 1, 5, VARIABLES)["panel_effects"].set_index("variant").loc["model"]
     assert blind_effects.slope == pytest.approx(0.0, abs=1e-9)  # a persona-blind panel recovers no effect
@@ -336,3 +345,29 @@ def test_a_served_model_needs_its_url_and_is_never_trained(model, message):
 
     with pytest.raises(ConfigError, match=message):
         load_config("smoke", overrides={"models": [model]})
+
+
+def test_stacking_credits_a_model_only_with_what_the_card_regression_lacks():
+    """200 respondents x 2 items whose answers follow a hidden trait. The card regression knows nothing (the
+    marginal); a model that sees the trait gains with an interval above zero; a model that repeats the regression
+    gains nothing (its interval holds zero). Cross-fitting: the regression's own log-loss is the uncrossed one."""
+    from polypersona_utils.panel_evaluation import with_answer_columns
+    from polypersona_utils.panel_stacking import panel_stacking
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(200):
+        trait = rng.random()
+        for qid in ("q1", "q2"):
+            real = SPENDING[int(rng.random() < trait) * 2]  # "Too little" or "Too much"
+            knows = [1 - trait, 0.05, trait]
+            for variant, p in (("baseline-logistic", [0.45, 0.1, 0.45]), ("knows", knows),
+                               ("echo", [0.45, 0.1, 0.45])):
+                rows.append({"variant": variant, "persona_id": f"p{i}", "question_id": qid, "options": SPENDING,
+                             "probabilities": list(np.array(p) / sum(p)), "real_option": real})
+    table = panel_stacking(with_answer_columns(pd.DataFrame(rows)), samples=200, seed=0).set_index("variant")
+    assert list(table.card_regression) == ["baseline-logistic"] * 2 and (table.pairs == 400).all()
+    knows, echo = table.loc["knows"], table.loc["echo"]
+    assert knows.gain_lo > 0.05 and knows.log_loss_with < knows.log_loss_without
+    assert echo.gain_lo <= 0 <= echo.gain_hi and abs(echo.gain) < 0.02
+    assert knows.log_loss_regression == pytest.approx(-np.log(0.45))

@@ -1,0 +1,49 @@
+"""BCa intervals (`stats.bca_interval`): coverage near nominal by simulation where the truth is known, and
+intervals that contain their own estimate where the percentile interval does not."""
+import numpy as np
+
+from polypersona_utils.panel_evaluation import bootstrap_weights
+from polypersona_utils.stats import bca_interval
+
+
+def weighted_correlation(x, y):
+    """statistic(weights): the Pearson correlation of (x, y) with each unit counted as often as its weight."""
+    def statistic(weights):
+        w = weights / weights.sum(axis=1, keepdims=True)
+        mx, my = w @ x, w @ y
+        cov = w @ (x * y) - mx * my
+        return cov / np.sqrt((w @ x**2 - mx**2) * (w @ y**2 - my**2))
+    return statistic
+
+
+def test_bca_intervals_of_a_correlation_cover_at_their_nominal_rate():
+    """300 samples of 40 units from a bivariate normal with correlation 0.6 (a skewed, biased statistic at this
+    size); 95 % BCa intervals on 400 draws each. Coverage over 300 samples has a standard error of 1.3 points (0.92
+    when written: within three standard errors of 0.95)."""
+    rng = np.random.default_rng(0)
+    rho, n, hits = 0.6, 40, 0
+    for _ in range(300):
+        x = rng.standard_normal(n)
+        y = rho * x + np.sqrt(1 - rho**2) * rng.standard_normal(n)
+        statistic = weighted_correlation(x, y)
+        replicates = statistic(bootstrap_weights(n, 400, int(rng.integers(1 << 30))))
+        low, high = bca_interval(statistic, n, replicates)
+        hits += low <= rho <= high
+    assert 0.91 <= hits / 300 <= 0.99, hits / 300
+
+
+def test_a_bca_interval_contains_its_estimate_and_a_constant_statistic_gives_a_point():
+    """A correlation near 1 with an outlier (a strongly skewed bootstrap distribution): the BCa interval contains
+    the estimate and lies below the draws' upper tail. A statistic that never moves (a persona-blind panel's
+    slope) gives the point itself, not NaN."""
+    rng = np.random.default_rng(3)
+    n = 12
+    x = rng.standard_normal(n)
+    y = 0.97 * x + 0.1 * rng.standard_normal(n)
+    y[0] += 3  # one outlier: its absence from a draw lifts the correlation
+    statistic = weighted_correlation(x, y)
+    estimate = float(statistic(np.ones((1, n)))[0])
+    replicates = statistic(bootstrap_weights(n, 1000, 0))
+    low, high = bca_interval(statistic, n, replicates)
+    assert low <= estimate <= high < np.percentile(replicates, 97.5)
+    assert bca_interval(lambda w: np.zeros(len(w)), n, np.zeros(50)) == (0.0, 0.0)
