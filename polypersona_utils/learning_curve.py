@@ -54,7 +54,22 @@ def collect(config) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "training_respondents", "variant", "measure", "value", "low", "high"])
 
 
-def curve_figure(curve: pd.DataFrame, stem, title: str) -> None:
+def anchor_values(config) -> dict[str, dict[str, float]]:
+    """measure -> {anchor variant: value} from the main run's panel tables (the anchors are fitted there only)."""
+    from .panel_references import ANCHORS
+
+    folder, out = config.paths().tables, {}
+    for measure, (table, value, *_) in MEASURES.items():
+        path = folder / f"{table}.csv"
+        if path.exists():
+            rows = pd.read_csv(path)
+            out[measure] = {r.variant: r[value] for _, r in rows.iterrows() if r.variant in ANCHORS}
+    return out
+
+
+def curve_figure(curve: pd.DataFrame, stem, title: str, anchors: dict[str, dict[str, float]] | None = None) -> None:
+    """One panel per measure against training respondents (symmetric log scale: 0 stays on the axis); the main
+    run's anchors as horizontal lines."""
     from .figures import pyplot, save_figure
 
     plt = pyplot()
@@ -66,6 +81,10 @@ def curve_figure(curve: pd.DataFrame, stem, title: str) -> None:
             line = line.sort_values("training_respondents")
             ax.errorbar(line.training_respondents, line.value, yerr=[line.value - line.low, line.high - line.value],
                         marker="o", capsize=3, label=variant)
+        for name, value in (anchors or {}).get(measure, {}).items():
+            ax.axhline(value, linestyle="--", linewidth=1, color="grey")
+            ax.annotate(name, (ax.get_xlim()[0], value), fontsize=6, va="bottom", color="grey")
+        ax.set_xscale("symlog", linthresh=10)
         ax.set_xlabel("training respondents (plus the persona subset)")
         ax.set_title(measure.replace("_", " ") + (" (lower is better)" if measure == "log_loss" else ""))
     axes[0].legend(fontsize=7)
@@ -115,7 +134,7 @@ def run_learning_curve(config) -> pd.DataFrame:
     curve = collect(config)
     write_table(curve, where.tables / TABLE, caption=f"learning curve: the panel against training respondents "
                                                      f"({config.profile})")
-    curve_figure(curve, where.figures / TABLE, f"Learning curve ({config.profile})")
+    curve_figure(curve, where.figures / TABLE, f"Learning curve ({config.profile})", anchor_values(config))
     write_section(where.results, "learning_curve", curve_section(curve, config, run_minutes(config)))
     atomic_write_json(where.results / "provenance" / "07_learning_curve.json", provenance_record(
         config.to_dict(), config.to_dict()["seeds"], {"learning_curve": sha256_file(where.tables / f"{TABLE}.csv")},
