@@ -161,6 +161,38 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     return tables
 
 
+RENAMED = {"baseline-demographic-cell": "baseline-cell-smoothed"}  # the same method, under its earlier name
+
+
+def refresh_panel(config) -> dict[str, pd.DataFrame]:
+    """Notebook 06's tables, figures and README sections recomputed from the stored distributions, scoring and
+    fitting nothing: for results made before a change to the panel's measures. Variants keep the distributions
+    their run stored (its references are the ones that run fitted; `RENAMED` names are updated); the order-effect
+    table, which needs both orders' probabilities, stays as stored."""
+    import json
+
+    from .figures import panel_figures
+    from .results_readme import write_section
+
+    where = config.paths()
+    frame = read_distributions(where.results / DISTRIBUTIONS_FILE)
+    frame["variant"] = frame.variant.replace(RENAMED)
+    survey = load_survey(config.personas.survey)
+    atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
+    tables = compute_panel_tables(config, frame)
+    for name, table in tables.items():
+        write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
+    tables["panel_order_effect"] = pd.read_csv(where.tables / "panel_order_effect.csv")
+    panel_figures(frame, tables, where.figures, where.name)
+    stored = json.loads((where.results / "provenance" / "06_panel.json").read_text(encoding="utf-8"))
+    respondents = frame.persona_id.nunique()
+    counts = [len(o) for o in frame[frame.variant == frame.variant.iloc[0]].options]
+    write_section(where.results, "panel", panel_section(config, tables, respondents, stored["training_respondents"],
+                                                        survey.title, counts))
+    write_section(where.results, "verdict", verdict_section(tables, respondents))
+    return tables
+
+
 def check_panel(config) -> list[str]:
     """Tables recomputed from the stored distributions that differ from the stored ones (empty: reproduced)."""
     where = config.paths()
@@ -172,29 +204,37 @@ def check_panel(config) -> list[str]:
 
 
 def verdict_section(tables: dict[str, pd.DataFrame], respondents: int) -> str:
-    """The results README's first lines: which variant is best on log-loss and on subgroup effects, and each model
-    against the best reference, by paired differences."""
+    """The results README's first paragraph: the best variant on log-loss and on subgroup effects, and each model
+    against the persona-blind marginal, the best reference fitted on the same respondents and the best anchor, by
+    paired differences (model minus reference, on the same respondent-bootstrap draws)."""
     individual = tables["panel_individual"].set_index("variant")
     effects = tables["panel_effects"].set_index("variant")
     paired = tables["panel_paired"]
+
+    def against(rows, reference: str) -> str:
+        row = rows.loc[reference]
+        return (f"{row.difference:+.3f} [{row.difference_lo:+.3f}, {row.difference_hi:+.3f}] against "
+                f"`{reference}`")
+
     best_loss, best_slope = individual.log_loss.idxmin(), effects.slope.idxmax()
-    lines = ["## Verdict", "",
-             f"On {respondents} held-out real respondents the best predictor of each person's answer is "
-             f"`{best_loss}` (log-loss {individual.loc[best_loss, 'log_loss']:.3f}) and the variant whose subgroups "
-             f"differ most as the real ones do is `{best_slope}` (subgroup-effect slope "
-             f"{effects.loc[best_slope, 'slope']:.3f}; 1 would match the real differences)."]
+    sentences = [f"On {respondents} held-out real respondents the best predictor of each person's answer is "
+                 f"`{best_loss}` (log-loss {individual.loc[best_loss, 'log_loss']:.3f}), and the variant whose "
+                 f"subgroups differ most as the survey's do is `{best_slope}` (subgroup-effect slope "
+                 f"{effects.loc[best_slope, 'slope']:.3f}; 1 would match the real differences)."]
+    same_data = [v for v in REFERENCE_VARIANTS if v in individual.index]
+    anchors = [v for v in ANCHORS if v in individual.index]
     for model in dict.fromkeys(paired.variant):
-        rows = paired[paired.variant == model].set_index(["reference", "measure"])
-        loss = rows.xs("log_loss", level="measure")
-        slope = rows.xs("subgroup_effect_slope", level="measure")
-        ref_loss, ref_slope = loss.difference.idxmax(), slope.difference.idxmin()  # the hardest reference of each
-        lines.append(f"`{model}`: log-loss {individual.loc[model, 'log_loss']:.3f}, "
-                     f"{loss.loc[ref_loss, 'difference']:+.3f} [{loss.loc[ref_loss, 'difference_lo']:+.3f}, "
-                     f"{loss.loc[ref_loss, 'difference_hi']:+.3f}] against `{ref_loss}`; slope "
-                     f"{effects.loc[model, 'slope']:.3f}, {slope.loc[ref_slope, 'difference']:+.3f} "
-                     f"[{slope.loc[ref_slope, 'difference_lo']:+.3f}, {slope.loc[ref_slope, 'difference_hi']:+.3f}] "
-                     f"against `{ref_slope}` (paired differences, model minus reference).")
-    return lines[0] + "\n\n" + " ".join(lines[2:]) + "\n"
+        rows = paired[paired.variant == model]
+        loss = rows[rows.measure == "log_loss"].set_index("reference")
+        slope = rows[rows.measure == "subgroup_effect_slope"].set_index("reference")
+        compared = ["baseline-population", min(same_data, key=lambda v: individual.loc[v, "log_loss"])]
+        compared += [min(anchors, key=lambda v: individual.loc[v, "log_loss"])] if anchors else []
+        strongest = max(same_data, key=lambda v: effects.loc[v, "slope"])
+        sentences.append(f"`{model}`: log-loss {individual.loc[model, 'log_loss']:.3f}, "
+                         + ", ".join(against(loss, r) for r in dict.fromkeys(compared))
+                         + f"; subgroup-effect slope {effects.loc[model, 'slope']:.3f}, "
+                         + against(slope, strongest) + " (paired differences, model minus reference).")
+    return "## Verdict\n\n" + " ".join(sentences) + "\n"
 
 
 def interval(row, name: str) -> str:
