@@ -7,10 +7,11 @@ once a record. A packed respondent is a tree of three levels: the root (the toke
 starts with), one stem per record (the rest of its prompt but the last token), and one turn per answer (the
 prompt's last token, which predicts the answer's first token, then the answer). `turn_log_probs` runs a batch of
 respondents level by level: the roots as one batch, the stems as a batch that reads its root's keys and values
-(the cache, selected per row), the turns as a batch that reads root and stem; so no record sees another, each token
-has the position it has in its own record, and attention costs what the records' own lengths cost (one dense block
-mask over a whole respondent was measured 1.7x slower than the cache here). Every answer token's log-probability
-equals the per-record one up to float rounding (`tests/test_packing.py`), and so do the losses and gradients.
+(the cache, selected per row), the turns as a batch that reads root and stem; so no record sees another, each
+token has the position it has in its own record, and attention costs what the records' own lengths cost (one dense
+block mask over a whole respondent gave 1.66x the per-record rate on this CPU, this path 2.11x: bench/README.md).
+Every answer token's log-probability equals the per-record one up to float rounding (`tests/test_packing.py`), and
+so do the losses and gradients.
 """
 from __future__ import annotations
 

@@ -224,7 +224,8 @@ def panel_effects(frame: pd.DataFrame, samples: int, seed: int, min_respondents:
         replicates = statistic(bootstrap_weights(n, samples, seed))
         (c_lo, c_hi), (s_lo, s_hi) = [bca_interval(lambda w, j=j: statistic(w)[:, j], n, replicates[:, j])
                                       for j in (0, 1)]
-        rows.append({"variant": variant, "cells": len(effect_cells(answers, None, min_respondents, variables, real_effects)[0]),
+        cells = len(effect_cells(answers, None, min_respondents, variables, real_effects)[0])
+        rows.append({"variant": variant, "cells": cells,
                      "correlation": correlation, "correlation_lo": c_lo, "correlation_hi": c_hi, "slope": slope,
                      "slope_lo": s_lo, "slope_hi": s_hi})
     return pd.DataFrame(rows)

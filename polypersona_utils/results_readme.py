@@ -1,6 +1,7 @@
 """`results/<profile>/README.md`, the findings in words, written by one writer from the sections the notebooks
-contribute (06: the verdict, first, and the panel; 04: metrics; 07: learning curve; 05: ablations). Each notebook stores its section in `readme_sections.json` and the README
-is rendered from all stored sections in a fixed order, so rerunning one notebook never loses another's section."""
+contribute (06: the verdict, first, and the panel; 04: metrics; 07: learning curve; 05: ablations). Each notebook
+stores its section in `readme_sections.json` and the README is rendered from all stored sections in a fixed order,
+so rerunning one notebook never loses another's section."""
 from __future__ import annotations
 
 import json
