@@ -10,7 +10,8 @@ import pandas as pd
 
 from .panel import (dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel,
                     subgroup_variables)
-from .panel_evaluation import panel_paired, panel_tables, population_effects, with_answer_columns
+from .panel_evaluation import panel_tables, population_effects, with_answer_columns
+from .panel_paired import panel_paired
 from .panel_references import ANCHORS, REFERENCE_VARIANTS, reference_distributions
 from .panel_stacking import panel_stacking
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
