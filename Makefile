@@ -207,6 +207,14 @@ $(RESULTS)/scored/%/manifest.json: $(PREDICTIONS) $(DATA) $(STAMPS)/metrics.json
                                    polypersona_utils/external_scores.py | $(INSTALLED)
 	$(PY) -m polypersona_utils.external_scores $(PROFILE) $(PREDICTIONS) $*
 
+## panel-estimates: prediction-powered answer shares from your own files (docs/panel.md):
+## make panel-estimates PREDICTIONS=<panel-format csv, every card> ANSWERS=<csv of a sample's real answers> OUT=<csv>
+## [SUBGROUPS=party,age_band]
+.PHONY: panel-estimates
+panel-estimates: | $(INSTALLED)
+	@test -n "$(PREDICTIONS)" -a -n "$(ANSWERS)" -a -n "$(OUT)" || { echo "usage: make panel-estimates PREDICTIONS=<file.csv> ANSWERS=<file.csv> OUT=<file.csv> [SUBGROUPS=a,b]"; exit 2; }
+	$(PY) -m polypersona_utils.panel_estimates $(PREDICTIONS) $(ANSWERS) $(OUT) --subgroups "$(SUBGROUPS)"
+
 ## check-results: recompute PROFILE's tables (main and ablation runs) from the stored answers; fail if any differ
 .PHONY: check-results
 check-results: | $(INSTALLED)

@@ -41,6 +41,7 @@ class SeedsConfig:
     sampling: int = 20186
     bootstrap: int = 20187
     panel: int = 20188
+    worth: int = 20189  # the real samples drawn from the panel in `panel_worth`
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,28 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PanelWorthConfig:
+    """What the panel is worth in real respondents (`panel_worth`): simple random samples of the held-out panel."""
+
+    sample_sizes: list[int] = field(default_factory=lambda: [50, 100, 150, 200])  # real respondents sampled, n
+    draws: int = 200  # seeded samples per n
+    min_cell: int = 40  # subgroup cells with fewer of the panel's respondents on the item are not estimands
+    min_expected: float = 20.0  # a cell enters at n when n x cell / panel, its expected sampled members, reaches this
+    # an option enters when its expected count among the cell's sampled members, and that of the other options,
+    # reach this: the textbook condition (np >= 5) for the normal-approximation intervals every estimator uses
+    min_expected_answers: float = 5.0
+    # predictors beside every model variant (the references that exist in the run; the statistician's regressions)
+    references: list[str] = field(default_factory=lambda: ["baseline-logistic", "anchor-logistic-all"])
+    # a control: the first predictor's probabilities shuffled among each cell's respondents (worth nothing in truth;
+    # what it shows is the floor a real gain must clear)
+    control: bool = True
+
+    def validate(self) -> None:
+        if not self.sample_sizes or min(self.sample_sizes) < 2 or self.draws < 10 or self.min_cell < 2:
+            raise ValueError("worth: sample_sizes must be >= 2, draws >= 10, min_cell >= 2")
+
+
+@dataclass(frozen=True)
 class PanelConfig:
     """The synthetic panel against held-out real respondents (notebook 06)."""
 
@@ -308,6 +331,7 @@ class PanelConfig:
     # the main run's anchors: the references fitted on every eligible respondent outside the panel (about 2 minutes
     # of cross-validation on 2 cores for GSS 2018's 2,040)
     anchors: bool = True
+    worth: PanelWorthConfig = field(default_factory=PanelWorthConfig)
 
     def validate(self) -> None:
         for name in ("respondents", "ablation_respondents"):

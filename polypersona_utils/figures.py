@@ -265,3 +265,31 @@ def panel_figures(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], folder: 
     fig.tight_layout()
     save_figure(fig, folder / "panel_calibration")
     plt.close(fig)
+    if "panel_worth" in tables:  # the main run's
+        worth_figure(tables["panel_worth"], folder / "panel_worth", title)
+
+
+def worth_figure(table: pd.DataFrame, stem: Path, title: str) -> None:
+    """`panel_worth`: coverage of each estimator's 95 % interval, and the prediction-powered estimate's effective
+    sample size per 100 real respondents, against the number sampled; one line per predictor and estimator."""
+    plt = pyplot()
+    fig, (cover, worth) = plt.subplots(1, 2, figsize=(10, 4.2))
+    cover.axhspan(0.92, 0.98, color="0.9", label="92-98 %")
+    classical = table[(table.estimator == "classical")].drop_duplicates("n")
+    cover.plot(classical.n, classical.coverage, "ks-", label="classical (real sample alone)")
+    worth.plot(classical.n, classical.worth_per_100, "ks-", label="classical: 100")
+    for predictor, part in table.groupby("predictor", sort=False):
+        ppi, synthetic = part[part.estimator == "ppi"], part[part.estimator == "synthetic"]
+        line, = cover.plot(ppi.n, ppi.coverage, "o-", label=f"{predictor}: prediction-powered")
+        cover.plot(synthetic.n, synthetic.coverage, "x:", color=line.get_color(), label=f"{predictor}: synthetic only")
+        worth.plot(ppi.n, ppi.worth_per_100, "o-", color=line.get_color(), label=predictor)
+    cover.set(xlabel="real respondents sampled (n)", ylabel="coverage of the true share (95 % intervals)",
+              ylim=(-0.02, 1.02), title="Coverage, mean over estimands")
+    worth.set(xlabel="real respondents sampled (n)", ylabel="effective n per 100 sampled",
+              title="Effective sample size per 100 real respondents")
+    cover.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.2), ncol=2)
+    worth.legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.2), ncol=2)
+    fig.suptitle(f"Prediction-powered estimates of answer shares on the held-out panel ({title})")
+    fig.tight_layout()
+    save_figure(fig, stem)
+    plt.close(fig)

@@ -269,8 +269,8 @@ def with_answer_columns(frame: pd.DataFrame) -> pd.DataFrame:
 
 def panel_tables(frame: pd.DataFrame, population: pd.DataFrame, samples: int, seed: int, min_respondents: int,
                  variables: tuple[str, ...]) -> dict[str, pd.DataFrame]:
-    """Every panel table; `variables` are the subgroup columns of `frame` compared within (panel.subgroup_variables)."""
-    frame, population = with_answer_columns(frame), with_answer_columns(population)
+    """Every panel table of this module; `frame` and `population` carry `with_answer_columns`; `variables` are the
+    subgroup columns of `frame` compared within (panel.subgroup_variables)."""
     human = human_split_half(frame, population, seed, variables)
     alignment = panel_alignment(frame, human, samples, seed, variables)
     return {"panel_alignment": alignment,

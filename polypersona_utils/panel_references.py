@@ -157,3 +157,9 @@ def reference_distributions(train: list, panel: list, questions: dict, cell_smoo
     if anchor_pool is not None:
         out |= fitted_distributions(anchor_pool, panel, questions, ANCHORS, seed)
     return out
+
+
+def model_variants(variants) -> list[str]:
+    """The variants that are models (not a reference, an anchor or the human split-half), in the given order."""
+    return [v for v in dict.fromkeys(variants)
+            if v not in REFERENCE_VARIANTS and v not in ANCHORS and not v.startswith("human")]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .panel_evaluation import LOG_FLOOR, bootstrap_weights
-from .panel_references import ANCHORS, REFERENCE_VARIANTS
+from .panel_references import model_variants
 from .stats import bca_interval
 
 CARD_REGRESSIONS = ("baseline-logistic", "anchor-logistic-all")
@@ -76,7 +76,7 @@ def stacking_rows(frame: pd.DataFrame, model: str, regression: str, samples: int
 def panel_stacking(frame: pd.DataFrame, samples: int, seed: int) -> pd.DataFrame:
     """Every model variant on every card regression the panel holds (`frame` with `real_index`)."""
     present = list(dict.fromkeys(frame.variant))
-    models = [v for v in present if v not in REFERENCE_VARIANTS and v not in ANCHORS and not v.startswith("human")]
+    models = model_variants(present)
     rows = [stacking_rows(frame, model, regression, samples, seed)
             for model in models for regression in CARD_REGRESSIONS if regression in present]
     return pd.DataFrame(rows, columns=["variant", "card_regression", "respondents", "pairs", "log_loss_regression",

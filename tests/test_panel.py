@@ -106,7 +106,7 @@ def hand_made_frame(probabilities_of, people=40):
 def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
     knows = hand_made_frame(lambda party: [0.8, 0.1, 0.1] if party == "Democrat" else [0.1, 0.1, 0.8])
     population = hand_made_frame(lambda party: [1.0, 0.0, 0.0])  # only its real answers are read
-    tables = panel_tables(knows, population, samples=200, seed=1, min_respondents=5, variables=VARIABLES)
+    tables = panel_tables(with_answer_columns(knows), with_answer_columns(population), samples=200, seed=1, min_respondents=5, variables=VARIABLES)
     individual = tables["panel_individual"].set_index("variant").loc["model"]
     assert individual.log_loss == pytest.approx(-math.log(0.8))
     assert individual.accuracy == 1.0 and individual.log_loss_lo <= individual.log_loss <= individual.log_loss_hi
@@ -133,7 +133,7 @@ def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
         np.average(1 - model_rows.alignment, weights=model_rows["items"]))
     assert units.loc["human-split-half", "cells"] > 0
     blind = hand_made_frame(lambda party: [0.45, 0.1, 0.45])
-    blind_effects = panel_tables(blind, population, 200, 1, 5, VARIABLES)["panel_effects"].set_index("variant").loc["model"]
+    blind_effects = panel_tables(with_answer_columns(blind), with_answer_columns(population), 200, 1, 5, VARIABLES)["panel_effects"].set_index("variant").loc["model"]
     assert blind_effects.slope == pytest.approx(0.0, abs=1e-9)  # a persona-blind panel recovers no effect
 
 
@@ -286,6 +286,35 @@ def test_check_results_recomputes_the_panel_tables_and_catches_a_changed_one(tmp
     stored = where.tables / "panel_individual.csv"
     stored.write_text(stored.read_text().replace("model,", "model-edited,"))
     assert check_panel(config) == ["panel_individual"]
+
+
+def test_refresh_panel_recomputes_tables_figures_and_sections_from_the_stored_distributions(tmp_roots):
+    import json
+
+    from polypersona_utils.config import load_config
+    from polypersona_utils.panel_report import DISTRIBUTIONS_FILE, check_panel, distributions_csv, refresh_panel
+
+    config = load_config("smoke", overrides={"metrics.bootstrap_samples": 100})
+    model = hand_made_frame(lambda party: [0.7, 0.2, 0.1] if party == "Democrat" else [0.2, 0.2, 0.6])
+    earlier = model.assign(variant="baseline-demographic-cell")  # stored under the method's earlier name
+    marginal = hand_made_frame(lambda party: [0.4, 0.2, 0.4]).assign(variant="baseline-population")
+    frame = pd.concat([model, earlier, marginal], ignore_index=True).assign(sampled_option="About right")
+    where = config.paths()
+    (where.results / "provenance").mkdir(parents=True)
+    (where.results / DISTRIBUTIONS_FILE).write_text(distributions_csv(frame, VARIABLES))
+    (where.results / "provenance" / "06_panel.json").write_text(json.dumps({"training_respondents": 12}))
+    where.tables.mkdir(parents=True)
+    (where.tables / "panel_order_effect.csv").write_text("variant,mean_total_variation\nmodel,0.1\n")
+    tables = refresh_panel(config)
+    assert check_panel(config) == []  # what it wrote is what the stored distributions give
+    stored = (where.results / DISTRIBUTIONS_FILE).read_text()
+    assert "baseline-cell-smoothed" in stored and "baseline-demographic-cell" not in stored
+    assert set(tables["panel_worth"].predictor) == {"model", "shuffled-model"}
+    assert (where.figures / "panel_worth.png").exists() and (where.figures / "panel_by_party.png").exists()
+    readme = (where.results / "README.md").read_text()
+    assert readme.index("## Verdict") < readme.index("What the panel is worth") < readme.index("synthetic panel against")
+    assert "12 training respondents" in readme
+    assert json.loads((where.results / "provenance" / "06_panel_refresh.json").read_text())["step"] == "06_panel_refresh"
 
 
 def spending_answer(body: dict) -> str:
