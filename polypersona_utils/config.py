@@ -22,6 +22,7 @@ import yaml
 from . import paths
 from .models import is_hub_id
 from .questions import QUESTION_TYPES, load_question_bank
+from .yaml_files import load_yaml
 from .surveys import check_links, load_survey
 
 
@@ -528,20 +529,6 @@ def _apply_override(data: dict, dotted_key: str, value: Any) -> None:
     node[last] = value
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML keeps the last)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark)
-            seen[key] = key_node.start_mark.line
-        return super().construct_mapping(node, deep)
-
-
 def load_run(profile: str | Path, run: str = "", overrides: dict[str, Any] | None = None) -> Config:
     """A run's identity, (profile, run, overrides), as its configuration; `config.paths(split)` says where it reads
     and writes. The one way notebooks, ablations and the command line turn a run into settings and places."""
@@ -558,7 +545,7 @@ def load_config(profile_or_path: str | Path, overrides: dict[str, Any] | None = 
         available = sorted(p.stem for p in paths.PARAMS_DIR.glob("*.yaml"))
         raise ConfigError(f"{path}: no such profile file (available profiles: {available})")
     try:
-        data = yaml.load(path.read_text(encoding="utf-8-sig"), Loader=_UniqueKeyLoader)
+        data = load_yaml(path.read_text(encoding="utf-8-sig"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except yaml.YAMLError as exc:

@@ -11,6 +11,8 @@ from typing import Optional
 
 import yaml
 
+from .yaml_files import load_yaml
+
 QUESTION_TYPES = ("open", "likert", "yesno", "agreement")
 CLOSED_TYPES = ("likert", "yesno", "agreement")
 # The option set a closed question of each type is asked with when a record brings none and the bank does not
@@ -58,7 +60,7 @@ class QuestionBank:
 def load_question_bank(path: Path) -> QuestionBank:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise QuestionBankError(f"{path}: cannot read the question bank: {exc}") from None
     if not isinstance(data, dict):

