@@ -227,13 +227,18 @@ def ablation_figures(profile: str, lora: pd.DataFrame, differences: pd.DataFrame
     plt.close(fig)
 
 
-def panel_figures(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], folder: Path, title: str) -> None:
-    """Per linked item, the share answering the first option ("Too little") in each party group, real against
-    every variant (not pooled over items); and a calibration plot, predicted probability against observed share."""
+def panel_figures(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], folder: Path, title: str,
+                  party_order: list[str] = (), least: int = 10) -> None:
+    """Per linked item, the share answering the first option ("Too little") in each party group of at least `least`
+    respondents, in `party_order` (the survey's order of its labels; others after, alphabetically), real against
+    every variant (points: the groups are categories, not a scale); a calibration plot, predicted probability
+    against observed share, each bin's marker sized by its pairs; and `panel_worth` (the main run's)."""
     plt = pyplot()
     items = sorted(frame.question_id.unique())
     variants = list(frame.variant.unique())
-    parties = sorted(frame.party.unique())
+    sizes = frame.drop_duplicates("persona_id").party.value_counts()
+    rank = {p: i for i, p in enumerate(party_order)}
+    parties = sorted((p for p in sizes.index if sizes[p] >= least), key=lambda p: (rank.get(p, len(rank)), p))
     fig, axes = item_grid(plt, len(items), 3.6, 3.2)
     x = np.arange(len(parties))
     for ax, qid in zip(axes.flat, items):
@@ -241,16 +246,18 @@ def panel_figures(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], folder: 
         first = on_item.options.iloc[0][0]
         reference = on_item[on_item.variant == variants[0]]
         real = [float((reference[reference.party == p].real_option == first).mean()) for p in parties]
-        ax.plot(x, real, "ks-", label="real respondents", linewidth=2)
+        ax.plot(x, real, "ks", label="real respondents", markersize=7)
         for variant in variants:
             part = on_item[on_item.variant == variant]
             ax.plot(x, [float(np.mean([pr[0] for pr in part[part.party == p].probabilities])) if (part.party == p).any()
-                        else np.nan for p in parties], "o--", label=variant, alpha=0.8)
+                        else np.nan for p in parties], "o", label=variant, alpha=0.8, markersize=4)
         ax.set_xticks(x, parties, rotation=60, ha="right", fontsize=6)
         ax.set_title(f"{on_item.survey_item.iloc[0] if 'survey_item' in on_item else qid}: share '{first}'", fontsize=8)
     axes[0][0].set_ylabel("share / mean probability")
-    axes.flat[len(items) - 1].legend(fontsize=6, loc="best")
-    fig.suptitle(f"Per item and party: real answers against each variant's distribution ({title})")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper center", ncol=min(len(labels), 5), bbox_to_anchor=(0.5, 0))
+    fig.suptitle(f"Per item and party group (groups of at least {least} respondents): real answers against each "
+                 f"variant's distribution ({title})")
     fig.tight_layout()
     save_figure(fig, folder / "panel_by_party")
     plt.close(fig)
@@ -258,9 +265,11 @@ def panel_figures(frame: pd.DataFrame, tables: dict[str, pd.DataFrame], folder: 
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", linewidth=1)
     for variant, part in calibration.groupby("variant", sort=False):
-        ax.plot(part.predicted, part.observed, "o-", label=variant, alpha=0.8)
+        line, = ax.plot(part.predicted, part.observed, "-", label=variant, alpha=0.6)
+        ax.scatter(part.predicted, part.observed, s=3 + 80 * part.pairs / calibration.pairs.max(),
+                   color=line.get_color(), alpha=0.8)
     ax.set(xlabel="predicted probability of an option", ylabel="observed share of real answers",
-           title=f"Calibration ({title})", xlim=(0, 1), ylim=(0, 1))
+           title=f"Calibration ({title}; marker area: pairs in the bin)", xlim=(0, 1), ylim=(0, 1))
     ax.legend(fontsize=6)
     fig.tight_layout()
     save_figure(fig, folder / "panel_calibration")

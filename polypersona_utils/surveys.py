@@ -102,6 +102,11 @@ class Variable:
             return next(text for upper, text in self.bins if value <= upper)
         return value
 
+    def texts(self) -> list[str]:
+        """Every text this variable can give, in the survey file's order (codes, or bins, then the missing text)."""
+        given = list(self.labels.values()) if self.labels else [t for _, t in self.bins] if self.bins else []
+        return list(dict.fromkeys(given + [self.missing]))
+
 
 @dataclass(frozen=True)
 class Rule:
