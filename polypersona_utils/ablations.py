@@ -30,17 +30,22 @@ def rank_overrides(config, rank: int) -> dict:
 
 
 def standard_ablations(config) -> dict[str, dict]:
-    """The standard set for a profile: the reference, its rank times each of `ablation_runs.rank_factors` (half,
-    twice and four times by default), a held-out domain, the persona card removed, and the unquantised base in fp32
-    instead of QLoRA's 4-bit NF4 one (`lora-16bit`: the paper's name for it)."""
+    """The standard set for a profile: the reference, then of the kinds in `ablation_runs.kinds` (all four by
+    default): its rank times each of `ablation_runs.rank_factors` (half, twice and four times by default), a held-out
+    domain, the persona card removed, and the unquantised base in fp32 instead of QLoRA's 4-bit NF4 one
+    (`lora-16bit`: the paper's name for it)."""
+    kinds = config.ablation_runs.kinds
     runs = {reference_run(config): {}}
     for rank in (int(config.lora.r * factor) for factor in config.ablation_runs.rank_factors):
-        if rank >= 1 and rank != config.lora.r:
+        if "rank" in kinds and rank >= 1 and rank != config.lora.r:
             runs[f"rank{rank}"] = rank_overrides(config, rank)
     domain = config.ablation_runs.heldout_domain
-    runs[f"heldout-{domain}"] = {"ablation.heldout_domain": domain}
-    runs["no-persona"] = {"ablation.include_persona": False}
-    runs["lora-16bit"] = {"training.quantization": "none", "training.compute_dtype": "float32"}
+    if "heldout" in kinds:
+        runs[f"heldout-{domain}"] = {"ablation.heldout_domain": domain}
+    if "no-persona" in kinds:
+        runs["no-persona"] = {"ablation.include_persona": False}
+    if "lora-16bit" in kinds:
+        runs["lora-16bit"] = {"training.quantization": "none", "training.compute_dtype": "float32"}
     return runs
 
 

@@ -375,6 +375,9 @@ class AblationRunsConfig:
     heldout_domain: str = "healthcare"  # the paper's largest domain after demographics
     # the standard rank runs: `lora.r` times each factor (half, twice and four times the profile's rank)
     rank_factors: list[float] = field(default_factory=lambda: [0.5, 2, 4])
+    # which kinds of run the standard set holds besides the reference (`ablations.standard_ablations`)
+    kinds: list[Literal["rank", "heldout", "no-persona", "lora-16bit"]] = field(
+        default_factory=lambda: ["rank", "heldout", "no-persona", "lora-16bit"])
 
     def validate(self) -> None:
         for name in ("train_personas", "val_personas", "test_personas"):

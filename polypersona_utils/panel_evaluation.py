@@ -153,38 +153,55 @@ def population_effects(population: pd.DataFrame, variables: tuple[str, ...]) -> 
     return out
 
 
+def effect_plan(answers: pd.DataFrame, min_respondents: int, variables: tuple[str, ...], real_effects: dict | None):
+    """What `effect_cells` computes with, whatever the weights: each row's respondent (a column of the weights), its
+    synthetic and real answer score, and per item x subgroup cell with at least `min_respondents` panel respondents
+    (and, with `real_effects`, a category the survey's respondents have) the item's rows, the cell's rows and the
+    cell's real effect (None: from the panel's own answers)."""
+    people = {p: i for i, p in enumerate(sorted(answers.persona_id.unique()))}
+    col = np.array([people[p] for p in answers.persona_id])
+    score = np.arange(len(answers.probabilities.iloc[0]))
+    synthetic = np.stack(answers.probabilities.to_numpy()) @ score
+    real = answers.real_index.to_numpy(float)
+    persona = answers.persona_id.to_numpy()
+    cells = []
+    for qid in sorted(answers.question_id.unique()):
+        on_item = (answers.question_id == qid).to_numpy()
+        for variable in variables:
+            values = answers[variable].to_numpy()
+            for category in sorted(answers.loc[on_item, variable].unique()):
+                cell = on_item & (values == category)
+                if len(set(persona[cell])) < min_respondents or (
+                        real_effects is not None and (qid, variable, category) not in real_effects):
+                    continue  # too few respondents, or a category the survey's respondents do not have
+                cells.append((np.flatnonzero(on_item), np.flatnonzero(cell),
+                              None if real_effects is None else real_effects[qid, variable, category]))
+    return len(people), col, synthetic, real, cells
+
+
 def effect_cells(answers: pd.DataFrame, weights: np.ndarray | None, min_respondents: int, variables: tuple[str, ...],
-                 real_effects: dict | None = None):
+                 real_effects: dict | None = None, plan=None):
     """(synthetic effects, real effects) over item x subgroup cells with at least `min_respondents` panel
     respondents, each (cells, draws). Synthetic effects come from the panel's respondents (weighted); real ones
     from `real_effects` (`population_effects`, the same in every draw) or, without it, from the panel's own real
     answers. Real effects estimated on the panel's few respondents per cell are noisy, and noise in the regressor
     attenuates the slope (and a bootstrap over the panel attenuates it further, so its draws fall below the
     estimate); the survey's ~2,000 respondents give the real effects almost without noise, and noise in the
-    synthetic effects (the regressand) does not bias the slope."""
-    people = {p: i for i, p in enumerate(sorted(answers.persona_id.unique()))}
-    w = np.ones((1, len(people))) if weights is None else weights
-    col = np.array([people[p] for p in answers.persona_id])
-    score = np.arange(len(answers.probabilities.iloc[0]))
-    synthetic = np.stack(answers.probabilities.to_numpy()) @ score
-    real = answers.real_index.to_numpy(float)
-    syn_cells, real_cells = [], []
-    for qid in sorted(answers.question_id.unique()):
-        on_item = (answers.question_id == qid).to_numpy()
-        base_w = w[:, col[on_item]]
-        base_syn = base_w @ synthetic[on_item] / base_w.sum(axis=1)
-        base_real = base_w @ real[on_item] / base_w.sum(axis=1)
-        for variable in variables:
-            for category in sorted(answers.loc[on_item, variable].unique()):
-                cell = on_item & (answers[variable] == category).to_numpy()
-                if len(set(answers.persona_id[cell])) < min_respondents or (
-                        real_effects is not None and (qid, variable, category) not in real_effects):
-                    continue  # too few respondents, or a category the survey's respondents do not have
-                cell_w = w[:, col[cell]]
-                total = np.maximum(cell_w.sum(axis=1), 1e-12)
-                syn_cells.append(cell_w @ synthetic[cell] / total - base_syn)
-                real_cells.append(cell_w @ real[cell] / total - base_real if real_effects is None
-                                  else np.full(len(w), real_effects[qid, variable, category]))
+    synthetic effects (the regressand) does not bias the slope. `plan`: `effect_plan`'s, when computed already."""
+    people, col, synthetic, real, cells = plan or effect_plan(answers, min_respondents, variables, real_effects)
+    w = np.ones((1, people)) if weights is None else weights
+    syn_cells, real_cells, base = [], [], {}
+    for item_rows, cell_rows, real_effect in cells:
+        key = item_rows[0]
+        if key not in base:
+            base_w = w[:, col[item_rows]]
+            base[key] = (base_w @ synthetic[item_rows] / base_w.sum(axis=1), base_w @ real[item_rows] / base_w.sum(axis=1))
+        base_syn, base_real = base[key]
+        cell_w = w[:, col[cell_rows]]
+        total = np.maximum(cell_w.sum(axis=1), 1e-12)
+        syn_cells.append(cell_w @ synthetic[cell_rows] / total - base_syn)
+        real_cells.append(cell_w @ real[cell_rows] / total - base_real if real_effect is None
+                          else np.full(len(w), real_effect))
     return np.array(syn_cells), np.array(real_cells)  # (cells, samples)
 
 
@@ -202,8 +219,10 @@ def correlation_and_slope(synthetic: np.ndarray, real: np.ndarray) -> tuple[floa
 def effect_statistic(answers: pd.DataFrame, min_respondents: int, variables: tuple[str, ...], real_effects: dict):
     """statistic(weights (k, respondents)) -> (k, 2): the subgroup-effect correlation and slope with respondents
     counted as the weights say (a row of ones: the panel as it is)."""
+    plan = effect_plan(answers, min_respondents, variables, real_effects)
+
     def statistic(weights: np.ndarray) -> np.ndarray:
-        synthetic, real = effect_cells(answers, weights, min_respondents, variables, real_effects)
+        synthetic, real = effect_cells(answers, weights, min_respondents, variables, real_effects, plan)
         if not len(synthetic):
             return np.full((len(weights), 2), np.nan)
         return np.array([correlation_and_slope(synthetic[:, b], real[:, b]) for b in range(len(weights))])

@@ -15,14 +15,14 @@ PERSONA = {"age": 50, "gender": "man", "occupation": "retired", "education": "gr
            "region": "lives in a city", "income_bracket": "not reported", "political_identity": "independent",
            "values": ["a", "b"], "traits": ["c", "d"], "interests": ["e", "f"]}
 
-# Shared by the test and the subprocess it kills: 12 open questions, batches of 2, the embedded SmolLM2.
+# Shared by the test and the subprocess it kills: 8 open questions and a closed one, batches of 2, the embedded SmolLM2.
 SCRIPT = textwrap.dedent("""
     import sys
     from polypersona_utils.prompts import build_messages
     from polypersona_utils.teacher import LocalTeacher, TeacherRequest, run_teacher
     PERSONA = {persona!r}
     requests = [TeacherRequest.make(build_messages(PERSONA, "lifestyle", f"What do you do on day {{i}} of a holiday?",
-                                                   "open")) for i in range(12)]
+                                                   "open")) for i in range(8)]
     requests.append(TeacherRequest.make(build_messages(PERSONA, "finance", "Do you save?", "yesno", ("Yes", "No")),
                                         ("Yes", "No")))
     teacher = LocalTeacher("smollm2-135m-instruct", None, max_new_tokens=12, temperature=0.7, top_p=0.9, seed=1)
@@ -47,14 +47,14 @@ def test_killed_teacher_run_resumes_with_no_duplicate_and_no_gap(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     done_before_kill = len(read_jsonl(interrupted))
-    assert 0 < done_before_kill < 13, "the kill must land mid-run for this test to mean anything"
+    assert 0 < done_before_kill < 9, "the kill must land mid-run for this test to mean anything"
     # A kill can also land mid-write: simulate the torn last line it would leave.
     with open(interrupted, "a") as handle:
         handle.write('{"key": "torn')
     subprocess.run([sys.executable, str(script), str(interrupted)], check=True)
     subprocess.run([sys.executable, str(script), str(clean)], check=True)
     resumed_rows, clean_rows = read_jsonl(interrupted), read_jsonl(clean)
-    assert len(resumed_rows) == 13 and len({r["key"] for r in resumed_rows}) == 13  # no gap, no duplicate
+    assert len(resumed_rows) == 9 and len({r["key"] for r in resumed_rows}) == 9  # no gap, no duplicate
     # Sampled (temperature 0.7) and still identical: seeds are per batch and batches are fixed slices.
     assert {r["key"]: r["answer"] for r in resumed_rows} == {r["key"]: r["answer"] for r in clean_rows}
     assert {r["answer"] for r in resumed_rows if r["answer"] in ("Yes", "No")}  # the closed one picked an option
