@@ -215,6 +215,25 @@ panel-estimates: | $(INSTALLED)
 	@test -n "$(PREDICTIONS)" -a -n "$(ANSWERS)" -a -n "$(OUT)" || { echo "usage: make panel-estimates PREDICTIONS=<file.csv> ANSWERS=<file.csv> OUT=<file.csv> [SUBGROUPS=a,b]"; exit 2; }
 	$(PY) -m polypersona_utils.panel_estimates $(PREDICTIONS) $(ANSWERS) $(OUT) --subgroups "$(SUBGROUPS)"
 
+## score-panel: any model's panel probabilities scored beside the committed variants, from the results alone:
+## make score-panel PREDICTIONS=<csv or jsonl: persona_id, question_id, options, probabilities> NAME=<name>
+## -> results/PROFILE/scored-panels/NAME/ (make panel-template OUT=<csv> writes the file to fill in)
+.PHONY: score-panel panel-template
+score-panel: | $(INSTALLED)
+	@test -n "$(PREDICTIONS)" -a -n "$(NAME)" || { echo "usage: make score-panel PROFILE=<profile> PREDICTIONS=<file> NAME=<name>"; exit 2; }
+	$(PY) -m polypersona_utils.panel_scoring score $(PROFILE) $(PREDICTIONS) $(NAME)
+
+panel-template: | $(INSTALLED)
+	@test -n "$(OUT)" || { echo "usage: make panel-template PROFILE=<profile> OUT=<file.csv>"; exit 2; }
+	$(PY) -m polypersona_utils.panel_scoring template $(PROFILE) $(OUT)
+
+## report: results/PROFILE/report.html, the findings on one self-contained page (verdict, tables, every figure)
+.PHONY: report
+report: $(RESULTS)/report.html
+
+$(RESULTS)/report.html: $(RESULTS)/README.md $(wildcard $(RESULTS)/figures/*.png) polypersona_utils/report_page.py | $(INSTALLED)
+	$(PY) -m polypersona_utils.report_page $(PROFILE)
+
 ## check-results: recompute PROFILE's tables (main and ablation runs) from the stored answers; fail if any differ
 .PHONY: check-results
 check-results: | $(INSTALLED)

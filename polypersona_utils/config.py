@@ -570,4 +570,7 @@ def load_config(profile_or_path: str | Path, overrides: dict[str, Any] | None = 
         config = _build(Config, data, "")
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return dataclasses.replace(config, source_file=str(path))
+    # relative to the workspace when inside it, so provenance records do not hold the path of the clone that ran
+    source = path.resolve()
+    source = source.relative_to(paths.WORKSPACE) if source.is_relative_to(paths.WORKSPACE) else source
+    return dataclasses.replace(config, source_file=str(source))

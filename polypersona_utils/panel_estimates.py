@@ -28,6 +28,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .panel_files import read_panel_file
+from .userfiles import read_csv_rows
+
 ESTIMATORS = ("classical", "synthetic", "ppi")
 LEVEL = 0.95
 
@@ -84,61 +87,39 @@ def synthetic_estimate(pool_predictions, level: float = LEVEL) -> tuple[float, f
 
 
 # A user's own case: predictions for every card of a pool, real answers for a sample of it.
-PREDICTION_COLUMNS = ("persona_id", "question_id", "options", "probabilities")
 ANSWER_COLUMNS = ("persona_id", "question_id", "real_option")
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
-    """A panel-format CSV (as `results/<profile>/panel_distributions.csv`, one variant's rows): `persona_id`,
-    `question_id`, `options` and `probabilities` ('|'-joined, same order, summing to 1), and any subgroup columns.
-    Bad rows raise ValueError naming the file, line and field."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: line 1: missing column '{missing[0]}' (needs {', '.join(PREDICTION_COLUMNS)})")
+    """A panel-format file (`panel_files`; as `results/<profile>/panel_distributions.csv`, one predictor's rows)
+    for every card of the pool, with any subgroup columns. Bad rows raise ValueError naming the file, line and
+    field."""
+    frame = read_panel_file(path)
     if "variant" in frame.columns and frame.variant.nunique() > 1:
         raise ValueError(f"{path}: field 'variant': {frame.variant.nunique()} variants; give one predictor's rows")
-    options, probabilities = [], []
-    for line, row in zip(range(2, len(frame) + 2), frame.itertuples(index=False)):
-        names = row.options.split("|")
-        try:
-            p = [float(x) for x in row.probabilities.split("|")]
-        except ValueError:
-            raise ValueError(f"{path}: line {line}: field 'probabilities': not numbers: {row.probabilities!r}") from None
-        if len(p) != len(names) or min(p) < 0 or abs(sum(p) - 1) > 1e-3:
-            raise ValueError(f"{path}: line {line}: field 'probabilities': {row.probabilities!r} must be one "
-                             f"non-negative number per option ({len(names)}) summing to 1")
-        options.append(tuple(names))
-        probabilities.append(np.array(p))
-    duplicated = frame.duplicated(["persona_id", "question_id"])
-    if duplicated.any():
-        line = int(np.flatnonzero(duplicated)[0]) + 2
-        raise ValueError(f"{path}: line {line}: fields 'persona_id', 'question_id': the pair is given twice")
-    frame["options"], frame["probabilities"] = options, probabilities
+    frame["probabilities"] = [np.array(p) for p in frame.probabilities]
     return frame
 
 
 def read_answers(path: Path, predictions: pd.DataFrame, predictions_path: Path) -> pd.DataFrame:
     """A CSV of real answers (`persona_id`, `question_id`, `real_option`) for a sample of the pool; every pair must
-    have a prediction and every answer must be one of its options."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ANSWER_COLUMNS if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path}: line 1: missing column '{missing[0]}' (needs {', '.join(ANSWER_COLUMNS)})")
+    have a prediction, once, and every answer must be one of its options."""
     options = dict(zip(zip(predictions.persona_id, predictions.question_id), predictions.options))
-    seen = set()
-    for line, row in zip(range(2, len(frame) + 2), frame.itertuples(index=False)):
-        pair = (row.persona_id, row.question_id)
+    rows, seen = [], {}
+    for line, row in read_csv_rows(path, ANSWER_COLUMNS):
+        pair = (row["persona_id"], row["question_id"])
         if pair not in options:
             raise ValueError(f"{path}: line {line}: fields 'persona_id', 'question_id': {pair} has no prediction in "
                              f"{predictions_path} (the sample must be part of the predicted pool)")
-        if row.real_option not in options[pair]:
-            raise ValueError(f"{path}: line {line}: field 'real_option': {row.real_option!r} is not one of "
+        if row["real_option"] not in options[pair]:
+            raise ValueError(f"{path}: line {line}: field 'real_option': {row['real_option']!r} is not one of "
                              f"{list(options[pair])}")
         if pair in seen:
-            raise ValueError(f"{path}: line {line}: fields 'persona_id', 'question_id': the pair is given twice")
-        seen.add(pair)
-    return frame
+            raise ValueError(f"{path}: line {line}: fields 'persona_id', 'question_id': {pair} is also on line "
+                             f"{seen[pair]}")
+        seen[pair] = line
+        rows.append({column: row[column] for column in ANSWER_COLUMNS})
+    return pd.DataFrame(rows, columns=list(ANSWER_COLUMNS))
 
 
 def estimate_shares(predictions: pd.DataFrame, answers: pd.DataFrame, variables: tuple[str, ...],

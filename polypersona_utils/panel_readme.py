@@ -43,8 +43,11 @@ def verdict_section(tables: dict[str, pd.DataFrame], respondents: int) -> str:
                          + ", ".join(against(loss, r) for r in dict.fromkeys(compared))
                          + f"; subgroup-effect slope {effects.loc[model, 'slope']:.3f}, "
                          + against(slope, strongest) + " (paired differences, model minus reference).")
-    worth = "\n\n" + worth_sentences(tables["panel_worth"], respondents) if "panel_worth" in tables else ""
-    return "## Verdict\n\n" + " ".join(sentences) + worth + "\n"
+    worth = ("\n\n" + worth_sentences(tables["panel_worth"], respondents) + "\n\n"
+             + "![What the panel is worth: coverage and effective sample size](figures/panel_worth.png)"
+             if "panel_worth" in tables else "")
+    return ("## Verdict\n\n" + " ".join(sentences) + worth + "\n\n"
+            + "![Per item and party group, real answers against every variant](figures/panel_by_party.png)\n")
 
 
 def worth_sentences(worth: pd.DataFrame, respondents: int) -> str:

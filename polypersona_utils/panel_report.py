@@ -136,7 +136,7 @@ def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.D
 
 
 def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
-    from .figures import panel_figures
+    from .panel_figures import panel_figures
     from .generation import variants
     from .questions import load_question_bank
     from .results_readme import write_section
@@ -179,7 +179,7 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     table, which needs both orders' probabilities, stays as stored."""
     import json
 
-    from .figures import panel_figures
+    from .panel_figures import panel_figures
     from .results_readme import write_section
 
     where = config.paths()

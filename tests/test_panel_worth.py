@@ -180,7 +180,7 @@ def test_a_users_files_give_estimates_per_item_subgroup_and_option(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda p, a: (p.assign(probabilities="0.5|0.6|0.1"), a), r"predictions.csv: line 2: field 'probabilities'"),
-    (lambda p, a: (p.drop(columns="options"), a), r"predictions.csv: line 1: missing column 'options'"),
+    (lambda p, a: (p.drop(columns="options"), a), r"predictions.csv: line 1: missing column\(s\) \['options'\]"),
     (lambda p, a: (p, a.assign(real_option=["maybe"] + list(a.real_option[1:]))),
      r"answers.csv: line 2: field 'real_option'"),
     (lambda p, a: (p, a.assign(persona_id=["someone"] + list(a.persona_id[1:]))),
