@@ -23,6 +23,7 @@ from .personas import PersonaError, PersonaPanel
 from .prompts import build_messages, with_known_stance
 from .provenance import (atomic_write_json, provenance_record, read_jsonl, sha256_file, sha256_json,
                          write_jsonl)
+from .parsing import parse_option
 from .questions import CLOSED_TYPES, QUESTION_TYPES, Question, QuestionBank
 from .teacher import TeacherRequest
 from .userfiles import UserFileError, read_json_rows, resolve_user_path
@@ -170,12 +171,15 @@ def _field(row: dict, name: str):
 
 
 def import_records(path: Path, bank, drop_duplicates: bool = False, seen: dict | None = None,
-                   stats: Counter | None = None) -> list[dict]:
+                   stats: Counter | None = None, split: str = "") -> list[dict]:
     """Records of a Polypersona-format file (JSON list or JSONL, told apart by content), validated field by field.
 
     Ids, persona, question, type and domain come from the record or its `meta`; the reference from the record or
     the assistant turn of its messages. A closed question's options come from the record, else the question bank
-    (same id or text), else the type's standard scale (`questions.STANDARD_SCALES`); `stats` counts which. The
+    (same id or text), else the type's standard scale (`questions.STANDARD_SCALES`); `stats` counts which. A closed
+    reference that is not one of the options (the released files answer in free text: "I'd rate myself a 3 ...")
+    is kept as the reference, for the text metrics, and the option the study's parser finds in it, or none, is the
+    record's `reference_option` (`reference_kind` says which; `stats` counts each per `split`). The
     messages are rebuilt by the one prompt. `seen` carries ids and (persona, question) pairs across the files of
     one import: a repeat is an error naming both places, or with `drop_duplicates` the first is kept and the rest
     counted. Every error names the file, the line and the record id."""
@@ -227,9 +231,15 @@ def import_records(path: Path, bank, drop_duplicates: bool = False, seen: dict |
         if qtype in CLOSED_TYPES and not options:
             options, source = ((known.options, "question bank") if known and known.question_type == qtype
                                else (bank.standard_scale(qtype), "standard scale"))
-        if qtype in CLOSED_TYPES and values["reference"] not in options:
-            raise RecordImportError(f"{where}: field 'reference': {values['reference']!r} is not one of the "
-                                    f"options {list(options)}")
+        closed = None  # a closed record's (option its reference names, how it was found)
+        if qtype in CLOSED_TYPES:
+            reference = str(values["reference"])
+            if reference in options:
+                closed = (reference, "option")
+            else:  # released files answer closed questions in free text: kept for the text metrics, parsed here
+                option = parse_option(reference, list(options))
+                closed = (option, "free text, option parsed" if option else "free text, no option")
+            stats[f"{split + ': ' if split else ''}closed reference: {closed[1]}"] += 1
         question_id = str(_field(row, "question_id") or (known.question_id if known else "")
                           or "q-" + sha256_json(text)[:10])
         pair = ("pair", card.persona_id, text)
@@ -246,6 +256,8 @@ def import_records(path: Path, bank, drop_duplicates: bool = False, seen: dict |
         question = Question(question_id, str(values["domain"]), qtype, text, options)
         record = make_record(card.to_dict(), question, str(values["reference"]), "imported")
         record["id"] = rid
+        if closed is not None:
+            record["reference_option"], record["reference_kind"] = closed
         records.append(record)
     return records
 
@@ -306,8 +318,9 @@ def check_record(record: dict) -> None:
         raise ValueError(f"record {record['id']}: messages must be [system, user, assistant=reference]")
     if record["reference_source"] not in REFERENCE_SOURCES:
         raise ValueError(f"record {record['id']}: unknown reference_source {record['reference_source']!r}")
-    if record["options"] and record["reference"] not in record["options"]:
-        raise ValueError(f"record {record['id']}: reference is not one of its options")
+    if record["options"] and record["reference"] not in record["options"] and (
+            "reference_option" not in record or record["reference_option"] not in (None, *record["options"])):
+        raise ValueError(f"record {record['id']}: reference is not one of its options (and no reference_option)")
 
 
 def run_view(records: list[dict], split: str, config, training_respondents: set[str] = frozenset()
@@ -420,7 +433,7 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
     if config.references.mode == "import":
         imported, seen = {}, {}
         for split, path in import_files(config).items():
-            imported[split] = import_records(path, bank, config.references.drop_duplicates, seen, stats)
+            imported[split] = import_records(path, bank, config.references.drop_duplicates, seen, stats, split)
             inputs[f"imported/{split}"] = sha256_file(path)
         records = [r for rows in imported.values() for r in rows]
         given_splits = None if "all" in imported else imported

@@ -22,6 +22,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .prompts import closed_answer
+
 
 @dataclass
 class TrainState:
@@ -33,7 +35,7 @@ def option_groups(records: list[dict]) -> list[list[dict]]:
     """Closed records grouped by persona and number of options, in id order (one training step each)."""
     groups: dict[tuple[str, int], list[dict]] = {}
     for record in sorted(records, key=lambda r: r["id"]):
-        if record["options"] and record["reference"] in record["options"]:
+        if closed_answer(record) is not None:
             groups.setdefault((record["persona_id"], len(record["options"])), []).append(record)
     return [groups[key] for key in sorted(groups)]
 
@@ -47,7 +49,7 @@ def option_loss(model, tokenizer, records: list[dict], include_persona: bool = T
 
     scores = option_log_prob_tensor(model, tokenizer, [prompt_of(r, include_persona) for r in records],
                                     [r["options"] for r in records])
-    target = torch.tensor([r["options"].index(r["reference"]) for r in records], device=scores.device)
+    target = torch.tensor([r["options"].index(closed_answer(r)) for r in records], device=scores.device)
     return torch.nn.functional.cross_entropy(scores, target)
 
 

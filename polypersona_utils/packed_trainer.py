@@ -8,7 +8,7 @@ from __future__ import annotations
 from trl import SFTTrainer
 
 from .packing import PackedCollator, answers_in, option_item, option_loss, pack_items, sft_item, sft_loss
-from .prompts import prompt_completion
+from .prompts import closed_answer, prompt_completion
 
 __all__ = ["PackedTrainer", "answers_in", "packed_rows"]
 
@@ -24,8 +24,8 @@ def packed_rows(records: list[dict], tokenizer, objective: str, include_persona:
     for persona in sorted(by_persona):
         if objective == "option_likelihood":
             items = [option_item(tokenizer, prompt_completion(r, include_persona)["prompt"], r["options"],
-                                 r["reference"])
-                     for r in by_persona[persona] if r["options"] and r["reference"] in r["options"]]
+                                 closed_answer(r))
+                     for r in by_persona[persona] if closed_answer(r) is not None]
         else:
             items = [sft_item(tokenizer, **prompt_completion(r, include_persona), max_length=max_length)
                      for r in by_persona[persona]]

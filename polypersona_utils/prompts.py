@@ -85,3 +85,13 @@ def prompt_completion(record: dict, include_persona: bool = True) -> dict:
     messages = build_messages(record["persona"], record["domain"], record["question"], record["question_type"],
                               record["options"], answer=record["reference"], include_persona=include_persona)
     return {"prompt": messages[:-1], "completion": messages[-1:]}
+
+
+def closed_answer(record: dict) -> str | None:
+    """The option a closed record's reference names: the reference itself, or for an imported free-text reference
+    the option the study's parser found in it (`reference_option`, None when it names none); None for open ones."""
+    if not record["options"]:
+        return None
+    if record["reference"] in record["options"]:
+        return record["reference"]
+    return record.get("reference_option")

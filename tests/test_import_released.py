@@ -99,3 +99,32 @@ def test_make_tracks_the_imported_files(released_files):
     config = load_config("smoke", overrides={"references.mode": "import", "references.import_path": released_files})
     line = next(l for l in sources_makefile(config).splitlines() if l.startswith("DATA_INPUTS := "))
     assert all(path in line for path in released_files.values())
+
+
+def test_free_text_closed_answers_as_released_keep_their_text_and_the_option_parsed_from_it(tmp_path):
+    from polypersona_utils.dataset import check_record, import_records
+    from polypersona_utils.prompts import closed_answer
+
+    likert = ('On a scale of 1 to 5, with 1 being "Strongly Disagree" and 5 being "Strongly Agree," I\'d rate myself '
+              'a 3. While I understand the appeal, I have my doubts.')
+    rows = [released("c1", "p1", "Would you move abroad?", "Agree", "likert"),
+            released("c2", "p2", "Would you move abroad?", "I agree. I have always wanted to.", "likert"),
+            released("c3", "p3", "Would you move abroad?", likert, "likert"),
+            released("c4", "p1", "Describe your street.", "Quiet.")]
+    stats = __import__("collections").Counter()
+    records = {r["id"]: r for r in import_records(write(tmp_path / "train.json", rows),
+                                                  load_question_bank(load_config("smoke").questions.bank_path),
+                                                  stats=stats, split="train")}
+    assert records["c1"]["reference_option"] == "Agree" and records["c1"]["reference_kind"] == "option"
+    assert records["c2"]["reference"] == "I agree. I have always wanted to."  # the text, for the text metrics
+    assert records["c2"]["reference_option"] == "Agree" and records["c2"]["reference_kind"] == "free text, option parsed"
+    assert records["c3"]["reference"] == likert and records["c3"]["reference_option"] is None  # names no option
+    assert records["c3"]["messages"][-1]["content"] == likert  # trained on what the file says
+    assert "reference_option" not in records["c4"]
+    assert [closed_answer(records[i]) for i in ("c1", "c2", "c3", "c4")] == ["Agree", "Agree", None, None]
+    assert stats["train: closed reference: option"] == 1 and stats["train: closed reference: free text, no option"] == 1
+    assert stats["train: closed reference: free text, option parsed"] == 1
+    for record in records.values():
+        check_record(record)
+    with pytest.raises(ValueError, match="reference is not one of its options"):
+        check_record({**records["c3"], "reference_option": "Maybe"})
