@@ -2,10 +2,8 @@
 a local causal LM, batched with left padding, and an OpenAI-compatible chat-completions endpoint."""
 from __future__ import annotations
 
-import json
 import os
-import urllib.error
-import urllib.request
+from functools import lru_cache
 from typing import Sequence
 
 
@@ -31,19 +29,48 @@ def generate_local(model, tokenizer, chats: Sequence[list[dict]], max_new_tokens
     return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
-def openai_chat(url: str, model: str, messages: list[dict], max_tokens: int, temperature: float, top_p: float,
-                seed: int, timeout_s: float = 120.0) -> str:
-    """One chat completion from an OpenAI-compatible server (vLLM, Ollama, a llama.cpp server)."""
+@lru_cache(maxsize=8)
+def openai_client(url: str, timeout_s: float, retries: int):
+    """The `openai` package's client for an OpenAI-compatible server; it retries connection errors, 408, 409, 429
+    and 5xx answers `retries` times with exponential backoff."""
+    from openai import OpenAI
+
+    return OpenAI(base_url=url, api_key=os.environ.get("OPENAI_API_KEY") or "not-needed", timeout=timeout_s,
+                  max_retries=retries)
+
+
+def chat_completion(url: str, model: str, messages: list[dict], timeout_s: float = 120.0, retries: int = 2,
+                    **settings):
+    """One chat completion (the client's response object); RuntimeError naming the endpoint when it never
+    answers or answers with an error after the retries."""
+    import openai
+
     endpoint = url.rstrip("/") + "/chat/completions"
-    body = json.dumps({"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
-                       "top_p": top_p, "seed": seed}).encode()
-    headers = {"Content-Type": "application/json"}
-    if os.environ.get("OPENAI_API_KEY"):
-        headers["Authorization"] = f"Bearer {os.environ['OPENAI_API_KEY']}"
     try:
-        with urllib.request.urlopen(urllib.request.Request(endpoint, data=body, headers=headers),
-                                    timeout=timeout_s) as response:
-            payload = json.load(response)
-    except (urllib.error.URLError, OSError) as exc:
+        return openai_client(url, timeout_s, retries).chat.completions.create(model=model, messages=messages,
+                                                                              **settings)
+    except openai.APIConnectionError as exc:  # timeouts included
         raise RuntimeError(f"endpoint {endpoint} did not answer: {exc}") from exc
-    return payload["choices"][0]["message"]["content"] or ""
+    except openai.APIStatusError as exc:
+        raise RuntimeError(f"endpoint {endpoint} answered {exc.status_code}: {exc.message}") from exc
+
+
+def openai_chat(url: str, model: str, messages: list[dict], max_tokens: int, temperature: float, top_p: float,
+                seed: int, timeout_s: float = 120.0, retries: int = 2) -> str:
+    """The text of one chat completion from an OpenAI-compatible server (vLLM, Ollama, a llama.cpp server)."""
+    response = chat_completion(url, model, messages, timeout_s, retries, max_tokens=max_tokens,
+                               temperature=temperature, top_p=top_p, seed=seed)
+    return response.choices[0].message.content or ""
+
+
+def openai_token_logprobs(url: str, model: str, messages: list[dict], max_tokens: int, top_logprobs: int,
+                          timeout_s: float = 120.0, retries: int = 2) -> list[tuple[str, float, dict]] | None:
+    """The greedy answer's tokens, each with its log-probability and the `top_logprobs` most likely tokens at its
+    position ({token: log-probability}); None when the server gives no log-probabilities."""
+    response = chat_completion(url, model, messages, timeout_s, retries, max_tokens=max_tokens, temperature=0.0,
+                               logprobs=True, top_logprobs=top_logprobs)
+    logprobs = response.choices[0].logprobs
+    if logprobs is None or not logprobs.content:
+        return None
+    return [(step.token, step.logprob, {c.token: c.logprob for c in (step.top_logprobs or [])})
+            for step in logprobs.content]

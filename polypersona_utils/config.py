@@ -329,6 +329,11 @@ class PanelConfig:
     min_cell_respondents: int = 10  # item x subgroup cells with fewer are left out of subgroup-effect recovery
     batch_respondents: int = 4  # respondents scored (and logged) together
     http_samples: int = 20  # http models: answers sampled per (respondent, item) in each option order
+    # http models: log-probabilities where the endpoint gives them (auto), else (or always: sampling) samples
+    http_method: Literal["auto", "sampling"] = "auto"
+    http_top_logprobs: int = 20  # alternatives per token asked for (OpenAI's maximum)
+    http_concurrency: int = 4  # requests in flight
+    http_retries: int = 3  # per request, with backoff, on connection errors, 408, 409, 429 and 5xx
     # the main run's anchors: the references fitted on every eligible respondent outside the panel (about 2 minutes
     # of cross-validation on 2 cores for GSS 2018's 2,040)
     anchors: bool = True
@@ -341,8 +346,9 @@ class PanelConfig:
                 raise ValueError(f"{name}: must be at least 2 or null (every eligible respondent), got {value}")
         if self.cell_smoothing < 0 or self.min_cell_respondents < 1 or self.batch_respondents < 1:
             raise ValueError("cell_smoothing must be >= 0, min_cell_respondents and batch_respondents >= 1")
-        if self.http_samples < 1:
-            raise ValueError(f"http_samples: must be at least 1, got {self.http_samples}")
+        if self.http_samples < 1 or self.http_top_logprobs < 1 or self.http_concurrency < 1 or self.http_retries < 0:
+            raise ValueError("http_samples, http_top_logprobs and http_concurrency must be at least 1, http_retries 0 "
+                             "or more")
 
 
 @dataclass(frozen=True)

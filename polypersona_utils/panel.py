@@ -3,8 +3,8 @@
 The held-out panel is real respondents disjoint from every persona of the profile's dataset (so from every training
 persona), drawn with `seeds.panel`; each is asked every linked survey item they answered. For each model variant the
 panel holds, per (respondent, item), the model's probability of each option (`option_scoring`: a forward pass over
-the study's one prompt; a served model without log-probabilities, `backend: http`, gives the smoothed shares of
-`panel.http_samples` sampled and parsed answers instead), averaged over the option order given by the bank and its
+the study's one prompt; a served model, `backend: http`, gives them from its token log-probabilities or, without
+them, as the smoothed shares of `panel.http_samples` sampled answers: `served_panel`), averaged over the option order given by the bank and its
 reverse (models favour a position; the size of that effect is kept), and one answer sampled from it at the generation
 temperature (seeded per respondent and item, so the panel has the spread a real one has). Written to
 `artifacts/<profile>/[runs/<run>/]panel/<variant>.jsonl`, one line per (respondent, item) with `persona_id`,
@@ -22,6 +22,7 @@ import numpy as np
 from . import models
 from .prompts import build_messages
 from .respondents import PanelRespondent, linked_questions, survey_respondents
+from .served_panel import ServedPanel, requests_per_pair
 from .provenance import read_jsonl, sha256_file, sha256_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -92,38 +93,6 @@ def respondent_distributions(model, tokenizer, respondent: PanelRespondent, ques
     return {qid: (given, reversed_) for qid, (given, reversed_) in out.items()}
 
 
-def sampled_distributions(config, variant, respondent: PanelRespondent, questions: dict
-                          ) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
-    """For a served model (no log-probabilities): question_id -> (shares of `panel.http_samples` sampled answers
-    in the bank's order, the same with the options reversed in the prompt, unparseable samples). Each answer goes
-    through the study's parser; shares are Jeffreys-smoothed ((count + 1/2) / (parsed + n/2)) so that an option
-    never sampled keeps a little mass and the log-loss stays finite. Seeded per respondent, item, order and sample."""
-    from .backends import openai_chat
-    from .parsing import parse_option
-
-    g, k = config.generation, config.panel.http_samples
-    number = respondent_number(respondent.persona_id)
-    out = {}
-    for qid in respondent.answers:
-        q, item = questions[qid], linked_index(questions, qid)
-        shares, unparseable = [], 0
-        for order_index, (order, chat) in enumerate(ordered_prompts(respondent, q, variant.include_persona)):
-            counts = np.zeros(len(q.options))
-            for sample in range(k):
-                seed = int(np.random.SeedSequence([config.seeds.sampling, number, item, order_index, sample]
-                                                  ).generate_state(1)[0])
-                answer = parse_option(openai_chat(variant.http_url, variant.model_id, chat,
-                                                  g.max_new_tokens[q.question_type], g.temperature, g.top_p, seed),
-                                      list(q.options))
-                if answer is None:
-                    unparseable += 1
-                else:
-                    counts[list(q.options).index(answer)] += 1
-            shares.append((counts + 0.5) / (counts.sum() + 0.5 * len(counts)))
-        out[qid] = (shares[0], shares[1], unparseable)
-    return out
-
-
 def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, progress: bool = True
                 ) -> list[dict]:
     """Every (respondent, item) of the panel scored by `variant`, written to `out` and returned. Resumable: respondents are
@@ -140,31 +109,47 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
                 "quantization": config.training.quantization, "compute_dtype": config.training.compute_dtype,
                 "dtype": dtype, "include_persona": variant.include_persona,
                 "temperature": config.generation.temperature, "seed": config.seeds.sampling}
-    if variant.http_url:  # a served model: what its samples depend on
+    served = None
+    if variant.http_url:  # a served model: what its answers depend on
+        p = config.panel
         identity = {"variant": variant.name, "http": [variant.http_url, variant.model_id],
-                    "include_persona": variant.include_persona, "samples": config.panel.http_samples,
-                    "decoding": [config.generation.temperature, config.generation.top_p,
-                                 config.generation.max_new_tokens], "seed": config.seeds.sampling}
+                    "include_persona": variant.include_persona, "method": p.http_method, "samples": p.http_samples,
+                    "top_logprobs": p.http_top_logprobs, "decoding": [config.generation.temperature,
+                    config.generation.top_p, config.generation.max_new_tokens], "seed": config.seeds.sampling}
+        served = ServedPanel(config, variant)
+        pairs = sum(len(r.answers) for r in respondents)
+        message = (f"panel {variant.name}: {pairs} respondent-item pairs, {pairs * requests_per_pair(config, 'logprobs')}"
+                   f" requests if the endpoint gives log-probabilities, else {pairs * requests_per_pair(config, 'samples')}"
+                   f" ({p.http_samples} samples x 2 orders a pair); {p.http_concurrency} in flight (fewer if cached)")
+        log.info(message)
+        print(message, flush=True)
     by_id = {r.persona_id: r for r in respondents}
     order = {r.persona_id: i for i, r in enumerate(respondents)}
     loaded = {}
 
+    def seed_of(respondent):
+        number = respondent_number(respondent.persona_id)
+        return lambda qid, order_index, sample: int(np.random.SeedSequence(
+            [config.seeds.sampling, number, linked_index(questions, qid), order_index, sample]).generate_state(1)[0])
+
     def distributions_of(respondent):
-        if variant.http_url:
-            return sampled_distributions(config, variant, respondent, questions)
+        if served is not None:
+            return served.distributions(respondent, questions,
+                                        lambda r, q: ordered_prompts(r, q, variant.include_persona),
+                                        seed_of(respondent))
         if not loaded:  # loaded only when something is left to score
             loaded["model"], loaded["tokenizer"] = models.merged_model(
                 variant.model_id, variant.revision, variant.chat_template, variant.adapter_dir,
                 config.training.quantization, config.training.compute_dtype, dtype)
         scored = respondent_distributions(loaded["model"], loaded["tokenizer"], respondent, questions,
                                           variant.include_persona)
-        return {qid: (given, reversed_, None) for qid, (given, reversed_) in scored.items()}
+        return {qid: (given, reversed_, None, None) for qid, (given, reversed_) in scored.items()}
 
     def compute(batch_ids, batch_index):
         rows = []
         for respondent in (by_id[pid] for pid in batch_ids):
             items = []
-            for qid, (given, reversed_, unparseable) in sorted(distributions_of(respondent).items()):
+            for qid, (given, reversed_, unparseable, method) in sorted(distributions_of(respondent).items()):
                 options = list(questions[qid].options)
                 mean = (given + reversed_) / 2
                 items.append({
@@ -177,7 +162,8 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
                                                      (config.seeds.sampling, respondent_number(respondent.persona_id),
                                                       linked_index(questions, qid))),
                     "real_option": respondent.answers[qid], "variant": variant.name,
-                    **({"unparseable_samples": unparseable} if variant.http_url else {"scoring_dtype": dtype})})
+                    **({"unparseable_samples": unparseable, "scored_by": method} if variant.http_url
+                       else {"scoring_dtype": dtype})})
             rows.append({"items": items})
         return rows
 
@@ -186,6 +172,8 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
                        order_of=lambda pid: (order[pid],), compute=compute,
                        log_path=config.paths().cache / "panel" / f"{variant.name}.jsonl",
                        batch_size=config.panel.batch_respondents, desc=f"panel {variant.name}", progress=progress)
+    if served is not None:
+        served.close()
     rows = [item for r in respondents for item in done[r.persona_id]["items"]]
     write_jsonl(out, rows)
     return rows

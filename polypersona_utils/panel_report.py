@@ -132,6 +132,8 @@ def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.D
               for name, rows in scored.items() if rows and "unparseable_samples" in rows[0]}
     if served:
         table["unparseable_sample_share"] = table.variant.map(served)
+        table["served_by"] = table.variant.map({name: "/".join(sorted({r.get("scored_by") or "samples" for r in rows}))
+                                                for name, rows in scored.items() if name in served})
     return table
 
 

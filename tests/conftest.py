@@ -3,7 +3,7 @@ import json
 import shlex
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -100,7 +100,10 @@ def tiny_config(model_dir, **overrides):
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
-    """A minimal OpenAI-compatible /chat/completions endpoint on loopback; records what it was asked."""
+    """A minimal OpenAI-compatible /chat/completions endpoint on loopback; records what it was asked. HTTP/1.1 with
+    keep-alive, as real servers answer (the `openai` client reuses its connections)."""
+
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self):  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -122,7 +125,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 
 def serve(handler):
     """(base url, list of request bodies, server) of `handler` on loopback, in a thread."""
-    server = HTTPServer(("127.0.0.1", 0), handler)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)  # the client keeps several requests in flight
+    server.daemon_threads = True
     server.seen = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}/v1", server.seen, server

@@ -320,7 +320,7 @@ def test_refresh_panel_recomputes_tables_figures_and_sections_from_the_stored_di
 def spending_answer(body: dict) -> str:
     """A served model's answer, decided by the request's seed: unparseable when the seed is divisible by 7,
     else "Too much" when divisible by 3, else "Too little"."""
-    seed = body["seed"]
+    seed = body.get("seed", 1)  # the probe for log-probabilities is greedy and carries none
     return "Maybe." if seed % 7 == 0 else "Too much" if seed % 3 == 0 else "Too little"
 
 
@@ -343,6 +343,8 @@ def test_a_served_model_panel_samples_k_answers_per_item_and_order(tmp_roots, tm
                                  {first.question_id: "Too little", second.question_id: "Too much"})
     try:
         rows = score_panel(config, variant, [respondent], tmp_path / "served.jsonl", progress=False)
+        probe, seen[:] = seen[0], seen[1:]  # asked for log-probabilities first; this server gives none
+        assert probe["logprobs"] is True and {r["scored_by"] for r in rows} == {"samples"}
         assert len(seen) == 2 * 2 * 6 and {b["model"] for b in seen} == {"big-model"}
         assert len({b["seed"] for b in seen}) == len(seen)  # one seed per sample
         assert sorted(r["question_id"] for r in rows) == sorted([first.question_id, second.question_id])
