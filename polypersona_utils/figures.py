@@ -156,7 +156,8 @@ def subgroup_distribution_figure(frame: pd.DataFrame, cards: dict[str, dict], it
     for ax, variable in zip(axes, SUBGROUPS):
         linked["group"] = groups[variable].to_numpy()
         labels, stacks = [], []
-        for category in sorted(linked.group.unique()):
+        rank = {label: i for i, label in enumerate(survey.label_order())}
+        for category in sorted(linked.group.unique(), key=lambda c: (rank.get(c, len(rank)), c)):
             part = linked[linked.group == category]
             asked = part[part.variant == variants[0]].question_id.map(items)  # one row per question asked
             population = np.mean([padded([real.get((item, variable, category, o), 0.0) for o in survey.options(item)])

@@ -22,11 +22,6 @@ from .surveys import load_survey
 DISTRIBUTIONS_FILE = "panel_distributions.csv"
 
 
-def label_order(survey) -> list[str]:
-    """Every text the survey's variables give, in its file's order: how figures order a subgroup's categories."""
-    return list(dict.fromkeys(t for variable in survey.variables.values() for t in variable.texts()))
-
-
 def panel_settings(config) -> dict:
     """What notebook 06 reads: written into its provenance and make's step stamp."""
     return config.select(("models", "panel", "personas.survey", "seeds.panel", "seeds.sampling", "seeds.bootstrap",
@@ -161,7 +156,7 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     tables["panel_order_effect"] = order_effect_table(scored, config.panel.http_samples)
     for name, table in tables.items():
         write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
-    panel_figures(frame, tables, where.figures, where.name, label_order(survey), config.panel.min_cell_respondents)
+    panel_figures(frame, tables, where.figures, where.name, survey.label_order(), config.panel.min_cell_respondents)
     write_section(where.results, "panel", panel_section(config, tables, len(panel), len(train), survey.title,
                                                         [len(questions[q].options) for r in panel for q in r.answers]))
     write_section(where.results, "verdict", verdict_section(tables, len(panel)))
@@ -193,7 +188,7 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     for name, table in tables.items():
         write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
     tables["panel_order_effect"] = pd.read_csv(where.tables / "panel_order_effect.csv")
-    panel_figures(frame, tables, where.figures, where.name, label_order(survey), config.panel.min_cell_respondents)
+    panel_figures(frame, tables, where.figures, where.name, survey.label_order(), config.panel.min_cell_respondents)
     stored = json.loads((where.results / "provenance" / "06_panel.json").read_text(encoding="utf-8"))
     respondents = frame.persona_id.nunique()
     counts = [len(o) for o in frame[frame.variant == frame.variant.iloc[0]].options]

@@ -139,6 +139,11 @@ class Survey:
     subgroups: dict[str, str]  # extra panel subgroup -> variable
     items: dict[str, dict]  # column -> {code: option text}, in option order
 
+    def label_order(self) -> list[str]:
+        """Every text the survey's variables give, in its file's order: how figures order a subgroup's categories
+        (party from strong Democrat to strong Republican, education from no high-school diploma up)."""
+        return list(dict.fromkeys(t for variable in self.variables.values() for t in variable.texts()))
+
     def options(self, item: str) -> list[str]:
         return list(dict.fromkeys(self.items[item].values()))
 

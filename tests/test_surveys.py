@@ -184,3 +184,11 @@ def test_a_malformed_survey_stops_make_before_anything_is_written(tmp_path):
                           capture_output=True, text=True)
     assert done.returncode != 0 and f"{spec}: unknown key 'colour'" in done.stderr, done.stderr
     assert not (tmp_path / "artifacts").exists() and not (tmp_path / "results").exists()
+
+
+def test_categories_come_in_the_survey_files_order():
+    order = load_survey("gss2018").label_order()
+    parties = ["strong Democrat", "Democrat", "independent leaning Democrat", "independent",
+               "independent leaning Republican", "Republican", "strong Republican"]
+    assert [order.index(p) for p in parties] == sorted(order.index(p) for p in parties)
+    assert order.index("did not finish high school") < order.index("high school diploma") < order.index("graduate degree")
