@@ -91,8 +91,12 @@ class QuestionsConfig:
 
     @property
     def bank_path(self) -> Path:
+        """A shipped bank by its file name (`polypersona_utils/data/`), else a path from the project root."""
         path = Path(self.bank)
-        return path if path.is_absolute() else paths.PACKAGE_DATA_DIR / path
+        if path.is_absolute():
+            return path
+        shipped = paths.PACKAGE_DATA_DIR / path
+        return shipped if shipped.exists() else paths.PROJECT_ROOT / path
 
 
 @dataclass(frozen=True)

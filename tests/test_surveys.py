@@ -192,3 +192,18 @@ def test_categories_come_in_the_survey_files_order():
                "independent leaning Republican", "Republican", "strong Republican"]
     assert [order.index(p) for p in parties] == sorted(order.index(p) for p in parties)
     assert order.index("did not finish high school") < order.index("high school diploma") < order.index("graduate degree")
+
+
+def test_the_templates_for_a_users_survey_load_as_a_profile_with_cards_answers_and_linked_questions():
+    from polypersona_utils import paths
+
+    template = paths.PROJECT_ROOT / "templates" / "mysurvey.yaml"
+    config = load_config(template)  # a profile is named by its file: the copy in params/ is `mysurvey`
+    survey = load_survey(config.personas.survey)
+    rows = survey.rows()
+    assert [survey.card_of(r)["persona_id"] for r in rows] == ["my-0001", "my-0002", "my-0003", "my-0004"]
+    assert survey.card_of(rows[3])["political_identity"].startswith("no side given")
+    assert survey.answers_of(rows[2]) == {"q_tax": "About right"}  # q_parks unanswered: no answer, no guess
+    bank = load_question_bank(config.questions.bank_path)
+    check_links(survey, bank, config.questions.bank_path)
+    assert [q.survey_item for q in bank.questions if q.survey_item] == ["q_tax", "q_parks"]
