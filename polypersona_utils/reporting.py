@@ -11,11 +11,45 @@ from .surveys import load_survey
 from .provenance import atomic_write_text
 
 
+# One line per table, heading its Markdown file: what a row is and how to read the columns.
+LEGENDS = {
+    "model_comparison": "per variant, text metrics of its answers against the references (mean, 95 % persona-bootstrap interval)",
+    "survey_metrics": "per variant, survey metrics of closed answers (agreement, unparseable share, distribution alignment)",
+    "domain_metrics": "per variant and survey domain, the text metrics",
+    "closed_alignment": "per variant, agreement with the real respondent and per linked item 1 - W1/W1max and JS distance",
+    "paired_differences": "fine-tuned minus zero-shot on the same records, persona-bootstrap interval of the difference",
+    "subgroup_alignment": "per variant and subgroup, alignment of its answer distribution with the survey's",
+    "persona_fidelity": "per variant, how well answers agree with the persona card",
+    "diversity": "per variant, lexical diversity of the open answers",
+    "dataset_counts": "records per split, domain and question type",
+    "persona_demographics_vs_survey": "the persona panel's demographics against the survey's",
+    "ablations": "per ablation run (and the main run, for scale), its metrics",
+    "ablation_differences": "each run minus the reference run on the same test records, paired persona bootstrap",
+    "learning_curve": "per number of training respondents, the panel's measures of the model and the references",
+    "panel_alignment": "per variant and subgroup, 1 - W1/W1max of mean synthetic vs real shares (higher is closer); "
+                       "human-split-half rows are the ceiling",
+    "panel_individual": "per variant, log-loss (lower is better) and accuracy of each held-out respondent's real answer",
+    "panel_effects": "per variant, how its subgroup differences track the survey's: correlation and slope (1 matches), BCa",
+    "panel_paired": "model minus reference on the same respondent-bootstrap draws (log-loss: negative is better; slope: "
+                    "positive)",
+    "panel_stacking": "log-loss of a card regression without and with the model's probabilities, cross-fitted; gain > 0 "
+                      "means the model adds information",
+    "panel_subpop_units": "SubPOP's W1 / (options - 1) over subgroup x item cells (lower is closer)",
+    "panel_calibration": "per variant and probability bin, predicted probability against observed share",
+    "panel_order_effect": "per variant, mean total variation between the given and the reversed option order",
+    "panel_worth": "per predictor, sample size n and estimator: coverage of 95 % intervals, width, bias, and the "
+                   "effective sample size of prediction-powered estimates (worth_per_100: real respondents per 100 sampled)",
+}
+
+
 def write_table(table: pd.DataFrame, stem: Path, caption: str = "", float_format: str = "%.4f") -> None:
-    """CSV (exact), Markdown (reading) and LaTeX (papers) side by side."""
+    """CSV (exact), Markdown (reading: headed by the caption and the table's legend) and LaTeX (papers) side by
+    side."""
     digits = float_format.strip("%f").lstrip(".")
     atomic_write_text(stem.with_suffix(".csv"), table.to_csv(index=False, float_format=float_format))
-    atomic_write_text(stem.with_suffix(".md"), table.to_markdown(index=False, floatfmt=f".{digits}f") + "\n")
+    legend = LEGENDS.get(stem.name)
+    heading = (f"**{caption or stem.name}**" + (f": {legend}" if legend else "") + "\n\n") if caption or legend else ""
+    atomic_write_text(stem.with_suffix(".md"), heading + table.to_markdown(index=False, floatfmt=f".{digits}f") + "\n")
     atomic_write_text(stem.with_suffix(".tex"), table.to_latex(index=False, float_format=float_format,
                                                                caption=caption or None, label=f"tab:{stem.name}"))
 

@@ -16,3 +16,14 @@ def test_an_unknown_section_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="unknown results README section 'plots'"):
         write_section(tmp_path, "plots", "x")
+
+
+def test_a_tables_markdown_is_headed_by_its_caption_and_legend(tmp_path):
+    import pandas as pd
+
+    from polypersona_utils.reporting import LEGENDS, write_table
+
+    write_table(pd.DataFrame({"variant": ["a"], "log_loss": [0.5]}), tmp_path / "panel_individual", caption="cap")
+    text = (tmp_path / "panel_individual.md").read_text()
+    assert text.startswith(f"**cap**: {LEGENDS['panel_individual']}\n\n| variant")
+    assert (tmp_path / "panel_individual.csv").read_text() == "variant,log_loss\na,0.5000\n"  # the CSV is untouched
