@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 
 from .demographics import SUBGROUPS, demographic_frame
+from .surveys import CARD_TEXT_FIELDS
 
 BASELINE = "baseline-train-retrieval"
 
@@ -17,7 +18,7 @@ BASELINE = "baseline-train-retrieval"
 CELL_BASELINE = "baseline-demographic-cell"
 
 
-CARD_KEYS = ("gender", "occupation", "education", "region", "income_bracket", "political_identity")
+CARD_KEYS = CARD_TEXT_FIELDS  # the card's text fields, whose matches rank the training records
 
 
 def retrieval_baseline(train: list[dict], test: list[dict]) -> list[dict]:

@@ -131,7 +131,7 @@ def training_respondent_records(config, exclude: set[str]) -> list[dict]:
     with the persona seed; with `option_order: mixed` each record's options are in the bank's order or reversed
     (drawn with the question seed)."""
     from .questions import load_question_bank
-    from .respondents import linked_questions, survey_respondents
+    from .respondents import linked_by_id, survey_respondents
     from .surveys import load_survey
 
     wanted = config.real_answers.training_respondents
@@ -143,7 +143,7 @@ def training_respondent_records(config, exclude: set[str]) -> list[dict]:
         raise ValueError(f"real_answers.training_respondents: {wanted} asked, {len(pool)} {survey.title} respondents "
                          "are outside the persona panel")
     chosen = sorted(np.random.default_rng([config.seeds.persona_sample, 1]).choice(len(pool), wanted, replace=False))
-    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    questions = linked_by_id(load_question_bank(config.questions.bank_path))
     order_rng = np.random.default_rng([config.seeds.question_sample, 1])
     records = []
     for respondent in (pool[i] for i in chosen):

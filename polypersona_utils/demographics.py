@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 
 SUBGROUPS = ("age_band", "gender", "education", "party")  # the subgroups answers are compared within
-DEMOGRAPHICS = ("age_band", "gender", "education", "party", "occupation")
+CARD_SUBGROUPS = SUBGROUPS + ("ideology",)  # the panel's subgroups read off every card
+DEMOGRAPHICS = SUBGROUPS + ("occupation",)  # the persona panel against the survey (work status)
 
 
 def age_band(age: int) -> str:
@@ -15,12 +16,14 @@ def age_band(age: int) -> str:
 
 
 def demographic_frame(cards: list[dict]) -> pd.DataFrame:
-    """One row per persona card with the comparison variables (party = political identity before the comma)."""
+    """One row per persona card with the comparison variables (party = political identity before the comma,
+    ideology = after it)."""
     return pd.DataFrame({
         "age_band": [age_band(c["age"]) for c in cards],
         "gender": [c["gender"] for c in cards],
         "education": [c["education"] for c in cards],
         "party": [c["political_identity"].split(",")[0] for c in cards],
+        "ideology": [c["political_identity"].split(", ", 1)[-1] for c in cards],
         "occupation": [c["occupation"] for c in cards],
     })
 

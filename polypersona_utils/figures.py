@@ -101,10 +101,10 @@ def metric_figures(tables: dict[str, pd.DataFrame], folder: Path, profile: str) 
 def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, float]], survey_title: str,
                         stem: Path) -> None:
     """Per linked survey item asked in the test split: all respondents' answer shares against each variant's."""
-    from .respondents import linked_questions
+    from .respondents import linked_by_id
 
     plt = pyplot()
-    linked = {q.question_id: q for q in linked_questions(bank)}
+    linked = linked_by_id(bank)
     asked = [qid for qid in sorted(linked) if qid in set(frame.question_id)]
     if not asked:
         return

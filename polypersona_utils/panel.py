@@ -21,7 +21,7 @@ import numpy as np
 
 from . import models
 from .prompts import build_messages
-from .respondents import PanelRespondent, linked_questions, survey_respondents
+from .respondents import PanelRespondent, linked_by_id, survey_respondents
 from .served_panel import ServedPanel, requests_per_pair
 from .provenance import read_jsonl, sha256_file, sha256_json, write_jsonl
 
@@ -101,7 +101,7 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
     from .questions import load_question_bank
     from .resumable import run_batches
 
-    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    questions = linked_by_id(load_question_bank(config.questions.bank_path))
     dtype = models.inference_dtype(config.panel.dtype)
     adapter = Path(variant.adapter_dir) / "adapter_model.safetensors" if variant.adapter_dir else None
     identity = {"variant": variant.name, "model": [variant.model_id, variant.revision],
@@ -188,11 +188,12 @@ def linked_index(questions: dict, qid: str) -> int:
     return sorted(questions).index(qid)
 
 
-CARD_SUBGROUPS = ("age_band", "gender", "education", "party", "ideology")  # read off every card
 
 
 def subgroup_variables(survey) -> tuple[str, ...]:
     """The panel's subgroups: the card's and the survey's extra ones (GSS 2018: race)."""
+    from .demographics import CARD_SUBGROUPS
+
     return CARD_SUBGROUPS + tuple(survey.subgroups)
 
 
@@ -200,14 +201,13 @@ def panel_frame(rows: list[dict], respondents: dict[str, PanelRespondent]):
     """One row per (variant, respondent, item) with the subgroups the tables compare in."""
     import pandas as pd
 
-    from .demographics import demographic_frame
+    from .demographics import CARD_SUBGROUPS, demographic_frame
 
     frame = pd.DataFrame(rows)
     cards = [respondents[p].card for p in frame.persona_id]
     groups = demographic_frame(cards)
-    frame["age_band"], frame["gender"], frame["education"] = groups.age_band, groups.gender, groups.education
-    frame["party"] = groups.party
-    frame["ideology"] = [c["political_identity"].split(", ", 1)[-1] for c in cards]
+    for name in CARD_SUBGROUPS:
+        frame[name] = groups[name].to_numpy()
     for name in dict.fromkeys(name for r in respondents.values() for name in r.subgroups):
         frame[name] = [respondents[p].subgroups[name] for p in frame.persona_id]
     return frame

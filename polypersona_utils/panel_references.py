@@ -19,13 +19,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .demographics import demographic_frame
+from .demographics import CARD_SUBGROUPS, SUBGROUPS, demographic_frame
 
 FITTED = ("baseline-logistic", "baseline-boosting")
 REFERENCE_VARIANTS = ("baseline-population", "baseline-cell-smoothed", *FITTED)
 ANCHORS = {"anchor-logistic-all": "logistic", "anchor-boosting-all": "boosting"}
-CELL = ("age_band", "gender", "education", "party")
-CATEGORICAL = ("age_band", "gender", "education", "party", "ideology", "occupation", "region", "income_bracket")
+CELL = SUBGROUPS
+CATEGORICAL = CARD_SUBGROUPS + ("occupation", "region", "income_bracket")
 LISTS = ("values", "traits", "interests")
 LOGISTIC_C = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 BOOSTING_GRID = {"max_iter": [30, 100], "max_depth": [2, 3]}  # learning rate 0.1 (scikit-learn's default)
@@ -36,8 +36,7 @@ PROBABILITY_FLOOR = 1e-4  # an option never seen in training stays possible (log
 
 def card_features(cards: list[dict]) -> pd.DataFrame:
     """Every field a card shows, one column each (lists joined, for the encoder)."""
-    frame = demographic_frame(cards)[["age_band", "gender", "education", "party", "occupation"]].copy()
-    frame["ideology"] = [c["political_identity"].split(", ", 1)[-1] for c in cards]
+    frame = demographic_frame(cards)[[*SUBGROUPS, "occupation", "ideology"]].copy()
     frame["region"] = [c.get("region", "") for c in cards]
     frame["income_bracket"] = [c.get("income_bracket", "") for c in cards]
     for name in LISTS:

@@ -16,7 +16,7 @@ from .panel_stacking import panel_stacking
 from .panel_worth import panel_worth, worth_predictors
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from .reporting import tables_that_differ, write_table
-from .respondents import PanelRespondent, linked_questions
+from .respondents import PanelRespondent, linked_by_id
 from .surveys import load_survey
 
 DISTRIBUTIONS_FILE = "panel_distributions.csv"
@@ -93,7 +93,7 @@ def population_frame(config) -> pd.DataFrame:
     everyone = held_out_panel(config, set(), None, config.seeds.panel)
     from .questions import load_question_bank
 
-    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    questions = linked_by_id(load_question_bank(config.questions.bank_path))
     rows = [{"persona_id": r.persona_id, "question_id": qid, "options": list(questions[qid].options),
              "probabilities": [float(o == r.answers[qid]) for o in questions[qid].options],
              "real_option": r.answers[qid], "variant": "population"}
@@ -140,7 +140,7 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
 
     where = config.paths()
     panel, train = respondents_of(config)
-    questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
+    questions = linked_by_id(load_question_bank(config.questions.bank_path))
     rows, scored = [], {}
     for variant in variants(config):
         scored[variant.name] = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",

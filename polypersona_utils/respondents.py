@@ -29,6 +29,11 @@ def linked_questions(bank) -> list:
     return [q for q in bank.questions if q.survey_item and q.is_closed]
 
 
+def linked_by_id(bank) -> dict:
+    """question_id -> question, for the bank's linked questions."""
+    return {q.question_id: q for q in linked_questions(bank)}
+
+
 def linked_items(bank) -> dict[str, str]:
     """question_id -> the survey item it asks, for the bank's closed linked questions."""
     return {q.question_id: q.survey_item for q in linked_questions(bank)}

@@ -3,24 +3,9 @@
 import ast
 
 from polypersona_utils import paths
+from polypersona_utils.steps import import_graph  # the graph make reads its prerequisites from
 
 LONG_MODULE_LINES = 300
-
-
-def import_graph() -> dict[str, set[str]]:
-    graph = {}
-    for path in sorted(paths.PACKAGE_DIR.glob("*.py")):
-        imported = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module:
-                    imported.add(node.module.split(".")[0])
-                else:  # from . import a, b
-                    imported |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("polypersona_utils."):
-                imported.add(node.module.split(".")[1])
-        graph[path.stem] = imported - {path.stem}
-    return graph
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
