@@ -131,13 +131,15 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def wasserstein_alignment(p: Sequence[float], q: Sequence[float]) -> float:
+def wasserstein_alignment(p, q):
     """1 - W1(p, q) / W1_max over K ordered options at positions 0..K-1, W1_max = K - 1 (as in OpinionQA,
-    Santurkar et al., 2023). 1: identical distributions; 0: all mass at opposite ends."""
+    Santurkar et al., 2023). 1: identical distributions; 0: all mass at opposite ends. `p` and `q` may be stacks
+    of distributions (options on the last axis, broadcast): one value per row."""
     p, q = np.asarray(p, float), np.asarray(q, float)
-    p, q = p / p.sum(), q / q.sum()
-    w1 = np.abs(np.cumsum(p) - np.cumsum(q))[:-1].sum()
-    return float(1 - w1 / (len(p) - 1))
+    p, q = p / p.sum(axis=-1, keepdims=True), q / q.sum(axis=-1, keepdims=True)
+    w1 = np.abs(np.cumsum(p, axis=-1) - np.cumsum(q, axis=-1))[..., :-1].sum(axis=-1)
+    alignment = 1 - w1 / (p.shape[-1] - 1)
+    return float(alignment) if np.ndim(alignment) == 0 else alignment
 
 
 def jensen_shannon_distance(p: Sequence[float], q: Sequence[float]) -> float:

@@ -26,15 +26,6 @@ HUMAN = "human-split-half"
 LOG_FLOOR = 1e-6  # a probability of exactly 0 for the real answer would make the log-loss infinite
 
 
-def alignment_rows(probabilities: np.ndarray, real: np.ndarray) -> np.ndarray:
-    """`1 - W1/W1max` per row between distributions (rows of `probabilities`) and (rows of `real`) over ordered
-    options; vectorised `metrics.wasserstein_alignment`."""
-    p = probabilities / probabilities.sum(axis=-1, keepdims=True)
-    q = real / real.sum(axis=-1, keepdims=True)
-    w1 = np.abs(np.cumsum(p, axis=-1) - np.cumsum(q, axis=-1))[..., :-1].sum(axis=-1)
-    return 1 - w1 / (p.shape[-1] - 1)
-
-
 def bootstrap_weights(n: int, samples: int, seed: int) -> np.ndarray:
     """(samples, n) counts: how often each respondent is drawn in each resample (with replacement)."""
     rng = np.random.default_rng(seed)
@@ -49,12 +40,12 @@ def group_alignment(group: pd.DataFrame, weights: np.ndarray | None) -> tuple[fl
     for _, item in group.groupby("question_id", sort=True):
         probs = np.stack(item.probabilities.to_numpy())
         real = np.stack(item.real_onehot.to_numpy())
-        values.append(alignment_rows(probs.mean(axis=0), real.mean(axis=0)))
+        values.append(metrics.wasserstein_alignment(probs.mean(axis=0), real.mean(axis=0)))
         distances.append(metrics.jensen_shannon_distance(probs.mean(axis=0), real.mean(axis=0)))
         if weights is not None:
             w = weights[:, [respondents[p] for p in item.persona_id]]  # (samples, rows of this item)
             total = np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-            replicates.append(alignment_rows((w @ probs) / total + 1e-12, (w @ real) / total + 1e-12))
+            replicates.append(metrics.wasserstein_alignment((w @ probs) / total + 1e-12, (w @ real) / total + 1e-12))
     alignment = float(np.mean(values))
     return alignment, (np.mean(replicates, axis=0) if weights is not None else None), float(np.mean(distances)), \
         len(values)
@@ -111,7 +102,7 @@ def human_split_half(frame: pd.DataFrame, population: pd.DataFrame, seed: int, v
                 if len(a) == 0 or len(b) == 0:
                     continue
                 pa, pb = a.mean(axis=0), b.mean(axis=0)
-                values.append(alignment_rows(pa, pb))
+                values.append(metrics.wasserstein_alignment(pa, pb))
                 js.append(metrics.jensen_shannon_distance(pa, pb))
             draws.append(np.mean(values))
             distances.append(np.mean(js))

@@ -9,7 +9,7 @@ import pytest
 from polypersona_utils import panel as panel_module
 from polypersona_utils.panel import order_effect, respondent_distributions, sampled_option
 from polypersona_utils.respondents import PanelRespondent
-from polypersona_utils.panel_evaluation import (alignment_rows, bootstrap_weights, panel_individual, panel_tables,
+from polypersona_utils.panel_evaluation import (bootstrap_weights, panel_individual, panel_tables,
                                                 with_answer_columns)
 from polypersona_utils.prompts import build_messages
 
@@ -137,11 +137,14 @@ def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
     assert blind_effects.slope == pytest.approx(0.0, abs=1e-9)  # a persona-blind panel recovers no effect
 
 
-def test_vectorised_alignment_is_the_metric_and_bootstrap_weights_resample_people():
+def test_alignment_of_stacked_rows_is_the_alignment_of_each_and_bootstrap_weights_resample_people():
     from polypersona_utils.metrics import wasserstein_alignment
 
     p, q = np.array([0.2, 0.5, 0.3]), np.array([0.6, 0.1, 0.3])
-    assert alignment_rows(p, q) == pytest.approx(wasserstein_alignment(p, q))
+    # by hand: cumulative 0.2, 0.7 against 0.6, 0.7: W1 = 0.4 of a maximum 2
+    assert wasserstein_alignment(p, q) == pytest.approx(1 - 0.4 / 2)
+    stacked = wasserstein_alignment(np.stack([p, q, p]), np.stack([q, q, p]))
+    assert stacked == pytest.approx([1 - 0.4 / 2, 1.0, 1.0])
     weights = bootstrap_weights(5, 100, seed=3)
     assert weights.shape == (100, 5) and (weights.sum(axis=1) == 5).all()
     assert (weights == bootstrap_weights(5, 100, seed=3)).all()
