@@ -15,12 +15,13 @@ import pandas as pd
 from . import metrics
 from .baselines import BASELINE, CELL_BASELINE, demographic_cell_baseline, retrieval_baseline
 from .fidelity import fidelity_and_diversity
-from .figures import distribution_figure, metric_figures, subgroup_distribution_figure
+from .evaluation_figures import distribution_figure, metric_figures, subgroup_distribution_figure
 from .metrics import SURVEY_METRICS, TEXT_METRICS
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
 from .reporting import tables_that_differ, write_table, written_tables
 from .surveys import load_survey
-from .respondents import closed_alignment, item_distributions, linked_items, subgroup_alignment
+from .respondents import linked_items
+from .survey_alignment import closed_alignment, item_distributions, subgroup_alignment
 from .results_readme import metrics_section, write_section
 from .stats import paired_differences, persona_bootstrap_indices, with_intervals
 

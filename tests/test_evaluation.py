@@ -49,7 +49,7 @@ def test_perfect_and_empty_answers(evaluated):
 def test_metric_figures_show_the_tables_as_written(evaluated, tmp_path):
     """Drawn again from the CSVs, the figures have the same bytes: they follow the tables, not float noise below
     the tables' last digit (which made a PDF differ between two runs of the same params)."""
-    from polypersona_utils.figures import metric_figures
+    from polypersona_utils.evaluation_figures import metric_figures
     from polypersona_utils.reporting import written_tables
 
     config, tables = evaluated
