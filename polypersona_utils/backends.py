@@ -29,6 +29,14 @@ def generate_local(model, tokenizer, chats: Sequence[list[dict]], max_new_tokens
     return [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
+class EndpointError(RuntimeError):
+    """An endpoint that answered with an error status after the retries."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 @lru_cache(maxsize=8)
 def openai_client(url: str, timeout_s: float, retries: int):
     """The `openai` package's client for an OpenAI-compatible server; it retries connection errors, 408, 409, 429
@@ -52,7 +60,8 @@ def chat_completion(url: str, model: str, messages: list[dict], timeout_s: float
     except openai.APIConnectionError as exc:  # timeouts included
         raise RuntimeError(f"endpoint {endpoint} did not answer: {exc}") from exc
     except openai.APIStatusError as exc:
-        raise RuntimeError(f"endpoint {endpoint} answered {exc.status_code}: {exc.message}") from exc
+        raise EndpointError(f"endpoint {endpoint} answered {exc.status_code}: {exc.message}", exc.status_code) \
+            from exc
 
 
 def openai_chat(url: str, model: str, messages: list[dict], max_tokens: int, temperature: float, top_p: float,
@@ -66,11 +75,11 @@ def openai_chat(url: str, model: str, messages: list[dict], max_tokens: int, tem
 def openai_token_logprobs(url: str, model: str, messages: list[dict], max_tokens: int, top_logprobs: int,
                           timeout_s: float = 120.0, retries: int = 2) -> list[tuple[str, float, dict]] | None:
     """The greedy answer's tokens, each with its log-probability and the `top_logprobs` most likely tokens at its
-    position ({token: log-probability}); None when the server gives no log-probabilities."""
+    position ({token: log-probability}); None when the server gives no log-probabilities, [] for an empty answer."""
     response = chat_completion(url, model, messages, timeout_s, retries, max_tokens=max_tokens, temperature=0.0,
                                logprobs=True, top_logprobs=top_logprobs)
     logprobs = response.choices[0].logprobs
-    if logprobs is None or not logprobs.content:
+    if logprobs is None or (logprobs.content is None and response.choices[0].message.content):
         return None
     return [(step.token, step.logprob, {c.token: c.logprob for c in (step.top_logprobs or [])})
-            for step in logprobs.content]
+            for step in logprobs.content or []]

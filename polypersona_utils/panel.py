@@ -167,13 +167,16 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
             rows.append({"items": items})
         return rows
 
-    done = run_batches(list(by_id), key_of=lambda pid: sha256_json({**identity, "respondent": pid,
-                                                                    "card": by_id[pid].card}),
-                       order_of=lambda pid: (order[pid],), compute=compute,
-                       log_path=config.paths().cache / "panel" / f"{variant.name}.jsonl",
-                       batch_size=config.panel.batch_respondents, desc=f"panel {variant.name}", progress=progress)
-    if served is not None:
-        served.close()
+    try:
+        done = run_batches(list(by_id), key_of=lambda pid: sha256_json({**identity, "respondent": pid,
+                                                                        "card": by_id[pid].card}),
+                           order_of=lambda pid: (order[pid],), compute=compute,
+                           log_path=config.paths().cache / "panel" / f"{variant.name}.jsonl",
+                           batch_size=config.panel.batch_respondents, desc=f"panel {variant.name}",
+                           progress=progress)
+    finally:
+        if served is not None:
+            served.close()
     rows = [item for r in respondents for item in done[r.persona_id]["items"]]
     write_jsonl(out, rows)
     return rows

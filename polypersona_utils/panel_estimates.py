@@ -33,6 +33,7 @@ from .userfiles import read_csv_rows
 
 ESTIMATORS = ("classical", "synthetic", "ppi")
 LEVEL = 0.95
+MIN_ANSWERS = 5  # answers with the option, and without it, a normal-approximation interval needs
 
 
 def ppi_py():
@@ -52,7 +53,7 @@ def power_tuning(answers: np.ndarray, predictions: np.ndarray) -> float:
     """PPI++'s lam for a finite pool whose predictions are all known: the slope of the answers on the predictions
     over the sample, clipped to [0, 1]; 0 (the classical estimate) when the predictions do not vary."""
     spread = predictions.var()
-    if spread <= 0:
+    if spread <= 1e-12:  # float noise: the predictions do not vary (worth_draws uses the same threshold)
         return 0.0
     slope = ((answers - answers.mean()) * (predictions - predictions.mean())).mean() / spread
     return float(np.clip(slope, 0.0, 1.0))
@@ -97,6 +98,12 @@ def read_predictions(path: Path) -> pd.DataFrame:
     frame = read_panel_file(path)
     if "variant" in frame.columns and frame.variant.nunique() > 1:
         raise ValueError(f"{path}: field 'variant': {frame.variant.nunique()} variants; give one predictor's rows")
+    first = {}
+    for row in frame.itertuples(index=False):
+        expected = first.setdefault(row.question_id, (row.options, row.line))
+        if row.options != expected[0]:
+            raise ValueError(f"{path}: line {row.line}: field 'options': {list(row.options)} differ from line "
+                             f"{expected[1]}'s {list(expected[0])} for question {row.question_id}")
     frame["probabilities"] = [np.array(p) for p in frame.probabilities]
     return frame
 
@@ -128,7 +135,10 @@ def estimate_shares(predictions: pd.DataFrame, answers: pd.DataFrame, variables:
     and prediction-powered estimates of the option's share among the pool's respondents, each with its interval,
     through ppi_py (`classical_estimate`, `synthetic_estimate`, `ppi_estimate`). `pool` is the cell's predicted
     respondents, `sampled` those with a real answer; cells with fewer than 2 sampled are listed with no estimate.
-    The intervals assume the answered respondents are a simple random sample of the pool."""
+    The intervals assume the answered respondents are a simple random sample of the pool, and are normal
+    approximations: `normal_ok` is False where the sample holds fewer than 5 answers with the option or 5 without
+    it (the textbook condition; `panel_worth` measures coverage only where it holds), and those intervals are too
+    narrow (of width 0 when every sampled answer agrees)."""
     real = dict(zip(zip(answers.persona_id, answers.question_id), answers.real_option))
     rows = []
     for qid, on_item in predictions.groupby("question_id", sort=True):
@@ -146,9 +156,12 @@ def estimate_shares(predictions: pd.DataFrame, answers: pd.DataFrame, variables:
                 if sampled.sum() >= 2:
                     found["classical"] = classical_estimate(y[:, k], len(part), level)
                     found["ppi"] = ppi_estimate(y[:, k], f[sampled, k], f[:, k], level)
+                chosen = float(y[:, k].sum()) if sampled.any() else 0.0
+                normal_ok = chosen >= MIN_ANSWERS and sampled.sum() - chosen >= MIN_ANSWERS
                 for estimator in ESTIMATORS:
                     estimate, low, high = found.get(estimator, (np.nan, np.nan, np.nan))
-                    rows.append({**base, "estimator": estimator, "estimate": estimate, "low": low, "high": high})
+                    rows.append({**base, "estimator": estimator, "estimate": estimate, "low": low, "high": high,
+                                 "normal_ok": bool(normal_ok) if estimator != "synthetic" else True})
     return pd.DataFrame(rows)
 
 

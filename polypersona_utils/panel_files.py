@@ -24,9 +24,10 @@ def listed(value, where: str, field: str) -> list:
 
 
 def read_panel_file(path: Path, tolerance: float = 1e-3) -> pd.DataFrame:
-    """The rows of a panel-format file, with `options` as tuples, `probabilities` as float lists (finite,
-    non-negative, one per option, summing to 1 within `tolerance`) and the file's `line`; other columns as given.
-    A (persona_id, question_id) pair given twice names both lines."""
+    """The rows of a panel-format file, with `options` as tuples (distinct, non-empty), `probabilities` as float
+    lists (finite, non-negative, one per option, summing to 1 within `tolerance` or within the rounding of K
+    probabilities written to 6 decimals, K x 5e-7, whichever is larger; then renormalised) and the file's `line`;
+    other columns as given. A (persona_id, question_id) pair given twice names both lines."""
     path = Path(path)
     out, seen = [], {}
     for line, row in read_rows(path, REQUIRED):
@@ -37,20 +38,23 @@ def read_panel_file(path: Path, tolerance: float = 1e-3) -> pd.DataFrame:
         if missing:
             raise UserFileError(f"{where}: field '{missing[0]}' is missing")
         options = tuple(str(o) for o in listed(row["options"], where, "options"))
+        if len(set(options)) != len(options) or not all(o.strip() for o in options):
+            raise UserFileError(f"{where}: field 'options': {list(options)} must be distinct, non-empty texts")
         try:
             probabilities = [float(p) for p in listed(row["probabilities"], where, "probabilities")]
         except (TypeError, ValueError):
             raise UserFileError(f"{where}: field 'probabilities': not numbers: {row['probabilities']!r}") from None
         if len(probabilities) != len(options) or not all(math.isfinite(p) and p >= 0 for p in probabilities) \
-                or abs(sum(probabilities) - 1) > tolerance:
+                or abs(sum(probabilities) - 1) > max(tolerance, len(options) * 5e-7):
             raise UserFileError(f"{where}: field 'probabilities': {row['probabilities']!r} must be one finite, "
                                 f"non-negative number per option ({len(options)}) summing to 1 (within {tolerance:g})")
         pair = (str(row["persona_id"]), str(row["question_id"]))
         if pair in seen:
             raise UserFileError(f"{where}: fields 'persona_id', 'question_id': {pair} is also on line {seen[pair]}")
         seen[pair] = line
+        total = sum(probabilities)
         out.append({**row, "persona_id": pair[0], "question_id": pair[1], "options": options,
-                    "probabilities": probabilities, "line": line})
+                    "probabilities": [p / total for p in probabilities], "line": line})
     if not out:
         raise UserFileError(f"{path}: no rows")
     return pd.DataFrame(out)

@@ -6,7 +6,8 @@ from the committed results alone: no model is loaded and nothing is rebuilt.
 
 The predictions file is panel-format (`panel_files`: CSV, JSON or JSONL with `persona_id`, `question_id`,
 `options`, `probabilities`): every (respondent, item) pair of `results/<profile>/panel_distributions.csv` exactly
-once, the options as the bank orders them, probabilities summing to 1 within 1e-6. Any other file is refused with
+once, the options as the bank orders them, probabilities summing to 1 within 1e-6 (or the rounding of K
+probabilities written to 6 decimals). Any other file is refused with
 the line and the field, and nothing is written. Every panel table (notebook 06's, `panel_report.compute_panel_tables`)
 is computed for NAME beside the committed variants and written to `results/<profile>/scored-panels/<NAME>/`:
 `tables/`, a README with the verdict, and a provenance record.
@@ -91,9 +92,11 @@ def score_panel_file(config, path: Path, name: str) -> dict[str, pd.DataFrame]:
     from .reporting import write_table
 
     stored = stored_panel(config)
-    if not name or not all(c.isalnum() or c in "-_." for c in name) or name in set(stored.variant) \
+    if not name or not name[0].isalnum() or not all(c.isalnum() or c in "-_." for c in name) \
+            or name in set(stored.variant) \
             or name in REFERENCE_VARIANTS or name in ANCHORS or name.startswith("shuffled-"):
-        raise UserFileError(f"NAME={name!r}: letters, digits, '-', '_' or '.', and not a name the study uses "
+        raise UserFileError(f"NAME={name!r}: a letter or digit, then letters, digits, '-', '_' or '.', and not a "
+                            "name the study uses "
                             f"({', '.join(dict.fromkeys(stored.variant))})")
     frame = checked_frame(stored, read_panel_file(path, SUM_TOLERANCE), path, name)
     tables = compute_panel_tables(config, pd.concat([stored, frame], ignore_index=True))

@@ -37,7 +37,8 @@ def worth_draws(sampled: np.ndarray, answers: np.ndarray, predictions: np.ndarra
                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Every estimator on every draw at once. `sampled` (draws, N) marks each draw's sampled members of one cell,
     `answers` (N, K) its members' real answers one-hot, `predictions` (N, K) a predictor's probabilities. Returns
-    estimator -> (estimates, half-widths), each (draws, K); rows with fewer than 2 sampled members are NaN. Equal
+    estimator -> (estimates, half-widths), each (draws, K); classical and ppi rows with fewer than 2 sampled members
+    are NaN (synthetic uses no sample). Equal
     to `classical_estimate`, `synthetic_estimate` and `ppi_estimate` on each draw (tests/test_panel_worth.py)."""
     z = norm.ppf(0.5 + level / 2)
     w = sampled.astype(float)
@@ -143,6 +144,9 @@ def worth_cells(frame: pd.DataFrame, predictors: list[str], variables: tuple[str
     for n in settings.sample_sizes:
         sampled = sample_draws(pool, n, settings.draws, seed)
         entering = [i for i, c in enumerate(cells) if n * len(c.members) / pool >= settings.min_expected]
+        if not entering:
+            raise ValueError(f"panel.worth: at n = {n} no cell has {settings.min_expected:g} expected sampled members "
+                             f"(the panel has {pool} respondents): raise the sample size or lower min_expected")
         truths = [cells[i].answers.mean(axis=0) for i in entering]
         expected = [n * len(cells[i].members) / pool for i in entering]
         kept = np.concatenate([(e * t >= settings.min_expected_answers) & (e * (1 - t) >= settings.min_expected_answers)
@@ -170,7 +174,8 @@ def panel_worth(frame: pd.DataFrame, predictors: list[str], variables: tuple[str
     rare ones included: where the normal approximation is known to fail), interval width, bias (mean over
     estimands of |mean error over draws|, in share units), `error_sd` (mean over estimands of the estimate's spread
     over draws), and `effective_n` (`effective_size`; classical: n itself; synthetic, which uses no real answer:
-    none) with its spread over draws, and `worth_per_100` = 100 x effective_n / n."""
+    none) with its spread over draws, and `worth_per_100` = 100 x effective_n / n. An unbiased estimator's `bias`
+    is not 0 but about 0.8 x error_sd / sqrt(draws), the noise of a mean's absolute value."""
     raw, pool = worth_cells(frame, predictors, variables, settings, seed)
     rows = []
     for (predictor, n), part in raw.groupby(["predictor", "n"], sort=False):

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .backends import openai_chat, openai_token_logprobs
+from .backends import EndpointError, openai_chat, openai_token_logprobs
 from .parsing import parse_option
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,9 @@ def option_probabilities(steps: list[tuple[str, float, dict]], options: list[str
     mass = []
     for option in options:
         remaining, probability = option.casefold(), 1.0
-        for position, (token, logprob, alternatives) in enumerate(steps):
+        # whitespace the model writes before its answer (a line break, a space) is not part of any option
+        first = next((i for i, (token, _, _) in enumerate(steps) if token.strip()), len(steps))
+        for position, (token, logprob, alternatives) in enumerate(steps[first:]):
             if not remaining:
                 break
             piece = token.casefold().lstrip() if position == 0 else token.casefold()
@@ -73,8 +75,14 @@ class ServedPanel:
                                      retries=p.http_retries)
 
     def decide(self, chat, question) -> list | None:
-        """On the first prompt: log-probabilities if the endpoint gives them, else sampling from then on."""
-        steps = self.logprobs(chat, question)
+        """On the first prompt: log-probabilities if the endpoint gives them, else sampling from then on (also when
+        it refuses the request for them as malformed: 400 or 422)."""
+        try:
+            steps = self.logprobs(chat, question)
+        except EndpointError as error:
+            if error.status not in (400, 422):
+                raise
+            steps = None
         self.method = "logprobs" if steps is not None else "samples"
         log.info("panel %s: scored by %s", self.variant.name, self.method)
         return steps
@@ -92,13 +100,15 @@ class ServedPanel:
         `seed_of(qid, order_index, sample)` the seed of one sampled answer."""
         jobs = [(qid, index, order, chat) for qid in respondent.answers
                 for index, (order, chat) in enumerate(prompts(respondent, questions[qid]))]
+        if not jobs:
+            return {}
         first = self.decide(jobs[0][3], questions[jobs[0][0]]) if self.method is None else None
         out: dict[str, list] = {qid: [None, None, 0] for qid in respondent.answers}
         if self.method == "logprobs":
             steps = [first] + list(self.pool.map(lambda j: self.logprobs(j[3], questions[j[0]]), jobs[1:])) \
                 if first is not None else list(self.pool.map(lambda j: self.logprobs(j[3], questions[j[0]]), jobs))
             for (qid, index, order, _), answer in zip(jobs, steps):
-                p = option_probabilities(answer or [], order)
+                p = option_probabilities(answer, order) if answer else None  # an empty answer names no option
                 if p is None:
                     out[qid][2] += 1
                     p = np.full(len(order), 1 / len(order))

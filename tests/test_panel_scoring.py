@@ -95,12 +95,27 @@ def test_a_malformed_file_is_refused_with_line_and_field_and_nothing_written(sto
     assert not (config.paths().results / "scored-panels").exists()
 
 
-def test_a_name_the_study_uses_is_refused(stored_panel, tmp_path, capsys):
+@pytest.mark.parametrize("name", ["baseline-population", "..", ".", "a/b"])
+def test_a_name_the_study_uses_or_that_leaves_its_folder_is_refused(stored_panel, tmp_path, capsys, name):
+    config, _, _ = stored_panel
     main(["template", "smoke", str(tmp_path / "template.csv")])
     template = filled(pd.read_csv(tmp_path / "template.csv", keep_default_na=False), lambda i: [0.2, 0.5, 0.3])
     template.to_csv(tmp_path / "mine.csv", index=False)
-    assert main(["score", "smoke", str(tmp_path / "mine.csv"), "baseline-population"]) == 2
+    assert main(["score", "smoke", str(tmp_path / "mine.csv"), name]) == 2
     assert "not a name the study uses" in capsys.readouterr().err
+    assert not (config.paths().results / "scored-panels").exists() and not (config.paths().results / "tables").exists()
+
+
+def test_probabilities_written_to_six_decimals_are_accepted_and_renormalised(tmp_path):
+    rows = [{"persona_id": "p1", "question_id": "q1", "options": "|".join(SPENDING),
+             "probabilities": "0.333333|0.333333|0.333333"}]
+    pd.DataFrame(rows).to_csv(tmp_path / "panel.csv", index=False)
+    frame = read_panel_file(tmp_path / "panel.csv", tolerance=1e-6)
+    assert sum(frame.probabilities.iloc[0]) == pytest.approx(1.0, abs=1e-15)
+    rows[0]["probabilities"] = "0.3333|0.3333|0.3333"  # off by 1e-4: not a rounding of 6 decimals
+    pd.DataFrame(rows).to_csv(tmp_path / "panel.csv", index=False)
+    with pytest.raises(UserFileError, match="line 2: field 'probabilities'"):
+        read_panel_file(tmp_path / "panel.csv", tolerance=1e-6)
 
 
 def test_json_lines_with_lists_read_like_the_csv(tmp_path):

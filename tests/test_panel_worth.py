@@ -135,6 +135,12 @@ def test_predictors_are_the_models_then_the_named_references():
         "smollm2-135m-zeroshot", "smollm2-135m-lora", "baseline-logistic"]
 
 
+def test_a_sample_size_where_no_cell_enters_is_refused():
+    frame = simulated_panel(pool=60)
+    with pytest.raises(ValueError, match="at n = 10 no cell has 20 expected sampled members"):
+        panel_worth(frame, ["good"], ("g",), PanelWorthConfig(sample_sizes=[10], min_cell=10), seed=0)
+
+
 def test_a_sample_size_not_below_the_panel_is_refused():
     frame = simulated_panel(pool=60)
     with pytest.raises(ValueError, match="not below the panel's 60 respondents"):
@@ -176,6 +182,10 @@ def test_a_users_files_give_estimates_per_item_subgroup_and_option(tmp_path):
     on_q1 = np.stack(good[good.question_id == "q1"].probabilities.to_numpy())
     np.testing.assert_allclose(synthetic.to_numpy(), on_q1.mean(axis=0), atol=1e-5)  # rounded to 6 places in the file
     assert (out.low <= out.estimate).all() and (out.estimate <= out.high).all()
+    # the normal approximation is flagged where the sample holds fewer than 5 answers with or without the option
+    counts = out[(out.estimator == "classical")].assign(chosen=lambda t: (t.estimate * t.sampled).round())
+    assert (counts.normal_ok == ((counts.chosen >= 5) & (counts.sampled - counts.chosen >= 5))).all()
+    assert not counts.normal_ok.all() and counts.normal_ok.any()
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -185,6 +195,8 @@ def test_a_users_files_give_estimates_per_item_subgroup_and_option(tmp_path):
      r"answers.csv: line 2: field 'real_option'"),
     (lambda p, a: (p, a.assign(persona_id=["someone"] + list(a.persona_id[1:]))),
      r"answers.csv: line 2: .*has no prediction"),
+    (lambda p, a: (p.assign(options=["b|a|c"] + list(p.options[1:])), a),
+     r"predictions.csv: line 3: field 'options': .* differ from line 2"),
 ])
 def test_bad_user_files_are_refused_naming_file_line_and_field(tmp_path, capsys, edit, message):
     write_user_files(tmp_path)

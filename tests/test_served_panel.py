@@ -26,6 +26,8 @@ def test_option_probabilities_by_hand():
     assert option_probabilities(steps, ["Yes", "No"]) is None  # names no option, none listed
     lower = [("too", math.log(0.9), {"too": math.log(0.9)}), (" much", math.log(0.8), {" much": math.log(0.8)})]
     assert option_probabilities(lower, SPENDING)[2] == pytest.approx(1.0)  # case does not matter
+    spaced = [("\n", math.log(0.99), {"\n": math.log(0.99)})] + steps  # a line break before the answer
+    np.testing.assert_allclose(option_probabilities(spaced, SPENDING), np.array([0.42, 0.3, 0.12]) / 0.84)
 
 
 class LogprobServer(FakeOpenAI):
@@ -110,3 +112,42 @@ def test_a_server_that_fails_twice_is_retried_with_backoff():
     finally:
         server.shutdown()
     assert text == "Yes, I do. Every month." and server.attempts == 3 and len(seen) == 1
+
+
+class RefusesLogprobs(FakeOpenAI):
+    """Rejects a request for log-probabilities as malformed (400), answers the others."""
+
+    def do_POST(self):  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body.get("logprobs"):
+            payload = b'{"error": {"message": "logprobs not supported"}}'
+            self.send_response(400)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            return
+        self.server.seen.append(body)
+        payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": "Too much"}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def test_an_endpoint_that_refuses_log_probabilities_is_sampled(tmp_roots, tmp_path):
+    from polypersona_utils.panel import score_panel
+    from polypersona_utils.questions import load_question_bank
+    from polypersona_utils.respondents import linked_questions
+
+    url, seen, server = serve(RefusesLogprobs)
+    config, variant = served_config(url, **{"panel.http_samples": 3})
+    first = linked_questions(load_question_bank(config.questions.bank_path))[0]
+    respondent = PanelRespondent("gss2018-0001", CARD, {"race": "white"}, {first.question_id: "Too much"})
+    try:
+        [row] = score_panel(config, variant, [respondent], tmp_path / "served.jsonl", progress=False)
+    finally:
+        server.shutdown()
+    assert row["scored_by"] == "samples" and len(seen) == 2 * 3
+    assert row["probabilities_given_order"] == pytest.approx([0.5 / 4.5, 0.5 / 4.5, 3.5 / 4.5], abs=1e-6)
