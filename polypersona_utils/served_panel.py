@@ -37,14 +37,13 @@ def option_probabilities(steps: list[tuple[str, float, dict]], options: list[str
         for position, (token, logprob, alternatives) in enumerate(steps[first:]):
             if not remaining:
                 break
-            piece = token.casefold().lstrip() if position == 0 else token.casefold()
+            text = (lambda t: t.casefold().lstrip()) if position == 0 else (lambda t: t.casefold())
+            piece = text(token)
             if piece and remaining.startswith(piece):
                 probability *= math.exp(logprob)
                 remaining = remaining[len(piece):]
                 continue
-            fitting = [lp for c, lp in alternatives.items()
-                       if (c.casefold().lstrip() if position == 0 else c.casefold())
-                       and remaining.startswith(c.casefold().lstrip() if position == 0 else c.casefold())]
+            fitting = [lp for c, lp in alternatives.items() if text(c) and remaining.startswith(text(c))]
             probability *= math.exp(max(fitting)) if fitting else 0.0
             break
         mass.append(probability)
