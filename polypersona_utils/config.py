@@ -180,7 +180,8 @@ class ModelSpec:
     name: str  # short name used in file names and tables
     model_id: str  # embedded name, local directory or hub id
     revision: Optional[str] = None  # pinned commit for hub ids
-    chat_template: Optional[Literal["chatml"]] = None  # supplied by the project when the tokenizer has none
+    # supplied by the project when the tokenizer has none: chatml for chat models, plain for base models (models.py)
+    chat_template: Optional[Literal["chatml", "plain"]] = None
     train: bool = True  # False: zero-shot comparison only (the paper's larger baselines)
     # http: a model served by an OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp) under the name `model_id`,
     # zero-shot only; its panel samples `panel.http_samples` answers per item and order (no log-probabilities)

