@@ -389,6 +389,8 @@ class AblationRunsConfig:
     # which kinds of run the standard set holds besides the reference (`ablations.standard_ablations`)
     kinds: list[Literal["rank", "heldout", "no-persona", "lora-16bit"]] = field(
         default_factory=lambda: ["rank", "heldout", "no-persona", "lora-16bit"])
+    # the one model every ablation and learning-curve run trains and scores (a name under `models`); None: the first
+    model: Optional[str] = None
 
     def validate(self) -> None:
         for name in ("train_personas", "val_personas", "test_personas"):
@@ -426,6 +428,9 @@ class Config:
         names = [m.name for m in self.models]
         if not names or len(names) != len(set(names)):
             raise ValueError(f"models: need at least one, with unique names, got {names}")
+        if self.ablation_runs.model is not None and self.ablation_runs.model not in names:
+            raise ValueError(f"ablation_runs.model: must name one of the models {names}, "
+                             f"got {self.ablation_runs.model!r}")
 
         if self.run and not all(c.isalnum() or c in "-_." for c in self.run):
             raise ValueError(f"run: letters, digits, '-', '_' and '.' only, got {self.run!r}")
@@ -546,7 +551,11 @@ def _apply_override(data: dict, dotted_key: str, value: Any) -> None:
 def load_run(profile: str | Path, run: str = "", overrides: dict[str, Any] | None = None) -> Config:
     """A run's identity, (profile, run, overrides), as its configuration; `config.paths(split)` says where it reads
     and writes. The one way notebooks, ablations and the command line turn a run into settings and places."""
-    return load_config(profile, overrides={**(overrides or {}), **({"run": run} if run else {})})
+    config = load_config(profile, overrides={**(overrides or {}), **({"run": run} if run else {})})
+    if not run:
+        return config
+    chosen = config.ablation_runs.model or config.models[0].name  # a run compares settings, not models
+    return dataclasses.replace(config, models=[m for m in config.models if m.name == chosen])
 
 
 def load_config(profile_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
