@@ -10,10 +10,11 @@ import pandas as pd
 from .panel_references import ANCHORS, REFERENCE_VARIANTS
 
 
-def verdict_section(tables: dict[str, pd.DataFrame], respondents: int) -> str:
+def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: dict | None = None) -> str:
     """The results README's first paragraph: the best variant on log-loss and on subgroup effects, and each model
     against the persona-blind marginal, the best reference fitted on the same respondents and the best anchor, by
-    paired differences (model minus reference, on the same respondent-bootstrap draws)."""
+    paired differences (model minus reference, on the same respondent-bootstrap draws); where the study has more
+    than one model family, which one is better on each measure (`family_sentences`)."""
     individual = tables["panel_individual"].set_index("variant")
     effects = tables["panel_effects"].set_index("variant")
     paired = tables["panel_paired"]
@@ -43,11 +44,42 @@ def verdict_section(tables: dict[str, pd.DataFrame], respondents: int) -> str:
                          + ", ".join(against(loss, r) for r in dict.fromkeys(compared))
                          + f"; subgroup-effect slope {effects.loc[model, 'slope']:.3f}, "
                          + against(slope, strongest) + " (paired differences, model minus reference).")
+    families = ("\n\n" + family_sentences(tables["panel_models"], costs or {})
+                if "panel_models" in tables and len(tables["panel_models"]) else "")
     worth = ("\n\n" + worth_sentences(tables["panel_worth"], respondents) + "\n\n"
              + "![What the panel is worth: coverage and effective sample size](figures/panel_worth.png)"
              if "panel_worth" in tables else "")
-    return ("## Verdict\n\n" + " ".join(sentences) + worth + "\n\n"
+    return ("## Verdict\n\n" + " ".join(sentences) + families + worth + "\n\n"
             + "![Per item and party group, real answers against every variant](figures/panel_by_party.png)\n")
+
+
+HIGHER_IS_BETTER = {"log_loss": False}  # every other measure of `panel_models`: higher is better
+
+
+def family_sentences(models: pd.DataFrame, costs: dict[str, dict[str, float]]) -> str:
+    """The verdict's paragraph on model families: per pair of variants (`panel_models`), which is better on each
+    measure, by the paired difference's interval; then what each family cost on this machine."""
+    sentences = []
+    for (variant, reference), rows in models.groupby(["variant", "reference"], sort=False):
+        said = []
+        for row in rows.itertuples():
+            if row.difference_lo > 0 or row.difference_hi < 0:
+                lower = row.difference_hi < 0
+                better = variant if lower != HIGHER_IS_BETTER.get(row.measure, True) else reference
+                verdict = f"`{better}` better"
+            else:
+                verdict = "not told apart"
+            said.append(f"{row.measure.replace('_', ' ')} {row.difference:+.3f} [{row.difference_lo:+.3f}, "
+                        f"{row.difference_hi:+.3f}] ({verdict})")
+        sentences.append(f"`{variant}` minus `{reference}`: " + "; ".join(said) + ".")
+    cost = [f"`{family}` " + " and ".join(
+        ([f"{c['train_s_per_record']:.2f} s per training record"] if "train_s_per_record" in c else [])
+        + ([f"{c['score_s_per_pair']:.3f} s per panel pair scored"] if "score_s_per_pair" in c else []))
+        for family, c in costs.items() if c]
+    return ("**Model families** (`tables/panel_models`: paired differences on the same respondent-bootstrap draws; "
+            "log-loss lower is better, subgroup-effect slope and stacking gain higher): " + " ".join(sentences)
+            + (" Cost on this machine (notebook 02's training and notebook 06's scoring of the fine-tuned model, "
+               "from this run): " + "; ".join(cost) + "." if cost else ""))
 
 
 def worth_sentences(worth: pd.DataFrame, respondents: int) -> str:

@@ -2,6 +2,7 @@
 held-out real panel; tables, figures, the results README's panel section, and `check_panel` for check-results."""
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 
 import pandas as pd
@@ -9,7 +10,7 @@ import pandas as pd
 from .panel import (dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel,
                     subgroup_variables)
 from .panel_evaluation import panel_tables, population_effects, with_answer_columns
-from .panel_paired import panel_paired
+from .panel_paired import panel_models, panel_paired
 from .panel_readme import panel_section, verdict_section
 from .panel_references import ANCHORS, REFERENCE_VARIANTS, model_variants, reference_distributions
 from .panel_stacking import panel_stacking
@@ -112,6 +113,9 @@ def compute_panel_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]
     tables["panel_paired"] = panel_paired(answers, samples, seed, least, variables, real_effects,
                                           model_variants(present), references)
     tables["panel_stacking"] = panel_stacking(answers, samples, seed)
+    families = [m.name for m in config.models if m.backend == "local"]
+    if len(families) > 1:
+        tables["panel_models"] = panel_models(answers, samples, seed, least, variables, real_effects, families)
     if not config.run:  # an ablation run's panel (`panel.ablation_respondents`) is smaller than the samples drawn
         tables["panel_worth"] = panel_worth(answers, worth_predictors(present, config.panel.worth.references),
                                             variables, config.panel.worth, config.seeds.worth)
@@ -141,10 +145,12 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     where = config.paths()
     panel, train = respondents_of(config)
     questions = linked_by_id(load_question_bank(config.questions.bank_path))
-    rows, scored = [], {}
+    rows, scored, seconds = [], {}, {}
     for variant in variants(config):
+        start = time.perf_counter()
         scored[variant.name] = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",
                                            progress)
+        seconds[variant.name] = round(time.perf_counter() - start, 1)  # this session's: cached respondents are free
         rows += scored[variant.name]
     for variant, variant_rows in reference_rows(config, panel, train, questions).items():
         write_jsonl(where.artifacts / "panel" / f"{variant}.jsonl", variant_rows)
@@ -159,11 +165,35 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     panel_figures(frame, tables, where.figures, where.name, survey.label_order(), config.panel.min_cell_respondents)
     write_section(where.results, "panel", panel_section(config, tables, len(panel), len(train), survey.title,
                                                         [len(questions[q].options) for r in panel for q in r.answers]))
-    write_section(where.results, "verdict", verdict_section(tables, len(panel)))
+    pairs = sum(len(r.answers) for r in panel)
+    write_section(where.results, "verdict", verdict_section(tables, len(panel), family_costs(config, seconds, pairs)))
     atomic_write_json(where.results / "provenance" / "06_panel.json", provenance_record(
         config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
-        step="06_panel", respondents=len(panel), training_respondents=len(train), settings=panel_settings(config)))
+        step="06_panel", respondents=len(panel), training_respondents=len(train), settings=panel_settings(config),
+        scoring_seconds=seconds, pairs=pairs))
     return tables
+
+
+def family_costs(config, scoring_seconds: dict[str, float], pairs: int) -> dict[str, dict[str, float]]:
+    """Per model family of a study with more than one: training seconds per training record (notebook 02's run,
+    `training_metrics.json`) and scoring seconds per respondent-item pair of its fine-tuned variant (this panel
+    run's, model loading included), where recorded."""
+    import json
+
+    families = [m.name for m in config.models if m.backend == "local"]
+    metrics = config.paths().training_results / "training_metrics.json"
+    if len(families) < 2 or not metrics.exists():
+        return {}
+    trained = json.loads(metrics.read_text(encoding="utf-8"))
+    costs = {}
+    for family in families:
+        cost = {}
+        if family in trained and trained[family].get("wall_time_s_this_session"):
+            cost["train_s_per_record"] = trained[family]["wall_time_s_this_session"] / trained[family]["train_examples"]
+        if scoring_seconds.get(f"{family}-lora"):
+            cost["score_s_per_pair"] = scoring_seconds[f"{family}-lora"] / pairs
+        costs[family] = cost
+    return costs
 
 
 RENAMED = {"baseline-demographic-cell": "baseline-cell-smoothed"}  # the same method, under its earlier name
@@ -194,7 +224,8 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     counts = [len(o) for o in frame[frame.variant == frame.variant.iloc[0]].options]
     write_section(where.results, "panel", panel_section(config, tables, respondents, stored["training_respondents"],
                                                         survey.title, counts))
-    write_section(where.results, "verdict", verdict_section(tables, respondents))
+    write_section(where.results, "verdict", verdict_section(
+        tables, respondents, family_costs(config, stored.get("scoring_seconds", {}), stored.get("pairs", len(frame)))))
     atomic_write_json(where.results / "provenance" / "06_panel_refresh.json", provenance_record(
         config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
         step="06_panel_refresh", tables=sorted(tables), settings=panel_settings(config)))

@@ -40,8 +40,9 @@ def cross_fitted_loss(features: np.ndarray, y: np.ndarray, options: int, seed: i
     return loss
 
 
-def stacking_rows(frame: pd.DataFrame, model: str, regression: str, samples: int, seed: int) -> dict:
-    """One row of the table: `model` stacked on `regression` (both present in `frame`, with `real_index`)."""
+def stacking_losses(frame: pd.DataFrame, model: str, regression: str, seed: int) -> tuple[list[str], dict]:
+    """Per (respondent, item) pair of `model` and `regression` (both in `frame`, with `real_index`): its respondent
+    and the log-loss of the regression as is, recalibrated without the model, and stacked with it (cross-fitted)."""
     both = frame[frame.variant.isin([model, regression])]
     wide = both.pivot_table(index=["persona_id", "question_id"], columns="variant", values="probabilities",
                             aggfunc="first").dropna()
@@ -57,15 +58,27 @@ def stacking_rows(frame: pd.DataFrame, model: str, regression: str, samples: int
         losses["without"].append(cross_fitted_loss(base, y, base.shape[1], seed))
         losses["with"].append(cross_fitted_loss(np.hstack([base, extra]), y, base.shape[1], seed))
         keys += list(part.index)
-    losses = {k: np.concatenate(v) for k, v in losses.items()}
-    people = {p: i for i, p in enumerate(sorted(set(keys)))}
+    return keys, {k: np.concatenate(v) for k, v in losses.items()}
+
+
+def gain_statistic(keys: list[str], losses: dict, people: dict[str, int]):
+    """statistic(weights (k, respondents)) -> (k,): the mean stacking gain, each respondent's pairs counted as
+    often as the weights say (`people`: respondent -> column)."""
     index = np.array([people[p] for p in keys])
     gain = losses["without"] - losses["with"]
 
     def mean_gain(weights: np.ndarray) -> np.ndarray:
         w = weights[:, index]
         return w @ gain / w.sum(axis=1)
+    return mean_gain
 
+
+def stacking_rows(frame: pd.DataFrame, model: str, regression: str, samples: int, seed: int) -> dict:
+    """One row of the table: `model` stacked on `regression` (both present in `frame`, with `real_index`)."""
+    keys, losses = stacking_losses(frame, model, regression, seed)
+    people = {p: i for i, p in enumerate(sorted(set(keys)))}
+    mean_gain = gain_statistic(keys, losses, people)
+    gain = losses["without"] - losses["with"]
     low, high = bca_interval(mean_gain, len(people), mean_gain(bootstrap_weights(len(people), samples, seed)))
     return {"variant": model, "card_regression": regression, "respondents": len(people), "pairs": len(gain),
             "log_loss_regression": float(losses["as_is"].mean()), "log_loss_without": float(losses["without"].mean()),

@@ -32,6 +32,8 @@ LEGENDS = {
     "panel_effects": "per variant, how its subgroup differences track the survey's: correlation and slope (1 matches), BCa",
     "panel_paired": "model minus reference on the same respondent-bootstrap draws (log-loss: negative is better; slope: "
                     "positive)",
+    "panel_models": "each later model family minus the first, variant for variant, on the same respondent-bootstrap "
+                    "draws (log-loss: negative is better; slope and stacking gain: positive is better)",
     "panel_stacking": "log-loss of a card regression without and with the model's probabilities, cross-fitted; gain > 0 "
                       "means the model adds information",
     "panel_subpop_units": "SubPOP's W1 / (options - 1) over subgroup x item cells (lower is closer)",

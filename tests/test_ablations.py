@@ -139,3 +139,15 @@ def test_runs_with_a_panel_show_its_log_loss_and_effect_correlation(tmp_roots):
     assert pd.isna(table.loc["main", "panel_log_loss"])  # no panel table: missing, not invented
     report = (paths.results_dir("smoke") / "ablations.md").read_text()
     assert "- `rank8`: log-loss 0.910 [0.850, 0.970], subgroup-effect correlation 0.40 [0.10, 0.60]" in report
+
+
+def test_a_run_trains_one_model_the_profile_names():
+    from polypersona_utils.config import ConfigError, load_config, load_run
+
+    assert [m.name for m in load_config("default").models] == ["smollm2-135m", "gemma3-270m"]
+    assert [m.name for m in load_run("default").models] == ["smollm2-135m", "gemma3-270m"]  # the main run: both
+    assert [m.name for m in load_run("default", "rank16").models] == ["smollm2-135m"]
+    chosen = load_run("default", "rank16", {"ablation_runs.model": "gemma3-270m"})
+    assert [(m.name, m.chat_template) for m in chosen.models] == [("gemma3-270m", "plain")]
+    with pytest.raises(ConfigError, match="ablation_runs.model: must name one of the models"):
+        load_run("default", "rank16", {"ablation_runs.model": "phi-2"})

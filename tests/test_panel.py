@@ -405,3 +405,42 @@ def test_stacking_credits_a_model_only_with_what_the_card_regression_lacks():
     assert knows.gain_lo > 0.05 and knows.log_loss_with < knows.log_loss_without
     assert echo.gain_lo <= 0 <= echo.gain_hi and abs(echo.gain) < 0.02
     assert knows.log_loss_regression == pytest.approx(-np.log(0.45))
+
+
+def test_model_families_are_compared_variant_for_variant_on_the_same_draws():
+    """Family `a` knows the parties, family `b` is persona-blind; the card regression is blind too. Each of `b`'s
+    variants minus `a`'s of the same kind: log-loss and slope by hand, the stacking gain the difference of
+    `panel_stacking`'s gains, every interval holding its estimate, and the verdict naming the better family."""
+    from polypersona_utils.panel_evaluation import population_effects
+    from polypersona_utils.panel_paired import family_pairs, panel_models
+    from polypersona_utils.panel_readme import family_sentences
+    from polypersona_utils.panel_stacking import panel_stacking
+
+    def knows(party):
+        return [0.8, 0.1, 0.1] if party == "Democrat" else [0.1, 0.1, 0.8]
+
+    def blind(party):
+        return [0.45, 0.1, 0.45]
+    frames = [hand_made_frame(p).assign(variant=v) for v, p in (
+        ("a-zeroshot", blind), ("a-lora", knows), ("b-lora", blind), ("c-lora", blind), ("baseline-logistic", blind))]
+    # family a's confidence differs between respondents (0.6 to 0.9 on the real answer), so the draws differ
+    confidence = frames[1].persona_id.str[1:].astype(int).map(lambda i: 0.6 + 0.075 * (i % 5))
+    frames[1]["probabilities"] = [[c, (1 - c) / 2, (1 - c) / 2] if r == "Too little" else [(1 - c) / 2, (1 - c) / 2, c]
+                                  for c, r in zip(confidence, frames[1].real_option)]
+    answers = with_answer_columns(pd.concat(frames, ignore_index=True))
+    population = with_answer_columns(hand_made_frame(lambda party: [1.0, 0.0, 0.0]))
+    assert family_pairs(list(answers.variant.unique()), ["a", "b", "c"]) == [("b-lora", "a-lora"),
+                                                                            ("c-lora", "a-lora")]
+    table = panel_models(answers, 200, 1, 5, VARIABLES, population_effects(population, VARIABLES), ["a", "b"])
+    rows = table.set_index(["variant", "reference", "measure"]).loc[("b-lora", "a-lora")]
+    assert list(rows.index) == ["log_loss", "subgroup_effect_slope", "stacking_gain_baseline-logistic"]
+    assert rows.loc["log_loss", "difference"] == pytest.approx(np.mean(-math.log(0.45) + np.log(confidence)))
+    gains = panel_stacking(answers, 200, 1).set_index("variant").gain
+    assert rows.loc["stacking_gain_baseline-logistic", "difference"] == pytest.approx(gains["b-lora"] - gains["a-lora"])
+    assert (rows.difference_lo <= rows.difference).all() and (rows.difference <= rows.difference_hi).all()
+    # b is clearly worse on every measure: higher log-loss, lower slope and stacking gain
+    assert rows.loc["log_loss", "difference_lo"] > 0 and (rows.iloc[1:].difference_hi < 0).all()
+    said = family_sentences(table, {"a": {"train_s_per_record": 0.5, "score_s_per_pair": 0.1}})
+    assert said.count("(`a-lora` better)") == 3 and "`a` 0.50 s per training record and 0.100 s per panel pair" in said
+    single = panel_models(answers, 200, 1, 5, VARIABLES, population_effects(population, VARIABLES), ["a"])
+    assert single.empty
