@@ -70,7 +70,7 @@ def metrics_section(config, tables: dict[str, pd.DataFrame], run_name: str) -> s
     lines = [f"# Results: {run_name}", "", profile_banner(config), "",
              "The paper reports (its own models, data and metric settings, not reproduced here): best BLEU 0.090 "
              "(TinyLlama-1.1B), ROUGE-1 0.429 (Phi-2), BERTScore above 0.88. The numbers below come from "
-             f"`{config.models[0].model_id}` on this profile's data; BERTScore here uses "
+             + " and ".join(f"`{m.model_id}`" for m in config.models) + " on this profile's data; BERTScore here uses "
              f"`{config.metrics.bertscore_model}` (layer {config.metrics.bertscore_num_layers}, rescaling "
              f"{'on' if config.metrics.bertscore_rescale else 'off'}), so its scale is not the paper's.", "",
              "## Text metrics (mean and 95 % persona-bootstrap interval)", ""]
