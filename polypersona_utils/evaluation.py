@@ -174,32 +174,3 @@ def check_results(config) -> list[str]:
     answers["parsed_option"] = answers.parsed_option.astype(object).where(answers.parsed_option.notna(), None)
     tables = compute_tables(config, add_scores(answers, config.metrics))
     return tables_that_differ(tables, where.tables)
-
-
-if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFILE: the main run and every other run
-    import json
-    import sys
-
-    from . import paths
-    from .config import load_run
-    from .panel_report import DISTRIBUTIONS_FILE, check_panel
-
-    profile = sys.argv[2] if len(sys.argv) > 2 else "default"
-    runs = paths.results_dir(profile) / "runs"
-    # Every run with stored answers: ablation runs (metrics and maybe a panel), learning-curve runs (a panel only)
-    configs = [load_run(profile)] + [
-        load_run(profile, folder.name, json.loads((folder / "overrides.json").read_text()))
-        for folder in (sorted(runs.glob("*/")) if runs.exists() else []) if (folder / "overrides.json").exists()]
-    failed = False
-    for config in configs:
-        scored = (config.paths().results / "per_example_scores.csv").exists()
-        if not scored and not (config.paths().results / DISTRIBUTIONS_FILE).exists():
-            print(f"results/{config.paths().name}: no stored answers (an unfinished run); nothing to check")
-            continue
-        mismatched = (check_results(config) if scored else []) + check_panel(config)
-        if mismatched:
-            failed = True
-            print(f"results/{config.paths().name}: recomputed tables differ from the stored ones: {mismatched}")
-        else:
-            print(f"results/{config.paths().name}: every table recomputed from the stored answers matches")
-    sys.exit(1 if failed else 0)

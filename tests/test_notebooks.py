@@ -191,7 +191,7 @@ def test_ablation_knobs_do_not_reach_the_standard_set(workspace):
 def test_make_learning_curve_plans_each_run_then_notebook_07(workspace):
     planned = make("-n", "learning-curve", "PROFILE=smoke", capture=True).stdout
     for run in ("respondents-0", "respondents-2"):  # params/smoke.yaml: learning_curve [0, 2]
-        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+        assert f"polypersona_utils run-overrides smoke {run}" in planned
         assert f"$nb.ipynb -p profile smoke -p run {run}" in planned.replace("$$nb", "$nb")
     assert "for nb in 02_train 06_panel; do" in planned and "03_generate" not in planned.split("06_panel")[-1]
     commands = [line for line in planned.splitlines() if "papermill" in line]  # not make's own messages
@@ -231,7 +231,7 @@ def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
 
     planned = make("-n", "ablation-panels", "PROFILE=smoke", capture=True).stdout
     for run in standard_ablations(load_config("smoke")):
-        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+        assert f"polypersona_utils run-overrides smoke {run}" in planned
     # A standard run's adapter comes from its notebooks 02-04: its panel runs notebook 06 alone, not 02 again
     assert "for nb in 06_panel; do" in planned and "for nb in 02_train 06_panel; do" not in planned
     assert "--no-print-directory ablations PROFILE=smoke" in planned  # then notebook 05, through make
@@ -256,7 +256,7 @@ def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tm
                    f"PYTHON_BASE={installer}", capture=True).stdout
     assert (venv / ".installed").exists() and (fresh / "artifacts/smoke/params/sources.mk").exists()
     for run in standard_ablations(load_config("smoke")):
-        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+        assert f"polypersona_utils run-overrides smoke {run}" in planned
     # A deleted .venv, the workspace's sources.mk left behind: make installs and plans every run again (it used to
     # take the old sources.mk as current, never ask the package, and plan none)
     shutil.rmtree(venv)
@@ -264,7 +264,7 @@ def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tm
                    f"PYTHON_BASE={installer}", capture=True).stdout
     assert (venv / ".installed").exists()
     for run in standard_ablations(load_config("smoke")):
-        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+        assert f"polypersona_utils run-overrides smoke {run}" in planned
 
 
 def test_a_broken_profile_stops_make_once_with_its_message(workspace):
