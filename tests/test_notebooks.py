@@ -171,6 +171,16 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     assert "rank32 - rank16" in differences
     assert "Only 1 test personas: too few to say anything" in (paths.results_dir("smoke") / "ablations.md").read_text()
     assert up_to_date("reproduce", "PROFILE=smoke")
+
+    def replanned(module: str) -> set[str]:
+        """The main run's notebooks make would rerun were `module` just edited (-W: nothing is touched)."""
+        planned = make("-n", "-W", f"polypersona_utils/{module}.py", "data", "train", "generate", "metrics", "panel",
+                       "PROFILE=smoke", capture=True).stdout
+        return {n for n in ("01_build_dataset", "02_train", "03_generate", "04_metrics", "06_panel")
+                if f"notebooks/{n}.ipynb" in planned}
+    assert replanned("metrics") == {"04_metrics", "06_panel"}  # a metric: the measures, not training
+    assert replanned("teacher") == {"01_build_dataset", "02_train", "03_generate", "04_metrics", "06_panel"}
+    assert replanned("panel_worth") == {"06_panel"}
     panel = root / "rank32" / "provenance" / "06_panel.json"  # as make ablation-panels leaves it
     panel.parent.mkdir()
     panel.write_text("{}")
