@@ -40,15 +40,13 @@ def stored_panel(config) -> pd.DataFrame:
 def panel_template(config) -> pd.DataFrame:
     """The panel's pairs to answer: each respondent's card (JSON) and each question's text and options, with an
     empty `probabilities` column to fill in (the options' order is the bank's, and stays so)."""
-    from .questions import load_question_bank
     from .respondents import survey_respondents
-    from .surveys import load_survey
 
     stored = stored_panel(config)
     pairs = stored[stored.variant == stored.variant.iloc[0]]
-    cards = {r.persona_id: r.card for r in survey_respondents(load_survey(config.personas.survey),
+    cards = {r.persona_id: r.card for r in survey_respondents(config.survey,
                                                                 config.questions.bank_path)}
-    questions = load_question_bank(config.questions.bank_path).by_id()
+    questions = config.bank.by_id()
     return pd.DataFrame({"persona_id": pairs.persona_id, "question_id": pairs.question_id,
                          "card": [json.dumps({k: v for k, v in cards[p].items() if k != "description"},
                                              ensure_ascii=False) for p in pairs.persona_id],

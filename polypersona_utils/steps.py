@@ -101,9 +101,8 @@ def sources_makefile(config: Config) -> str:
 def survey_inputs(config: Config) -> list[Path]:
     """The question bank and the survey (its YAML, and its respondents file when it is a file): what the dataset,
     the metrics and the panel read about questions and real respondents."""
-    from .surveys import load_survey
 
-    survey = load_survey(config.personas.survey)
+    survey = config.survey
     return [config.questions.bank_path, survey.spec_path] + ([survey.data_file] if survey.data_file else [])
 
 
