@@ -78,7 +78,7 @@ NO_PROFILE_GOALS := help install test test-fast lab clean bench
 ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),help)),)
 ifneq ($(wildcard $(INSTALLED)),)
 # (the workspace passed by hand: make before 4.4 does not export variables to $(shell))
-STANDARD_RUNS := $(shell POLYPERSONA_WORKSPACE='$(POLYPERSONA_WORKSPACE)' $(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) \
+STANDARD_RUNS := $(shell POLYPERSONA_WORKSPACE='$(POLYPERSONA_WORKSPACE)' $(PY) -m polypersona_utils prepare $(PROFILE) $(STAMPS) \
                    || echo failed)
 ifneq ($(filter failed,$(STANDARD_RUNS)),)
 $(error profile $(PROFILE) cannot be used (the message above says why))
@@ -89,9 +89,9 @@ endif
 ABLATION_RUNS ?= $(STANDARD_RUNS)
 ABLATION_PANELS = $(ABLATION_RUNS:%=$(RUNS_DIR)/%/provenance/06_panel.json)
 $(STAMPS)/%.json: | $(INSTALLED)
-	$(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) >/dev/null
+	$(PY) -m polypersona_utils prepare $(PROFILE) $(STAMPS) >/dev/null
 $(STAMPS)/sources.mk: $(INSTALLED)
-	$(PY) -m polypersona_utils.steps $(PROFILE) $(STAMPS) >/dev/null && touch $@
+	$(PY) -m polypersona_utils prepare $(PROFILE) $(STAMPS) >/dev/null && touch $@
 
 ## reproduce: run the study's notebooks on PROFILE (default: the embedded CPU study)
 .PHONY: reproduce
@@ -132,7 +132,7 @@ $(PANEL): notebooks/06_panel.ipynb $(ADAPTERS) $(DATA) $(STAMPS)/panel.json $(PA
 # learning curve (no knobs) or the knobs, outputs under runs/$(1)/.
 define run_ablation
 	@mkdir -p $(RUNS_DIR)/$(1)/executed
-	$(PY) -m polypersona_utils.ablations overrides $(PROFILE) $(1) $(2) > $(RUNS_DIR)/$(1)/overrides.json
+	$(PY) -m polypersona_utils run-overrides $(PROFILE) $(1) $(2) > $(RUNS_DIR)/$(1)/overrides.json
 	@for nb in $(or $(3),02_train 03_generate 04_metrics); do \
 	  $(PAPERMILL) notebooks/$$nb.ipynb $(RUNS_DIR)/$(1)/executed/$$nb.ipynb -p profile $(PROFILE) -p run $(1) \
 	    -r overrides "$$(cat $(RUNS_DIR)/$(1)/overrides.json)" \
@@ -205,7 +205,7 @@ score: $(DATA) | $(INSTALLED)
 
 $(RESULTS)/scored/%/manifest.json: $(PREDICTIONS) $(DATA) $(STAMPS)/metrics.json $(METRICS_SOURCES) \
                                    polypersona_utils/external_scores.py | $(INSTALLED)
-	$(PY) -m polypersona_utils.external_scores $(PROFILE) $(PREDICTIONS) $*
+	$(PY) -m polypersona_utils score $(PROFILE) $(PREDICTIONS) $*
 
 ## panel-estimates: prediction-powered answer shares from your own files (docs/panel.md):
 ## make panel-estimates PREDICTIONS=<panel-format csv, every card> ANSWERS=<csv of a sample's real answers> OUT=<csv>
@@ -213,7 +213,7 @@ $(RESULTS)/scored/%/manifest.json: $(PREDICTIONS) $(DATA) $(STAMPS)/metrics.json
 .PHONY: panel-estimates
 panel-estimates: | $(INSTALLED)
 	@test -n "$(PREDICTIONS)" -a -n "$(ANSWERS)" -a -n "$(OUT)" || { echo "usage: make panel-estimates PREDICTIONS=<file.csv> ANSWERS=<file.csv> OUT=<file.csv> [SUBGROUPS=a,b]"; exit 2; }
-	$(PY) -m polypersona_utils.panel_estimates $(PREDICTIONS) $(ANSWERS) $(OUT) --subgroups "$(SUBGROUPS)"
+	$(PY) -m polypersona_utils panel-estimates $(PREDICTIONS) $(ANSWERS) $(OUT) --subgroups "$(SUBGROUPS)"
 
 ## score-panel: any model's panel probabilities scored beside the committed variants, from the results alone:
 ## make score-panel PREDICTIONS=<csv or jsonl: persona_id, question_id, options, probabilities> NAME=<name>
@@ -221,23 +221,23 @@ panel-estimates: | $(INSTALLED)
 .PHONY: score-panel panel-template
 score-panel: | $(INSTALLED)
 	@test -n "$(PREDICTIONS)" -a -n "$(NAME)" || { echo "usage: make score-panel PROFILE=<profile> PREDICTIONS=<file> NAME=<name>"; exit 2; }
-	$(PY) -m polypersona_utils.panel_scoring score $(PROFILE) $(PREDICTIONS) $(NAME)
+	$(PY) -m polypersona_utils score-panel $(PROFILE) $(PREDICTIONS) $(NAME)
 
 panel-template: | $(INSTALLED)
 	@test -n "$(OUT)" || { echo "usage: make panel-template PROFILE=<profile> OUT=<file.csv>"; exit 2; }
-	$(PY) -m polypersona_utils.panel_scoring template $(PROFILE) $(OUT)
+	$(PY) -m polypersona_utils panel-template $(PROFILE) $(OUT)
 
 ## report: results/PROFILE/report.html, the findings on one self-contained page (verdict, tables, every figure)
 .PHONY: report
 report: $(RESULTS)/report.html
 
 $(RESULTS)/report.html: $(RESULTS)/README.md $(wildcard $(RESULTS)/figures/*.png) polypersona_utils/report_page.py | $(INSTALLED)
-	$(PY) -m polypersona_utils.report_page $(PROFILE)
+	$(PY) -m polypersona_utils report $(PROFILE)
 
 ## check-results: recompute PROFILE's tables (main and ablation runs) from the stored answers; fail if any differ
 .PHONY: check-results
 check-results: | $(INSTALLED)
-	$(PY) -m polypersona_utils.evaluation check $(PROFILE)
+	$(PY) -m polypersona_utils check-results $(PROFILE)
 
 ## test: run the whole test suite, notebooks and training included (installs first; what CI runs)
 .PHONY: test

@@ -131,11 +131,11 @@ def generate_rows(model_dir: Path, records: list[dict], prompts: int, batch: int
 
     from polypersona_utils import models
     from polypersona_utils.backends import generate_local
-    from polypersona_utils.generation import prompt_of
+    from polypersona_utils.prompts import record_messages
 
     tokenizer = models.load_tokenizer(str(model_dir))
     model = models.load_causal_lm(str(model_dir), None, "nf4", "bfloat16").eval()
-    chats = [prompt_of(r) for r in records if r["question_type"] == "open"][:prompts]
+    chats = [record_messages(r) for r in records if r["question_type"] == "open"][:prompts]
     chats.sort(key=lambda c: len(tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)))
     rows = []
     for row, size in (("generate-single", 1), ("generate-batch", batch)):
@@ -159,7 +159,7 @@ def generate_rows(model_dir: Path, records: list[dict], prompts: int, batch: int
 
 def score_rows(model_dir: Path, records: list[dict], respondents: int) -> list[dict]:
     from polypersona_utils import models
-    from polypersona_utils.generation import prompt_of
+    from polypersona_utils.prompts import record_messages
     from polypersona_utils.option_scoring import full_forward_log_probs, option_log_probs
 
     tokenizer = models.load_tokenizer(str(model_dir))
@@ -177,7 +177,7 @@ def score_rows(model_dir: Path, records: list[dict], respondents: int) -> list[d
         start = time.perf_counter()
         out = []
         for person in people:
-            chats = [prompt_of(r) for r in person]
+            chats = [record_messages(r) for r in person]
             if row == "score-naive":
                 out += [full_forward_log_probs(model, tokenizer, c, r["options"]) for c, r in zip(chats, person)]
             else:

@@ -13,8 +13,6 @@ This module defines the runs (what make plans and stamps); `ablation_report` col
 """
 from __future__ import annotations
 
-import json
-import sys
 
 from .learning_curve import learning_curve_runs
 
@@ -100,11 +98,3 @@ def overrides_for(config, name: str, knobs: dict[str, str]) -> dict:
     if name in standard and out != standard[name]:
         raise SystemExit(f"ablation '{name}' is a standard run with other settings ({standard[name]}): rename it")
     return out
-
-
-if __name__ == "__main__":  # python -m polypersona_utils.ablations overrides PROFILE NAME KNOB=VALUE ...
-    from .config import load_config
-
-    command, profile, name = sys.argv[1:4]
-    knobs = dict(arg.split("=", 1) for arg in sys.argv[4:])
-    print(json.dumps(overrides_for(load_config(profile), name, knobs), sort_keys=True))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import cached_property
 import types
 import typing
 from dataclasses import dataclass, field
@@ -434,12 +435,22 @@ class Config:
 
         if self.run and not all(c.isalnum() or c in "-_." for c in self.run):
             raise ValueError(f"run: letters, digits, '-', '_' and '.' only, got {self.run!r}")
-        bank = load_question_bank(self.questions.bank_path)
-        check_links(load_survey(self.personas.survey), bank, self.questions.bank_path)
+        check_links(self.survey, self.bank, self.questions.bank_path)
         for key, domain in (("ablation.heldout_domain", self.ablation.heldout_domain),
                             ("ablation_runs.heldout_domain", self.ablation_runs.heldout_domain)):
-            if domain is not None and domain not in bank.domains:  # the bank declares its domains
-                raise ValueError(f"{key}: must be one of the question bank's domains {bank.domains}, got {domain!r}")
+            if domain is not None and domain not in self.bank.domains:  # the bank declares its domains
+                raise ValueError(f"{key}: must be one of the question bank's domains {self.bank.domains}, "
+                                 f"got {domain!r}")
+
+    @cached_property
+    def survey(self):
+        """The profile's survey (`personas.survey`): what every step reads about real respondents."""
+        return load_survey(self.personas.survey)
+
+    @cached_property
+    def bank(self):
+        """The profile's question bank (`questions.bank_path`), read once for this config."""
+        return load_question_bank(self.questions.bank_path)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -130,20 +130,18 @@ def training_respondent_records(config, exclude: set[str]) -> list[dict]:
     respondent's real answer to every linked item they answered, through the one prompt. Respondents are drawn
     with the persona seed; with `option_order: mixed` each record's options are in the bank's order or reversed
     (drawn with the question seed)."""
-    from .questions import load_question_bank
     from .respondents import linked_by_id, survey_respondents
-    from .surveys import load_survey
 
     wanted = config.real_answers.training_respondents
     if wanted == 0:
         return []
-    survey = load_survey(config.personas.survey)
+    survey = config.survey
     pool = [r for r in survey_respondents(survey, config.questions.bank_path) if r.persona_id not in exclude]
     if wanted > len(pool):
         raise ValueError(f"real_answers.training_respondents: {wanted} asked, {len(pool)} {survey.title} respondents "
                          "are outside the persona panel")
     chosen = sorted(np.random.default_rng([config.seeds.persona_sample, 1]).choice(len(pool), wanted, replace=False))
-    questions = linked_by_id(load_question_bank(config.questions.bank_path))
+    questions = linked_by_id(config.bank)
     order_rng = np.random.default_rng([config.seeds.question_sample, 1])
     records = []
     for respondent in (pool[i] for i in chosen):
@@ -421,7 +419,6 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
     """Notebook 01 end to end: personas, questions, references, records, splits, card, figure, provenance."""
     from . import reporting
     from .personas import load_panel
-    from .questions import load_question_bank
     from .teacher import make_teacher, run_teacher
 
     profile, seeds = config.profile, config.seeds
@@ -429,7 +426,7 @@ def build_dataset(config, progress: bool = True, teacher=None) -> BuildResult:
     stats = Counter()
     inputs = {"question_bank": sha256_file(config.questions.bank_path)}
     given_splits = None
-    bank = load_question_bank(config.questions.bank_path)
+    bank = config.bank
     if config.references.mode == "import":
         imported, seen = {}, {}
         for split, path in import_files(config).items():

@@ -19,7 +19,6 @@ from .evaluation_figures import distribution_figure, metric_figures, subgroup_di
 from .metrics import SURVEY_METRICS, TEXT_METRICS
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
 from .reporting import tables_that_differ, write_table, written_tables
-from .surveys import load_survey
 from .respondents import linked_items
 from .survey_alignment import closed_alignment, item_distributions, subgroup_alignment
 from .results_readme import metrics_section, write_section
@@ -67,7 +66,6 @@ def persona_resamples(config):
 
 def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The study's tables from scored answers (pure given the frame, the question bank and the survey's data)."""
-    from .questions import load_question_bank
 
     seeds, m = config.seeds, config.metrics
     resamples_of = persona_resamples(config)
@@ -78,10 +76,10 @@ def compute_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         m.bleu_smooth_method, m.bleu_lowercase)[0] for v in text.variant])
     survey = with_intervals(frame, SURVEY_METRICS, resamples_of)
     domain = frame.groupby(["variant", "domain"], sort=False)[list(TEXT_METRICS + SURVEY_METRICS)].mean().reset_index()
-    bank = load_question_bank(config.questions.bank_path)
+    bank = config.bank
     items = linked_items(bank)
     options = {q.question_id: list(q.options) for q in bank.questions}
-    shares, ceilings = item_distributions(load_survey(config.personas.survey), seeds.bootstrap)
+    shares, ceilings = item_distributions(config.survey, seeds.bootstrap)
     closed = closed_alignment(everything, shares, items, options)
     asked = sorted({items[q] for q in frame.question_id.unique() if q in items})
     closed.loc[len(closed)] = {"variant": "human split-half ceiling", "distribution_alignment":
@@ -117,7 +115,6 @@ def metric_settings(config) -> dict:
 def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     """All tables of the study for `split`, written under the run's results folder (`config.paths(split)`)."""
     from .dataset import load_split
-    from .questions import load_question_bank
 
     where = config.paths(split)
     profile = where.name
@@ -133,10 +130,10 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     fidelity, tables["diversity"] = fidelity_and_diversity(frame, cards)
     tables["persona_fidelity"] = with_intervals(fidelity, ("own_card_sim", "other_card_sim", "fidelity_gap"),
                                                 persona_resamples(config))
-    bank = load_question_bank(config.questions.bank_path)
+    bank = config.bank
     tables["subgroup_alignment"] = subgroup_alignment(
         frame, cards, linked_items(bank), {q.question_id: list(q.options) for q in bank.questions},
-        load_survey(config.personas.survey))
+        config.survey)
     out = where.tables
     for name, table in tables.items():
         write_table(table, out / name, caption=f"{name.replace('_', ' ')} ({profile} profile)")
@@ -148,7 +145,7 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     # Drawn from the tables as written (4 decimals): float noise below that (BERTScore's float32 sums differ in the
     # 8th digit between runs) would otherwise change the PDFs' bytes from one run of the same params to the next.
     metric_figures(written_tables(out, ("model_comparison", "domain_metrics")), where.figures, profile)
-    survey = load_survey(config.personas.survey)
+    survey = config.survey
     distribution_figure(frame, bank, item_distributions(survey, config.seeds.bootstrap)[0], survey.title,
                         where.figures / "answer_distributions")
     subgroup_distribution_figure(frame, cards, linked_items(bank), survey,
@@ -174,32 +171,3 @@ def check_results(config) -> list[str]:
     answers["parsed_option"] = answers.parsed_option.astype(object).where(answers.parsed_option.notna(), None)
     tables = compute_tables(config, add_scores(answers, config.metrics))
     return tables_that_differ(tables, where.tables)
-
-
-if __name__ == "__main__":  # python -m polypersona_utils.evaluation check PROFILE: the main run and every other run
-    import json
-    import sys
-
-    from . import paths
-    from .config import load_run
-    from .panel_report import DISTRIBUTIONS_FILE, check_panel
-
-    profile = sys.argv[2] if len(sys.argv) > 2 else "default"
-    runs = paths.results_dir(profile) / "runs"
-    # Every run with stored answers: ablation runs (metrics and maybe a panel), learning-curve runs (a panel only)
-    configs = [load_run(profile)] + [
-        load_run(profile, folder.name, json.loads((folder / "overrides.json").read_text()))
-        for folder in (sorted(runs.glob("*/")) if runs.exists() else []) if (folder / "overrides.json").exists()]
-    failed = False
-    for config in configs:
-        scored = (config.paths().results / "per_example_scores.csv").exists()
-        if not scored and not (config.paths().results / DISTRIBUTIONS_FILE).exists():
-            print(f"results/{config.paths().name}: no stored answers (an unfinished run); nothing to check")
-            continue
-        mismatched = (check_results(config) if scored else []) + check_panel(config)
-        if mismatched:
-            failed = True
-            print(f"results/{config.paths().name}: recomputed tables differ from the stored ones: {mismatched}")
-        else:
-            print(f"results/{config.paths().name}: every table recomputed from the stored answers matches")
-    sys.exit(1 if failed else 0)

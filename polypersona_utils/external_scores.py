@@ -11,7 +11,6 @@ and a README saying whose answers these are and which test records had none.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -100,22 +99,3 @@ def score_predictions(config, predictions_path: Path, name: str) -> dict[str, pd
                 "data/test.jsonl": sha256_file(config.paths().data / "test.jsonl")},
         scored=len(rows), missing=missing))
     return tables
-
-
-def main(argv: list[str]) -> None:
-    from .config import ConfigError, load_config
-    from .userfiles import resolve_user_path
-
-    if len(argv) != 3:
-        raise SystemExit("usage: python -m polypersona_utils.external_scores PROFILE PREDICTIONS NAME")
-    profile, predictions, name = argv
-    try:
-        path = resolve_user_path(predictions, "PREDICTIONS")
-        score_predictions(load_config(profile), path, name)
-    except (UserFileError, ConfigError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(f"results/{profile}/scored/{name}/README.md")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -1,6 +1,6 @@
 """Notebook 03: answers to held-out records for every model variant (each base zero-shot, each adapter).
 
-Prompts come from `prompts.build_messages`, exactly as in training. Closed questions are decoded greedily (when
+Prompts come from `prompts.record_messages`, exactly as in training. Closed questions are decoded greedily (when
 `generation.greedy_for_closed`) and parsed to one of their options; what cannot be parsed is kept and flagged
 `unparseable`, never dropped or guessed. Generation is batched (similar lengths together, left padding) and
 resumable through `resumable.run_batches`: a log under the profile's `cache/predictions/` keyed by the inputs, so
@@ -17,7 +17,7 @@ from .backends import generate_local, openai_chat
 from .dataset import load_split
 from .models import inference_dtype
 from .parsing import parse_option
-from .prompts import build_messages
+from .prompts import record_messages
 from .provenance import atomic_write_json, sha256_file, sha256_json, write_jsonl
 from .resumable import run_batches
 
@@ -56,11 +56,6 @@ def variants(config) -> list[Variant]:
             out.append(Variant(f"{spec.name}-lora", spec.model_id, spec.revision, spec.chat_template,
                                str(config.paths().adapters / spec.name), include_persona))
     return out
-
-
-def prompt_of(record: dict, include_persona: bool = True) -> list[dict]:
-    return build_messages(record["persona"], record["domain"], record["question"], record["question_type"],
-                          record["options"], include_persona=include_persona)
 
 
 def decoding(config, question_type: str) -> dict:
@@ -153,7 +148,7 @@ def generate_predictions(config, variant: Variant, split: str = "test", generato
                               LocalGenerator(variant, config.training.quantization, config.training.compute_dtype,
                                              inference_dtype(config.generation.dtype)))
     identity = {"variant": variant.identity(), "generator": generator.settings, "seed": config.seeds.sampling}
-    prompts = {rid: prompt_of(r, variant.include_persona) for rid, r in records.items()}
+    prompts = {rid: record_messages(r, variant.include_persona) for rid, r in records.items()}
 
     def key_of(rid: str) -> str:
         # The record id is part of the key: identical prompts (no persona card) still get one sample each, and

@@ -9,7 +9,6 @@ results README's section.
 """
 from __future__ import annotations
 
-import sys
 
 import pandas as pd
 
@@ -140,16 +139,3 @@ def run_learning_curve(config) -> pd.DataFrame:
         config.to_dict(), config.to_dict()["seeds"], {"learning_curve": sha256_file(where.tables / f"{TABLE}.csv")},
         step="07_learning_curve", runs=list(learning_curve_runs(config))))
     return curve
-
-
-def main(argv: list[str]) -> None:
-    """`python -m polypersona_utils.learning_curve runs PROFILE`: the run names, for make."""
-    from .config import load_config
-
-    if len(argv) != 2 or argv[0] != "runs":
-        raise SystemExit("usage: python -m polypersona_utils.learning_curve runs PROFILE")
-    print(" ".join(learning_curve_runs(load_config(argv[1]))))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

@@ -44,10 +44,10 @@ def option_loss(model, tokenizer, records: list[dict], include_persona: bool = T
     """Mean over `records` of -log softmax(option log-likelihoods)[reference]: a differentiable scalar."""
     import torch
 
-    from .generation import prompt_of
+    from .prompts import record_messages
     from .option_scoring import option_log_prob_tensor
 
-    scores = option_log_prob_tensor(model, tokenizer, [prompt_of(r, include_persona) for r in records],
+    scores = option_log_prob_tensor(model, tokenizer, [record_messages(r, include_persona) for r in records],
                                     [r["options"] for r in records])
     target = torch.tensor([r["options"].index(closed_answer(r)) for r in records], device=scores.device)
     return torch.nn.functional.cross_entropy(scores, target)

@@ -34,9 +34,8 @@ def held_out_panel(config, exclude: set[str], size: int | None, seed: int, only:
     (and are in `only`, when given), with their real answers to every linked item they answered; the first `size`
     of one order drawn with `seed`, so that a smaller panel (an ablation run's) is part of a larger one (the main
     run's) and shares its scored zero-shot answers; in the respondents file's order."""
-    from .surveys import load_survey
 
-    respondents = [r for r in survey_respondents(load_survey(config.personas.survey), config.questions.bank_path)
+    respondents = [r for r in survey_respondents(config.survey, config.questions.bank_path)
                    if r.persona_id not in exclude and (only is None or r.persona_id in only)]
     if size is not None and size < len(respondents):
         chosen = sorted(np.random.default_rng(seed).permutation(len(respondents))[:size])
@@ -98,10 +97,9 @@ def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, 
     """Every (respondent, item) of the panel scored by `variant`, written to `out` and returned. Resumable: respondents are
     logged as they are scored (`cache/panel/<variant>.jsonl`, keyed by everything that decides their numbers), so
     an interrupted run continues where it stopped and a rerun with the same inputs scores nothing again."""
-    from .questions import load_question_bank
     from .resumable import run_batches
 
-    questions = linked_by_id(load_question_bank(config.questions.bank_path))
+    questions = linked_by_id(config.bank)
     dtype = models.inference_dtype(config.panel.dtype)
     adapter = Path(variant.adapter_dir) / "adapter_model.safetensors" if variant.adapter_dir else None
     identity = {"variant": variant.name, "model": [variant.model_id, variant.revision],

@@ -20,8 +20,6 @@ these estimators on the held-out panel.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 import warnings
 from pathlib import Path
 
@@ -163,38 +161,3 @@ def estimate_shares(predictions: pd.DataFrame, answers: pd.DataFrame, variables:
                     rows.append({**base, "estimator": estimator, "estimate": estimate, "low": low, "high": high,
                                  "normal_ok": bool(normal_ok) if estimator != "synthetic" else True})
     return pd.DataFrame(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m polypersona_utils.panel_worth",
-        description="Prediction-powered estimates of answer shares: a predictor's probabilities for every card of a "
-                    "pool, real answers for a random sample of it (make panel-estimates).")
-    parser.add_argument("predictions", type=Path, help="panel-format CSV: persona_id, question_id, options, "
-                                                       "probabilities, subgroup columns")
-    parser.add_argument("answers", type=Path, help="CSV: persona_id, question_id, real_option")
-    parser.add_argument("out", type=Path, help="where to write the estimates (CSV)")
-    parser.add_argument("--subgroups", default="", help="comma-separated subgroup columns of PREDICTIONS")
-    parser.add_argument("--level", type=float, default=LEVEL, help="interval level (default 0.95)")
-    args = parser.parse_args(argv)
-    from .provenance import atomic_write_text
-
-    try:
-        predictions = read_predictions(args.predictions)
-        answers = read_answers(args.answers, predictions, args.predictions)
-        variables = tuple(v for v in args.subgroups.split(",") if v)
-        unknown = [v for v in variables if v not in predictions.columns]
-        if unknown:
-            raise ValueError(f"{args.predictions}: line 1: no subgroup column '{unknown[0]}'")
-    except ValueError as error:
-        print(f"panel-estimates: {error}", file=sys.stderr)
-        return 2
-    table = estimate_shares(predictions, answers, variables, args.level)
-    atomic_write_text(args.out, table.to_csv(index=False))
-    print(f"{args.out}: {len(table)} estimates ({answers.persona_id.nunique()} sampled of "
-          f"{predictions.persona_id.nunique()} respondents)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

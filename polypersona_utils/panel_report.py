@@ -18,7 +18,6 @@ from .panel_worth import panel_worth, worth_predictors
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from .reporting import tables_that_differ, write_table
 from .respondents import PanelRespondent, linked_by_id
-from .surveys import load_survey
 
 DISTRIBUTIONS_FILE = "panel_distributions.csv"
 
@@ -92,9 +91,8 @@ def read_distributions(path) -> pd.DataFrame:
 def population_frame(config) -> pd.DataFrame:
     """Every eligible respondent's real answers, with subgroups: the pool of the human ceiling."""
     everyone = held_out_panel(config, set(), None, config.seeds.panel)
-    from .questions import load_question_bank
 
-    questions = linked_by_id(load_question_bank(config.questions.bank_path))
+    questions = linked_by_id(config.bank)
     rows = [{"persona_id": r.persona_id, "question_id": qid, "options": list(questions[qid].options),
              "probabilities": [float(o == r.answers[qid]) for o in questions[qid].options],
              "real_option": r.answers[qid], "variant": "population"}
@@ -104,7 +102,7 @@ def population_frame(config) -> pd.DataFrame:
 
 def compute_panel_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     samples, seed, least = config.metrics.bootstrap_samples, config.seeds.bootstrap, config.panel.min_cell_respondents
-    variables = subgroup_variables(load_survey(config.personas.survey))
+    variables = subgroup_variables(config.survey)
     answers, population = with_answer_columns(frame), with_answer_columns(population_frame(config))
     tables = panel_tables(answers, population, samples, seed, least, variables)
     present = list(dict.fromkeys(frame.variant))
@@ -139,12 +137,11 @@ def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.D
 def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     from .panel_figures import panel_figures
     from .generation import variants
-    from .questions import load_question_bank
     from .results_readme import write_section
 
     where = config.paths()
     panel, train = respondents_of(config)
-    questions = linked_by_id(load_question_bank(config.questions.bank_path))
+    questions = linked_by_id(config.bank)
     rows, scored, seconds = [], {}, {}
     for variant in variants(config):
         start = time.perf_counter()
@@ -156,7 +153,7 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
         write_jsonl(where.artifacts / "panel" / f"{variant}.jsonl", variant_rows)
         rows += variant_rows
     frame = panel_frame(rows, {r.persona_id: r for r in panel})
-    survey = load_survey(config.personas.survey)
+    survey = config.survey
     atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
     tables = compute_panel_tables(config, frame)
     tables["panel_order_effect"] = order_effect_table(scored, config.panel.http_samples)
@@ -212,7 +209,7 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     where = config.paths()
     frame = read_distributions(where.results / DISTRIBUTIONS_FILE)
     frame["variant"] = frame.variant.replace(RENAMED)
-    survey = load_survey(config.personas.survey)
+    survey = config.survey
     atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
     tables = compute_panel_tables(config, frame)
     for name, table in tables.items():

@@ -14,9 +14,7 @@ is computed for NAME beside the committed variants and written to `results/<prof
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -42,15 +40,13 @@ def stored_panel(config) -> pd.DataFrame:
 def panel_template(config) -> pd.DataFrame:
     """The panel's pairs to answer: each respondent's card (JSON) and each question's text and options, with an
     empty `probabilities` column to fill in (the options' order is the bank's, and stays so)."""
-    from .questions import load_question_bank
     from .respondents import survey_respondents
-    from .surveys import load_survey
 
     stored = stored_panel(config)
     pairs = stored[stored.variant == stored.variant.iloc[0]]
-    cards = {r.persona_id: r.card for r in survey_respondents(load_survey(config.personas.survey),
+    cards = {r.persona_id: r.card for r in survey_respondents(config.survey,
                                                                 config.questions.bank_path)}
-    questions = load_question_bank(config.questions.bank_path).by_id()
+    questions = config.bank.by_id()
     return pd.DataFrame({"persona_id": pairs.persona_id, "question_id": pairs.question_id,
                          "card": [json.dumps({k: v for k, v in cards[p].items() if k != "description"},
                                              ensure_ascii=False) for p in pairs.persona_id],
@@ -111,37 +107,3 @@ def score_panel_file(config, path: Path, name: str) -> dict[str, pd.DataFrame]:
         config.to_dict(), asdict(config.seeds), {"predictions": sha256_file(path)}, step="score-panel", variant=name,
         settings=panel_settings(config)))
     return tables
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .config import load_config
-
-    parser = argparse.ArgumentParser(prog="python -m polypersona_utils.panel_scoring",
-                                     description="Score a model's panel probabilities, or write the template.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    score = commands.add_parser("score", help="every panel table for a predictions file")
-    score.add_argument("profile")
-    score.add_argument("predictions", type=Path)
-    score.add_argument("name")
-    template = commands.add_parser("template", help="the panel's cards and questions, to fill in")
-    template.add_argument("profile")
-    template.add_argument("out", type=Path)
-    args = parser.parse_args(argv)
-    config = load_config(args.profile)
-    try:
-        if args.command == "template":
-            from .provenance import atomic_write_text
-
-            atomic_write_text(args.out, panel_template(config).to_csv(index=False))
-            print(f"{args.out}: the panel's pairs to fill in")
-        else:
-            score_panel_file(config, args.predictions, args.name)
-            print(f"{config.paths().results / 'scored-panels' / args.name}: every panel table for {args.name}")
-    except UserFileError as error:
-        print(f"make score-panel: {error}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

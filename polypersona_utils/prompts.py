@@ -80,10 +80,15 @@ def build_messages(
     return messages
 
 
+def record_messages(record: dict, include_persona: bool = True, answer: str | None = None) -> list[dict[str, str]]:
+    """A dataset record's prompt as chat messages (generation, scoring), plus `answer`'s turn when given."""
+    return build_messages(record["persona"], record["domain"], record["question"], record["question_type"],
+                          record["options"], answer=answer, include_persona=include_persona)
+
+
 def prompt_completion(record: dict, include_persona: bool = True) -> dict:
     """A record as TRL's conversational prompt-completion example (loss on the completion only)."""
-    messages = build_messages(record["persona"], record["domain"], record["question"], record["question_type"],
-                              record["options"], answer=record["reference"], include_persona=include_persona)
+    messages = record_messages(record, include_persona, answer=record["reference"])
     return {"prompt": messages[:-1], "completion": messages[-1:]}
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import re
-import sys
 from pathlib import Path
 
 REPORT_FILE = "report.html"
@@ -45,24 +44,3 @@ def write_report(results: Path) -> Path:
     html, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True).from_notebook_node(notebook)
     atomic_write_text(results / REPORT_FILE, REMOTE_SCRIPT.sub("", html))
     return results / REPORT_FILE
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from .config import load_config
-
-    parser = argparse.ArgumentParser(prog="python -m polypersona_utils.report_page",
-                                     description="results/<profile>/report.html: the findings on one page")
-    parser.add_argument("profile")
-    args = parser.parse_args(argv)
-    results = load_config(args.profile).paths().results
-    if not (results / "README.md").exists():
-        print(f"make report: {results / 'README.md'}: no results yet (run make reproduce first)", file=sys.stderr)
-        return 2
-    print(write_report(results))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,7 +7,6 @@ import pandas as pd
 
 from . import paths
 from .demographics import demographics_comparison
-from .surveys import load_survey
 from .provenance import atomic_write_text
 
 
@@ -97,7 +96,7 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
 
     by_domain, by_type, by_source = by("domain"), by("question_type"), by("reference_source")
     cards = list({r["persona_id"]: r["persona"] for rows in splits.values() for r in rows}.values())
-    survey = load_survey(config.personas.survey)
+    survey = config.survey
     demographics = demographics_comparison(cards, survey)
     write_table(demographics, tables / "persona_demographics_vs_survey",
                 f"persona panel against all {survey.title} respondents (percent)", float_format="%.1f")

@@ -13,7 +13,6 @@ from .baselines import BASELINE
 from .provenance import atomic_write_text
 from .reporting import profile_banner
 from .stats import MIN_PERSONAS_FOR_INTERVALS
-from .surveys import load_survey
 
 SECTION_ORDER = ("verdict", "metrics", "panel", "learning_curve", "ablations")
 SECTIONS_FILE = "readme_sections.json"
@@ -96,7 +95,7 @@ def metrics_section(config, tables: dict[str, pd.DataFrame], run_name: str) -> s
                   "another persona's card; above 0 means answers carry something of their persona.", ""]
         for _, row in fidelity.iterrows():
             lines.append(f"- `{row.variant}`: gap {interval(row, 'fidelity_gap')}")
-    survey = load_survey(config.personas.survey).title
+    survey = config.survey.title
     lines += ["", f"## Closed questions against real {survey} respondents", "",
               closed.to_markdown(index=False, floatfmt=".3f"), "",
               "`agreement_with_respondent`: share of linked closed questions where the answer equals that "

@@ -3,8 +3,8 @@ imports (its prerequisites), and the profile's standard ablation runs. Every ans
 uses it: the stamps from the functions that fingerprint or record each step's settings, the module lists from the
 notebooks' imports, the ablation list from `ablations.standard_ablations`.
 
-    python -m polypersona_utils.steps PROFILE FOLDER   # writes FOLDER/<step>.json and FOLDER/sources.mk,
-                                                       # prints the standard ablation runs
+    python -m polypersona_utils prepare PROFILE FOLDER   # writes FOLDER/<step>.json and FOLDER/sources.mk,
+                                                         # prints the standard ablation runs
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 
 from . import paths
-from .config import Config, ConfigError, load_config
+from .config import Config, load_config
 from .provenance import atomic_write_text
 
 # Make's name of each step -> the notebook that runs it.
@@ -45,20 +45,10 @@ def write_stamp(path: Path, settings: dict) -> bool:
     return True
 
 
-def is_script_block(node: ast.AST) -> bool:
-    """`if __name__ == "__main__":`: run only when the module is a command (`python -m`), never by a notebook."""
-    test = getattr(node, "test", None)
-    return (isinstance(node, ast.If) and isinstance(test, ast.Compare) and isinstance(test.left, ast.Name)
-            and test.left.id == "__name__" and any(isinstance(c, ast.Constant) and c.value == "__main__"
-                                                  for c in test.comparators))
-
-
 def module_imports(source: str) -> set[str]:
-    """Package modules a piece of code imports when imported or run in a notebook: lazy imports inside functions
-    included, a command's `if __name__ == "__main__":` block not (evaluation's `check` command imports the panel
-    report, which notebook 04 never runs)."""
+    """Package modules a piece of code imports when imported or run in a notebook, lazy imports inside functions
+    included (the command line, `cli`, is a module of its own that no notebook imports)."""
     tree = ast.parse(source)
-    tree.body = [node for node in tree.body if not is_script_block(node)]
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -98,7 +88,7 @@ def sources_makefile(config: Config) -> str:
     from .learning_curve import learning_curve_runs
 
     graph = import_graph()
-    lines = ["# Written by python -m polypersona_utils.steps: the package modules each step's notebook runs."]
+    lines = ["# Written by python -m polypersona_utils prepare: the package modules each step's notebook runs."]
     for step, notebook in STEP_NOTEBOOKS.items():
         files = " ".join(f"polypersona_utils/{m}.py" for m in notebook_modules(notebook, graph))
         lines.append(f"{step.upper()}_SOURCES := {files}")
@@ -111,9 +101,8 @@ def sources_makefile(config: Config) -> str:
 def survey_inputs(config: Config) -> list[Path]:
     """The question bank and the survey (its YAML, and its respondents file when it is a file): what the dataset,
     the metrics and the panel read about questions and real respondents."""
-    from .surveys import load_survey
 
-    survey = load_survey(config.personas.survey)
+    survey = config.survey
     return [config.questions.bank_path, survey.spec_path] + ([survey.data_file] if survey.data_file else [])
 
 
@@ -142,14 +131,3 @@ def prepare(profile: str, folder: Path) -> list[str]:
     if not sources.exists() or sources.read_text(encoding="utf-8") != text:
         atomic_write_text(sources, text)
     return list(standard_ablations(config))
-
-
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 3:
-        raise SystemExit("usage: python -m polypersona_utils.steps PROFILE FOLDER")
-    try:
-        print(" ".join(prepare(sys.argv[1], Path(sys.argv[2]))))
-    except ConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None

@@ -375,12 +375,3 @@ def train_adapters(config, progress: bool = True) -> dict[str, TrainResult]:
                "fingerprint_sha256": json.loads((r.run_dir / COMPLETE_MARKER).read_text())["fingerprint_sha256"]}
         for name, r in results.items()})
     return results
-
-
-if __name__ == "__main__":  # python -m polypersona_utils.training PROFILE (or under `accelerate launch`)
-    import sys
-
-    from .config import load_config
-
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    train_adapters(load_config(sys.argv[1] if len(sys.argv) > 1 else "default"))

@@ -2,9 +2,9 @@
 import json
 
 from polypersona_utils import paths
-from polypersona_utils.generation import Variant, generate_all, generate_predictions, prompt_of, variants
+from polypersona_utils.generation import Variant, generate_all, generate_predictions, variants
+from polypersona_utils.prompts import build_messages, record_messages
 from polypersona_utils.provenance import read_jsonl
-from polypersona_utils.prompts import build_messages
 
 from conftest import tiny_config
 
@@ -23,8 +23,8 @@ def test_variants_are_zero_shot_and_adapter_per_trained_model():
 
 def test_generation_prompt_is_the_training_prompt(smoke_data):
     record = smoke_data.splits["test"][0]
-    assert prompt_of(record) == record["messages"][:2]
-    assert prompt_of(record) == build_messages(record["persona"], record["domain"], record["question"],
+    assert record_messages(record) == record["messages"][:2]
+    assert record_messages(record) == build_messages(record["persona"], record["domain"], record["question"],
                                                record["question_type"], record["options"])
 
 

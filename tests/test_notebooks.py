@@ -171,6 +171,16 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     assert "rank32 - rank16" in differences
     assert "Only 1 test personas: too few to say anything" in (paths.results_dir("smoke") / "ablations.md").read_text()
     assert up_to_date("reproduce", "PROFILE=smoke")
+
+    def replanned(module: str) -> set[str]:
+        """The main run's notebooks make would rerun were `module` just edited (-W: nothing is touched)."""
+        planned = make("-n", "-W", f"polypersona_utils/{module}.py", "data", "train", "generate", "metrics", "panel",
+                       "PROFILE=smoke", capture=True).stdout
+        return {n for n in ("01_build_dataset", "02_train", "03_generate", "04_metrics", "06_panel")
+                if f"notebooks/{n}.ipynb" in planned}
+    assert replanned("metrics") == {"04_metrics", "06_panel"}  # a metric: the measures, not training
+    assert replanned("teacher") == {"01_build_dataset", "02_train", "03_generate", "04_metrics", "06_panel"}
+    assert replanned("panel_worth") == {"06_panel"}
     panel = root / "rank32" / "provenance" / "06_panel.json"  # as make ablation-panels leaves it
     panel.parent.mkdir()
     panel.write_text("{}")
@@ -191,7 +201,7 @@ def test_ablation_knobs_do_not_reach_the_standard_set(workspace):
 def test_make_learning_curve_plans_each_run_then_notebook_07(workspace):
     planned = make("-n", "learning-curve", "PROFILE=smoke", capture=True).stdout
     for run in ("respondents-0", "respondents-2"):  # params/smoke.yaml: learning_curve [0, 2]
-        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+        assert f"polypersona_utils run-overrides smoke {run}" in planned
         assert f"$nb.ipynb -p profile smoke -p run {run}" in planned.replace("$$nb", "$nb")
     assert "for nb in 02_train 06_panel; do" in planned and "03_generate" not in planned.split("06_panel")[-1]
     commands = [line for line in planned.splitlines() if "papermill" in line]  # not make's own messages
@@ -231,7 +241,7 @@ def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
 
     planned = make("-n", "ablation-panels", "PROFILE=smoke", capture=True).stdout
     for run in standard_ablations(load_config("smoke")):
-        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+        assert f"polypersona_utils run-overrides smoke {run}" in planned
     # A standard run's adapter comes from its notebooks 02-04: its panel runs notebook 06 alone, not 02 again
     assert "for nb in 06_panel; do" in planned and "for nb in 02_train 06_panel; do" not in planned
     assert "--no-print-directory ablations PROFILE=smoke" in planned  # then notebook 05, through make
@@ -256,7 +266,7 @@ def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tm
                    f"PYTHON_BASE={installer}", capture=True).stdout
     assert (venv / ".installed").exists() and (fresh / "artifacts/smoke/params/sources.mk").exists()
     for run in standard_ablations(load_config("smoke")):
-        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+        assert f"polypersona_utils run-overrides smoke {run}" in planned
     # A deleted .venv, the workspace's sources.mk left behind: make installs and plans every run again (it used to
     # take the old sources.mk as current, never ask the package, and plan none)
     shutil.rmtree(venv)
@@ -264,7 +274,7 @@ def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tm
                    f"PYTHON_BASE={installer}", capture=True).stdout
     assert (venv / ".installed").exists()
     for run in standard_ablations(load_config("smoke")):
-        assert f"polypersona_utils.ablations overrides smoke {run}" in planned
+        assert f"polypersona_utils run-overrides smoke {run}" in planned
 
 
 def test_a_broken_profile_stops_make_once_with_its_message(workspace):

@@ -126,9 +126,9 @@ def test_packed_option_loss_equals_one_full_forward_per_option(tiny_model_dir):
     rows = packed_rows(records, tokenizer, "option_likelihood", True, 384)
     batch = packed_batch(rows, tokenizer.pad_token_id)
     scores = option_scores(model, batch)
-    from polypersona_utils.generation import prompt_of
+    from polypersona_utils.prompts import record_messages
     for row, record in zip(scores.tolist(), sorted(records, key=lambda r: (r["persona_id"], r["id"]))):
-        assert row == pytest.approx(full_forward_log_probs(model, tokenizer, prompt_of(record), record["options"]),
+        assert row == pytest.approx(full_forward_log_probs(model, tokenizer, record_messages(record), record["options"]),
                                     abs=1e-4)
     option_loss(model, batch).backward()
     packed_grads = lora_grads(model)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from polypersona_utils.panel_files import read_panel_file
-from polypersona_utils.panel_scoring import main
+from polypersona_utils.cli import main
 from polypersona_utils.userfiles import UserFileError
 
 SPENDING = ["Too little", "About right", "Too much"]
@@ -44,7 +44,7 @@ def stored_panel(tmp_roots):
 
 def test_the_template_lists_every_pair_with_card_and_question(stored_panel, tmp_path):
     config, people, items = stored_panel
-    assert main(["template", "smoke", str(tmp_path / "template.csv")]) == 0
+    assert main(["panel-template", "smoke", str(tmp_path / "template.csv")]) == 0
     template = pd.read_csv(tmp_path / "template.csv", keep_default_na=False)
     assert len(template) == len(people) * len(items) and set(template.probabilities) == {""}
     first = json.loads(template.card.iloc[0])
@@ -58,10 +58,10 @@ def filled(template: pd.DataFrame, probabilities) -> pd.DataFrame:
 
 def test_a_filled_template_is_scored_beside_the_committed_variants(stored_panel, tmp_path):
     config, people, items = stored_panel
-    main(["template", "smoke", str(tmp_path / "template.csv")])
+    main(["panel-template", "smoke", str(tmp_path / "template.csv")])
     template = pd.read_csv(tmp_path / "template.csv", keep_default_na=False)
     filled(template, lambda i: [0.2, 0.5, 0.3]).to_csv(tmp_path / "mine.csv", index=False)
-    assert main(["score", "smoke", str(tmp_path / "mine.csv"), "my-model"]) == 0
+    assert main(["score-panel", "smoke", str(tmp_path / "mine.csv"), "my-model"]) == 0
     out = config.paths().results / "scored-panels" / "my-model"
     individual = pd.read_csv(out / "tables" / "panel_individual.csv").set_index("variant")
     assert {"my-model", "smollm2-135m-lora", "baseline-population"} <= set(individual.index)
@@ -86,10 +86,10 @@ def test_a_filled_template_is_scored_beside_the_committed_variants(stored_panel,
 def test_a_malformed_file_is_refused_with_line_and_field_and_nothing_written(stored_panel, tmp_path, capsys, edit,
                                                                             message):
     config, _, _ = stored_panel
-    main(["template", "smoke", str(tmp_path / "template.csv")])
+    main(["panel-template", "smoke", str(tmp_path / "template.csv")])
     template = filled(pd.read_csv(tmp_path / "template.csv", keep_default_na=False), lambda i: [0.2, 0.5, 0.3])
     edit(template).to_csv(tmp_path / "mine.csv", index=False)
-    assert main(["score", "smoke", str(tmp_path / "mine.csv"), "my-model"]) == 2
+    assert main(["score-panel", "smoke", str(tmp_path / "mine.csv"), "my-model"]) == 2
     import re
     assert re.search(message, capsys.readouterr().err)
     assert not (config.paths().results / "scored-panels").exists()
@@ -98,10 +98,10 @@ def test_a_malformed_file_is_refused_with_line_and_field_and_nothing_written(sto
 @pytest.mark.parametrize("name", ["baseline-population", "..", ".", "a/b"])
 def test_a_name_the_study_uses_or_that_leaves_its_folder_is_refused(stored_panel, tmp_path, capsys, name):
     config, _, _ = stored_panel
-    main(["template", "smoke", str(tmp_path / "template.csv")])
+    main(["panel-template", "smoke", str(tmp_path / "template.csv")])
     template = filled(pd.read_csv(tmp_path / "template.csv", keep_default_na=False), lambda i: [0.2, 0.5, 0.3])
     template.to_csv(tmp_path / "mine.csv", index=False)
-    assert main(["score", "smoke", str(tmp_path / "mine.csv"), name]) == 2
+    assert main(["score-panel", "smoke", str(tmp_path / "mine.csv"), name]) == 2
     assert "not a name the study uses" in capsys.readouterr().err
     assert not (config.paths().results / "scored-panels").exists() and not (config.paths().results / "tables").exists()
 

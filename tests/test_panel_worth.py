@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from polypersona_utils.config import PanelWorthConfig
-from polypersona_utils.panel_estimates import (classical_estimate, main, ppi_estimate, power_tuning, read_answers,
+from polypersona_utils.cli import main
+from polypersona_utils.panel_estimates import (classical_estimate, ppi_estimate, power_tuning, read_answers,
                                                read_predictions, synthetic_estimate)
 from polypersona_utils.panel_worth import effective_size, panel_worth, sample_draws, worth_draws, worth_predictors
 
@@ -171,7 +172,7 @@ def write_user_files(folder, pool: int = 120, sample: int = 60):
 
 def test_a_users_files_give_estimates_per_item_subgroup_and_option(tmp_path):
     good = write_user_files(tmp_path)
-    assert main([str(tmp_path / "predictions.csv"), str(tmp_path / "answers.csv"), str(tmp_path / "out.csv"),
+    assert main(["panel-estimates", str(tmp_path / "predictions.csv"), str(tmp_path / "answers.csv"), str(tmp_path / "out.csv"),
                  "--subgroups", "g"]) == 0
     out = pd.read_csv(tmp_path / "out.csv")
     assert set(out.estimator) == {"classical", "synthetic", "ppi"}
@@ -205,7 +206,7 @@ def test_bad_user_files_are_refused_naming_file_line_and_field(tmp_path, capsys,
     predictions, answers = edit(predictions, answers)
     predictions.to_csv(tmp_path / "predictions.csv", index=False)
     answers.to_csv(tmp_path / "answers.csv", index=False)
-    assert main([str(tmp_path / "predictions.csv"), str(tmp_path / "answers.csv"), str(tmp_path / "out.csv")]) == 2
+    assert main(["panel-estimates", str(tmp_path / "predictions.csv"), str(tmp_path / "answers.csv"), str(tmp_path / "out.csv")]) == 2
     assert not (tmp_path / "out.csv").exists()
     import re
     assert re.search(message, capsys.readouterr().err)

@@ -1,7 +1,8 @@
 """`make report`: one self-contained page with the verdict and every figure."""
 from html.parser import HTMLParser
 
-from polypersona_utils.report_page import main, write_report
+from polypersona_utils.cli import main
+from polypersona_utils.report_page import write_report
 
 
 class Page(HTMLParser):
@@ -49,5 +50,5 @@ def test_the_page_holds_the_verdict_and_every_figure_inline(tmp_path):
 
 
 def test_no_results_is_a_clear_error(tmp_roots, capsys):
-    assert main(["smoke"]) == 2
+    assert main(["report", "smoke"]) == 2
     assert "no results yet" in capsys.readouterr().err

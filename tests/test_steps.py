@@ -99,8 +99,25 @@ def test_prepare_prints_the_standard_runs(profile, tmp_path):
     assert makefile.count("$(STAMPS)/runs/%.json") == 2  # the runs' manifest rule and their panel rule
 
 
-def test_a_commands_script_block_is_not_a_notebook_prerequisite():
-    source = "from .a import x\n\nif __name__ == '__main__':\n    from .b import y\n"
-    assert module_imports(source) == {"a"}
-    # evaluation's `check` command reads the panel report; notebook 04 (metrics) never runs it
-    assert not any(m.startswith("panel") for m in notebook_modules("04_metrics", import_graph()))
+def test_one_command_line_runs_every_command_the_makefile_calls_and_no_notebook_imports_it():
+    import re
+    import subprocess
+    import sys
+
+    from polypersona_utils.cli import parser
+
+    makefile = (paths.PROJECT_ROOT / "Makefile").read_text()
+    called = set(re.findall(r"-m polypersona_utils ([a-z-]+)", makefile))
+    commands = set(parser()._subparsers._group_actions[0].choices)
+    assert called and called <= commands
+    assert not re.search(r"-m polypersona_utils\.", makefile)  # no module is a command of its own
+    listed = subprocess.run([sys.executable, "-m", "polypersona_utils", "--help"], capture_output=True, text=True,
+                            check=True).stdout
+    assert all(command in listed for command in commands)
+    assert not any("__main__" in p.read_text() for p in paths.PACKAGE_DIR.glob("*.py") if p.stem != "__main__")
+    assert module_imports("from .a import x\n\ndef f():\n    from .b import y\n") == {"a", "b"}  # lazy ones count
+    graph = import_graph()
+    for notebook in ("01_build_dataset", "02_train", "03_generate", "04_metrics", "06_panel"):
+        assert not {"cli", "__main__"} & set(notebook_modules(notebook, graph))
+    # the results check reads the panel report; notebook 04 (metrics) never runs it
+    assert not any(m.startswith("panel") for m in notebook_modules("04_metrics", graph))
