@@ -235,7 +235,7 @@ def test_the_held_out_panel_excludes_the_datasets_personas(smoke_data):
 def test_the_scoring_model_is_the_4bit_base_plus_adapter(tmp_path):
     """The scoring model's weights are exactly the NF4 base's 4-bit values plus the LoRA delta (scale * B A); on a
     real prompt its option distribution agrees with the 4-bit base plus adapter (what generation runs) within the
-    4-bit CPU kernel's own rounding, which is bf16-like (about 0.4 % on a layer's outputs, measured)."""
+    4-bit CPU kernel's own rounding (bf16-like, about 0.4 % on a layer's outputs, measured; it varies by processor)."""
     import bitsandbytes as bnb
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
@@ -265,10 +265,13 @@ def test_the_scoring_model_is_the_4bit_base_plus_adapter(tmp_path):
                           "improving and protecting the nation's health?", "likert", SPENDING)
     expected = softmax(option_log_probs(four_bit, tokenizer, [chat], [SPENDING])[0])
     got = softmax(option_log_probs(merged, tokenizer, [chat], [SPENDING])[0])
-    assert got == pytest.approx(expected, abs=0.05)
     plain = softmax(option_log_probs(models.load_causal_lm("smollm2-135m-instruct").eval(), tokenizer, [chat],
                                      [SPENDING])[0])
-    assert np.abs(got - plain).max() > 0.05  # the adapter is really in it
+    # The 4-bit CPU kernel's rounding differs between processors: on a 2-core Xeon with AMX (2026-12-02) the two
+    # distributions differ by 0.058 at most, where the adapter alone moves them by 0.89; so the bound is a tenth of
+    # the adapter's own effect, which a merge that lost or doubled the delta would break.
+    adapter_effect = np.abs(expected - plain).max()
+    assert adapter_effect > 0.5 and np.abs(got - expected).max() < 0.1 * adapter_effect
 
 
 def test_check_results_recomputes_the_panel_tables_and_catches_a_changed_one(tmp_roots):
