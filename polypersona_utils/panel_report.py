@@ -13,7 +13,7 @@ from .panel_evaluation import panel_tables, population_effects, with_answer_colu
 from .panel_paired import panel_models, panel_paired
 from .panel_readme import panel_section, verdict_section
 from .panel_references import ANCHORS, REFERENCE_VARIANTS, model_variants, reference_distributions
-from .panel_stacking import panel_stacking
+from .panel_stacking import panel_stacking, stacked
 from .panel_worth import panel_worth, worth_predictors
 from .provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from .reporting import tables_that_differ, write_table
@@ -110,10 +110,11 @@ def compute_panel_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]
     real_effects = population_effects(population, variables)
     tables["panel_paired"] = panel_paired(answers, samples, seed, least, variables, real_effects,
                                           model_variants(present), references)
-    tables["panel_stacking"] = panel_stacking(answers, samples, seed)
-    families = [m.name for m in config.models if m.backend == "local"]
+    fits = stacked(answers, seed)
+    tables["panel_stacking"] = panel_stacking(answers, samples, seed, fits)
+    families = model_families(config)
     if len(families) > 1:
-        tables["panel_models"] = panel_models(answers, samples, seed, least, variables, real_effects, families)
+        tables["panel_models"] = panel_models(answers, samples, seed, least, variables, real_effects, families, fits)
     if not config.run:  # an ablation run's panel (`panel.ablation_respondents`) is smaller than the samples drawn
         tables["panel_worth"] = panel_worth(answers, worth_predictors(present, config.panel.worth.references),
                                             variables, config.panel.worth, config.seeds.worth)
@@ -147,7 +148,7 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
         start = time.perf_counter()
         scored[variant.name] = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",
                                            progress)
-        seconds[variant.name] = round(time.perf_counter() - start, 1)  # this session's: cached respondents are free
+        seconds[variant.name] = round(time.perf_counter() - start, 1)  # respondents already cached cost nothing
         rows += scored[variant.name]
     for variant, variant_rows in reference_rows(config, panel, train, questions).items():
         write_jsonl(where.artifacts / "panel" / f"{variant}.jsonl", variant_rows)
@@ -171,13 +172,18 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def model_families(config) -> list[str]:
+    """The profile's locally run models, in order: the families `panel_models` compares."""
+    return [m.name for m in config.models if m.backend == "local"]
+
+
 def family_costs(config, scoring_seconds: dict[str, float], pairs: int) -> dict[str, dict[str, float]]:
     """Per model family of a study with more than one: training seconds per training record (notebook 02's run,
     `training_metrics.json`) and scoring seconds per respondent-item pair of its fine-tuned variant (this panel
     run's, model loading included), where recorded."""
     import json
 
-    families = [m.name for m in config.models if m.backend == "local"]
+    families = model_families(config)
     metrics = config.paths().training_results / "training_metrics.json"
     if len(families) < 2 or not metrics.exists():
         return {}
@@ -187,7 +193,7 @@ def family_costs(config, scoring_seconds: dict[str, float], pairs: int) -> dict[
         cost = {}
         if family in trained and trained[family].get("wall_time_s_this_session"):
             cost["train_s_per_record"] = trained[family]["wall_time_s_this_session"] / trained[family]["train_examples"]
-        if scoring_seconds.get(f"{family}-lora"):
+        if scoring_seconds.get(f"{family}-lora") and pairs:
             cost["score_s_per_pair"] = scoring_seconds[f"{family}-lora"] / pairs
         costs[family] = cost
     return costs
@@ -222,7 +228,7 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     write_section(where.results, "panel", panel_section(config, tables, respondents, stored["training_respondents"],
                                                         survey.title, counts))
     write_section(where.results, "verdict", verdict_section(
-        tables, respondents, family_costs(config, stored.get("scoring_seconds", {}), stored.get("pairs", len(frame)))))
+        tables, respondents, family_costs(config, stored.get("scoring_seconds", {}), stored.get("pairs", 0))))
     atomic_write_json(where.results / "provenance" / "06_panel_refresh.json", provenance_record(
         config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
         step="06_panel_refresh", tables=sorted(tables), settings=panel_settings(config)))

@@ -73,9 +73,16 @@ def gain_statistic(keys: list[str], losses: dict, people: dict[str, int]):
     return mean_gain
 
 
-def stacking_rows(frame: pd.DataFrame, model: str, regression: str, samples: int, seed: int) -> dict:
-    """One row of the table: `model` stacked on `regression` (both present in `frame`, with `real_index`)."""
-    keys, losses = stacking_losses(frame, model, regression, seed)
+def stacked(frame: pd.DataFrame, seed: int) -> dict[tuple[str, str], tuple[list[str], dict]]:
+    """(model variant, card regression) -> `stacking_losses`, for every model variant and every card regression the
+    panel holds: the cross-fitted fits, made once for `panel_stacking` and `panel_models` alike."""
+    present = list(dict.fromkeys(frame.variant))
+    return {(model, regression): stacking_losses(frame, model, regression, seed)
+            for model in model_variants(present) for regression in CARD_REGRESSIONS if regression in present}
+
+
+def stacking_rows(model: str, regression: str, keys: list[str], losses: dict, samples: int, seed: int) -> dict:
+    """One row of the table: `model` stacked on `regression`, from their `stacking_losses`."""
     people = {p: i for i, p in enumerate(sorted(set(keys)))}
     mean_gain = gain_statistic(keys, losses, people)
     gain = losses["without"] - losses["with"]
@@ -86,11 +93,11 @@ def stacking_rows(frame: pd.DataFrame, model: str, regression: str, samples: int
             "gain_hi": high}
 
 
-def panel_stacking(frame: pd.DataFrame, samples: int, seed: int) -> pd.DataFrame:
-    """Every model variant on every card regression the panel holds (`frame` with `real_index`)."""
-    present = list(dict.fromkeys(frame.variant))
-    models = model_variants(present)
-    rows = [stacking_rows(frame, model, regression, samples, seed)
-            for model in models for regression in CARD_REGRESSIONS if regression in present]
+def panel_stacking(frame: pd.DataFrame, samples: int, seed: int, fits: dict | None = None) -> pd.DataFrame:
+    """Every model variant on every card regression the panel holds (`frame` with `real_index`; `fits`: its
+    `stacked(frame, seed)` when already made)."""
+    fits = stacked(frame, seed) if fits is None else fits
+    rows = [stacking_rows(model, regression, keys, losses, samples, seed)
+            for (model, regression), (keys, losses) in fits.items()]
     return pd.DataFrame(rows, columns=["variant", "card_regression", "respondents", "pairs", "log_loss_regression",
                                        "log_loss_without", "log_loss_with", "gain", "gain_lo", "gain_hi"])
