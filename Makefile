@@ -26,7 +26,7 @@ EXECUTED := $(RESULTS)/executed
 PARAMS := $(WORKSPACE)/params/$(PROFILE).yaml
 PAPERMILL := $(PY) -m papermill --cwd notebooks --log-output --request-save-on-cell-execute
 
-# One stamp per step holding only the settings it reads (polypersona_utils/steps.py), rewritten only when they
+# One stamp per step holding only the settings it reads (polypersona_utils/make_plan.py), rewritten only when they
 # change, and sources.mk: the package modules each step's notebook runs (its code prerequisites), and the question
 # bank and survey files the profile reads (SURVEY_INPUTS).
 STAMPS := $(ARTIFACTS)/params
@@ -204,7 +204,7 @@ score: $(DATA) | $(INSTALLED)
 	@$(MAKE) --no-print-directory $(RESULTS)/scored/$(NAME)/manifest.json
 
 $(RESULTS)/scored/%/manifest.json: $(PREDICTIONS) $(DATA) $(STAMPS)/metrics.json $(METRICS_SOURCES) \
-                                   polypersona_utils/external_scores.py | $(INSTALLED)
+                                   polypersona_utils/evaluation/external_scores.py | $(INSTALLED)
 	$(PY) -m polypersona_utils score $(PROFILE) $(PREDICTIONS) $*
 
 ## panel-estimates: prediction-powered answer shares from your own files (docs/panel.md):
@@ -231,7 +231,7 @@ panel-template: | $(INSTALLED)
 .PHONY: report
 report: $(RESULTS)/report.html
 
-$(RESULTS)/report.html: $(RESULTS)/README.md $(wildcard $(RESULTS)/figures/*.png) polypersona_utils/report_page.py | $(INSTALLED)
+$(RESULTS)/report.html: $(RESULTS)/README.md $(wildcard $(RESULTS)/figures/*.png) polypersona_utils/reporting/report_page.py | $(INSTALLED)
 	$(PY) -m polypersona_utils report $(PROFILE)
 
 ## check-results: recompute PROFILE's tables (main and ablation runs) from the stored answers; fail if any differ

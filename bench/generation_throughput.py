@@ -35,12 +35,12 @@ def main() -> None:
 
     import torch
 
-    from polypersona_utils import models
+    from polypersona_utils.llm import models
     from polypersona_utils.config import load_config
-    from polypersona_utils.generation import LocalGenerator, variants
-    from polypersona_utils.panel import held_out_panel
-    from polypersona_utils.prompts import build_messages
-    from polypersona_utils.questions import load_question_bank
+    from polypersona_utils.modeling.generation import LocalGenerator, variants
+    from polypersona_utils.panel.synthetic import held_out_panel
+    from polypersona_utils.dataset.prompts import build_messages
+    from polypersona_utils.dataset.questions import load_question_bank
 
     config = load_config("default")
     zero_shot = next(v for v in variants(config) if v.adapter_dir is None)

@@ -32,14 +32,14 @@ def main() -> None:
 
     import torch
 
-    from polypersona_utils import models
-    from polypersona_utils.backends import generate_local
+    from polypersona_utils.llm import models
+    from polypersona_utils.llm.backends import generate_local
     from polypersona_utils.config import load_config
-    from polypersona_utils.generation import variants
-    from polypersona_utils.panel import held_out_panel, linked_questions, respondent_distributions
-    from polypersona_utils.parsing import parse_option
-    from polypersona_utils.prompts import build_messages
-    from polypersona_utils.questions import load_question_bank
+    from polypersona_utils.modeling.generation import variants
+    from polypersona_utils.panel.synthetic import held_out_panel, linked_questions, respondent_distributions
+    from polypersona_utils.dataset.parsing import parse_option
+    from polypersona_utils.dataset.prompts import build_messages
+    from polypersona_utils.dataset.questions import load_question_bank
 
     torch.manual_seed(0)
     config = load_config("default")

@@ -37,10 +37,10 @@ REAL_ANSWER_ROWS = ("per-record", "packed")
 
 
 def training_examples(config, count: int) -> list[dict]:
-    from polypersona_utils.panel import held_out_panel
-    from polypersona_utils.questions import load_question_bank
-    from polypersona_utils.respondents import linked_questions
-    from polypersona_utils.prompts import prompt_completion
+    from polypersona_utils.panel.synthetic import held_out_panel
+    from polypersona_utils.dataset.questions import load_question_bank
+    from polypersona_utils.dataset.respondents import linked_questions
+    from polypersona_utils.dataset.prompts import prompt_completion
 
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
     examples = []
@@ -55,9 +55,9 @@ def training_examples(config, count: int) -> list[dict]:
 
 def respondents_records(config, count: int) -> list[dict]:
     """Every linked answer of `count` held-out respondents as training records (the study's prompt)."""
-    from polypersona_utils.panel import held_out_panel
-    from polypersona_utils.questions import load_question_bank
-    from polypersona_utils.respondents import linked_questions
+    from polypersona_utils.panel.synthetic import held_out_panel
+    from polypersona_utils.dataset.questions import load_question_bank
+    from polypersona_utils.dataset.respondents import linked_questions
 
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
     return [{"id": f"{r.persona_id}-{qid}", "persona_id": r.persona_id, "persona": r.card,
@@ -72,10 +72,12 @@ def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:
     import torch
     from datasets import Dataset
 
-    from polypersona_utils import models, training
+    from polypersona_utils.llm import models
+
+    from polypersona_utils.modeling import training
     from polypersona_utils.config import load_config
-    from polypersona_utils.packed_trainer import PackedTrainer, answers_in, packed_rows
-    from polypersona_utils.prompts import prompt_completion
+    from polypersona_utils.modeling.packed_trainer import PackedTrainer, answers_in, packed_rows
+    from polypersona_utils.dataset.prompts import prompt_completion
 
     torch.manual_seed(0)
     config = load_config("default")
@@ -92,7 +94,7 @@ def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:
         trainer = PackedTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                                 processing_class=tokenizer, peft_config=training.lora_config(config, model))
     else:
-        from polypersona_utils.answer_loss import AnswerLossSFTTrainer
+        from polypersona_utils.modeling.answer_loss import AnswerLossSFTTrainer
 
         trainer = AnswerLossSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(
             [prompt_completion(r) for r in records]), processing_class=tokenizer,
@@ -135,7 +137,9 @@ def run_row(row: str, steps: int, work: Path) -> dict:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from polypersona_utils import models, training
+    from polypersona_utils.llm import models
+
+    from polypersona_utils.modeling import training
     from polypersona_utils.config import load_config
 
     torch.manual_seed(0)
@@ -158,7 +162,7 @@ def run_row(row: str, steps: int, work: Path) -> dict:
                             "max_steps": steps, "save_strategy": "no"})
     trainer_class = SFTTrainer
     if row == "project":
-        from polypersona_utils.answer_loss import AnswerLossSFTTrainer as trainer_class
+        from polypersona_utils.modeling.answer_loss import AnswerLossSFTTrainer as trainer_class
     trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                             peft_config=lora)
     start = time.perf_counter()

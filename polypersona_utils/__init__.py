@@ -1,0 +1,18 @@
+"""Polypersona: persona-grounded synthetic survey answers, trained, generated and scored against real respondents.
+
+The stages, in the order data flows through them (each imports only from the stages before it and the shared
+modules at the top; `tests/test_module_map.py` checks it):
+
+    reporting   tables, figure helpers and the results README that every stage writes into
+    llm         the embedded language models: loading, option probabilities, text backends, resumable logs
+    dataset     notebook 01: surveys, question bank, persona cards, prompts, teacher references, records, splits
+    modeling    notebooks 02-03: LoRA/QLoRA training (both objectives, packed by respondent) and generation
+    evaluation  notebook 04: text and survey metrics against baselines, answers scored from elsewhere
+    panel       notebook 06: the synthetic panel against held-out real respondents and a statistician's references
+    runs        notebooks 05 and 07: ablation runs and the learning curve, and their reports
+
+Shared at the top: `paths` (every location), `config` (a profile's settings and the survey and question bank they
+name, loaded once), `provenance` (atomic writes, hashes), `stats` (persona-bootstrap intervals), `yaml_files`,
+`user_files`; and the entry points: `notebook_start` (every notebook's first call), `make_plan` (what make asks when
+it starts) and `cli` (`python -m polypersona_utils <command>`).
+"""

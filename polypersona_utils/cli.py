@@ -12,7 +12,7 @@ from pathlib import Path
 def prepare(args) -> int:
     """Refresh make's step stamps and sources list; print the standard ablation runs."""
     from .config import ConfigError
-    from .steps import prepare as refresh
+    from .make_plan import prepare as refresh
 
     try:
         print(" ".join(refresh(args.profile, args.folder)))
@@ -23,7 +23,7 @@ def prepare(args) -> int:
 
 
 def run_overrides(args) -> int:
-    from .ablations import overrides_for
+    from .runs.ablations import overrides_for
     from .config import load_config
 
     knobs = dict(arg.split("=", 1) for arg in args.knobs)
@@ -35,7 +35,7 @@ def train(args) -> int:
     import logging
 
     from .config import load_config
-    from .training import train_adapters
+    from .modeling.training import train_adapters
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     train_adapters(load_config(args.profile))
@@ -47,8 +47,8 @@ def check_results(args) -> int:
     learning-curve runs: a panel only), each table recomputed and compared with the stored one."""
     from . import paths
     from .config import load_run
-    from .evaluation import check_results as check_metrics
-    from .panel_report import DISTRIBUTIONS_FILE, check_panel
+    from .evaluation.scoring import check_results as check_metrics
+    from .panel.report import DISTRIBUTIONS_FILE, check_panel
 
     runs = paths.results_dir(args.profile) / "runs"
     configs = [load_run(args.profile)] + [
@@ -71,8 +71,8 @@ def check_results(args) -> int:
 
 def score(args) -> int:
     from .config import ConfigError, load_config
-    from .external_scores import score_predictions
-    from .userfiles import UserFileError, resolve_user_path
+    from .evaluation.external_scores import score_predictions
+    from .user_files import UserFileError, resolve_user_path
 
     try:
         score_predictions(load_config(args.profile), resolve_user_path(args.predictions, "PREDICTIONS"), args.name)
@@ -85,8 +85,8 @@ def score(args) -> int:
 
 def score_panel(args) -> int:
     from .config import load_config
-    from .panel_scoring import score_panel_file
-    from .userfiles import UserFileError
+    from .panel.outside_scoring import score_panel_file
+    from .user_files import UserFileError
 
     config = load_config(args.profile)
     try:
@@ -100,7 +100,7 @@ def score_panel(args) -> int:
 
 def panel_template(args) -> int:
     from .config import load_config
-    from .panel_scoring import panel_template as template
+    from .panel.outside_scoring import panel_template as template
     from .provenance import atomic_write_text
 
     atomic_write_text(args.out, template(load_config(args.profile)).to_csv(index=False))
@@ -109,7 +109,7 @@ def panel_template(args) -> int:
 
 
 def panel_estimates(args) -> int:
-    from .panel_estimates import estimate_shares, read_answers, read_predictions
+    from .panel.estimates import estimate_shares, read_answers, read_predictions
     from .provenance import atomic_write_text
 
     try:
@@ -131,7 +131,7 @@ def panel_estimates(args) -> int:
 
 def report(args) -> int:
     from .config import load_config
-    from .report_page import write_report
+    from .reporting.report_page import write_report
 
     results = load_config(args.profile).paths().results
     if not (results / "README.md").exists():
@@ -142,7 +142,7 @@ def report(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .panel_estimates import LEVEL
+    from .panel.estimates import LEVEL
 
     main = argparse.ArgumentParser(prog="python -m polypersona_utils",
                                    description="The Polypersona study's commands (the Makefile runs them).")

@@ -21,10 +21,10 @@ from typing import Any, Literal, Optional
 import yaml
 
 from . import paths
-from .models import is_hub_id
-from .questions import QUESTION_TYPES, load_question_bank
+from .llm.models import is_hub_id
+from .dataset.questions import QUESTION_TYPES, load_question_bank
 from .yaml_files import load_yaml
-from .surveys import check_links, load_survey
+from .dataset.surveys import check_links, load_survey
 
 
 class ConfigError(ValueError):

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from polypersona_utils import paths
-from polypersona_utils.ablation_report import ablation_report, cross_run_differences
-from polypersona_utils.ablations import overrides_for
+from polypersona_utils.runs.ablation_report import ablation_report, cross_run_differences
+from polypersona_utils.runs.ablations import overrides_for
 from polypersona_utils.config import load_config
 
 SMOKE = load_config("smoke")
@@ -111,7 +111,7 @@ def test_report_without_the_reference_says_so(tmp_roots):
 def test_summary_reads_a_run_whose_fidelity_table_is_empty(tmp_roots):
     """The writer's empty table (no open answer on the run's test records) has the interval columns, and the
     reader accepts a table without them: `make reproduce PROFILE=smoke` once failed here with a KeyError."""
-    from polypersona_utils.ablation_report import run_summary
+    from polypersona_utils.runs.ablation_report import run_summary
     from polypersona_utils.stats import with_intervals
 
     write_run("p", "tiny", {"lora.r": 8}, lambda p, q: 0.5, lambda p, q: 0.5, personas=1)

@@ -137,7 +137,7 @@ def test_ablation_subset_sizes_are_validated(tmp_path):
 
 
 def test_a_held_out_domain_is_checked_against_the_question_bank():
-    from polypersona_utils.questions import load_question_bank
+    from polypersona_utils.dataset.questions import load_question_bank
 
     domains = load_question_bank(paths.QUESTION_BANK).domains
     assert load_config("smoke", overrides={"ablation.heldout_domain": domains[-1]}).ablation.heldout_domain

@@ -5,12 +5,12 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.dataset import (LeakageError, RecordImportError, assign_questions, build_dataset,
+from polypersona_utils.dataset.records import (LeakageError, RecordImportError, assign_questions, build_dataset,
                                        check_leakage, import_records, split_records)
-from polypersona_utils.personas import survey_panel
-from polypersona_utils.surveys import load_survey
+from polypersona_utils.dataset.personas import survey_panel
+from polypersona_utils.dataset.surveys import load_survey
 from polypersona_utils.provenance import read_jsonl, write_jsonl
-from polypersona_utils.questions import load_question_bank
+from polypersona_utils.dataset.questions import load_question_bank
 
 from conftest import FIXTURES
 
@@ -141,7 +141,7 @@ def test_import_rejects_a_record_without_reference(tmp_path):
 
 
 def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
-    from polypersona_utils.dataset import run_view
+    from polypersona_utils.dataset.records import run_view
 
     records = [dict(record(f"p{p:02d}", f"q{q}"), domain="healthcare" if q == 0 else "finance")
                for p in range(20) for q in range(4)]
@@ -175,8 +175,8 @@ def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
 
 
 def test_training_respondents_join_train_with_every_linked_answer(tmp_roots, hash_teacher):
-    from polypersona_utils.dataset import TRAINING_RESPONDENTS_FILE
-    from polypersona_utils.respondents import survey_respondents
+    from polypersona_utils.dataset.records import TRAINING_RESPONDENTS_FILE
+    from polypersona_utils.dataset.respondents import survey_respondents
 
     config = load_config("smoke", overrides={"real_answers.training_respondents": 6})
     result = build_dataset(config, progress=False, teacher=hash_teacher)

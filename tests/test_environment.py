@@ -65,3 +65,5 @@ def test_the_package_data_patterns_ship_every_data_file():
     assert data_files and data_files <= shipped
     folders = {".".join(f.parent.relative_to(package.parent).parts) for f in data_files}
     assert folders <= set(project["packages"])
+    code = {".".join(f.parent.relative_to(package.parent).parts) for f in package.rglob("*.py")}
+    assert code <= set(project["packages"])  # every stage's modules ship

@@ -6,8 +6,8 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.baselines import BASELINE, CELL_BASELINE, demographic_cell_baseline, retrieval_baseline
-from polypersona_utils.evaluation import check_results, evaluate
+from polypersona_utils.evaluation.baselines import BASELINE, CELL_BASELINE, demographic_cell_baseline, retrieval_baseline
+from polypersona_utils.evaluation.scoring import check_results, evaluate
 from polypersona_utils.provenance import write_jsonl
 
 
@@ -49,8 +49,8 @@ def test_perfect_and_empty_answers(evaluated):
 def test_metric_figures_show_the_tables_as_written(evaluated, tmp_path):
     """Drawn again from the CSVs, the figures have the same bytes: they follow the tables, not float noise below
     the tables' last digit (which made a PDF differ between two runs of the same params)."""
-    from polypersona_utils.evaluation_figures import metric_figures
-    from polypersona_utils.reporting import written_tables
+    from polypersona_utils.evaluation.figures import metric_figures
+    from polypersona_utils.reporting.tables import written_tables
 
     config, tables = evaluated
     where = config.paths()
@@ -126,7 +126,7 @@ def test_demographic_cell_baseline_answers_the_cells_majority_then_everyone_s():
 
 
 def test_calibration_bins_pool_every_option_of_every_pair():
-    from polypersona_utils.panel_evaluation import calibration
+    from polypersona_utils.panel.measures import calibration
 
     frame = pd.DataFrame({"variant": ["m", "m", "n"],
                           "probabilities": [np.array([0.05, 0.95]), np.array([0.15, 0.85]), np.array([1.0, 0.0])],
@@ -143,7 +143,7 @@ def test_calibration_bins_pool_every_option_of_every_pair():
 
 
 def test_persona_fidelity_prefers_the_own_card():
-    from polypersona_utils.fidelity import fidelity_scores, mismatched
+    from polypersona_utils.evaluation.fidelity import fidelity_scores, mismatched
 
     base = {"age": 40, "gender": "woman", "education": "college", "region": "a city", "income_bracket": "middle",
             "political_identity": "independent", "values": ["a", "b"], "traits": ["c", "d"]}

@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from polypersona_utils import gguf_chunks, models, paths
-from polypersona_utils.gguf_chunks import Chunk, ChunkError
-from polypersona_utils.packing import chat_ids
-from polypersona_utils.prompts import build_messages
+from polypersona_utils.llm import gguf_chunks, models
+
+from polypersona_utils import paths
+from polypersona_utils.llm.gguf_chunks import Chunk, ChunkError
+from polypersona_utils.modeling.packing import chat_ids
+from polypersona_utils.dataset.prompts import build_messages
 
 from conftest import tiny_config
 
@@ -84,8 +86,8 @@ def test_the_converted_gemma_computes_what_transformers_gguf_loading_computes(ge
 
 
 def test_the_plain_prompt_round_trips_through_gemmas_tokenizer(gemma, smoke_data):
-    from polypersona_utils.option_scoring import continuation_ids
-    from polypersona_utils.prompts import prompt_completion
+    from polypersona_utils.llm.option_scoring import continuation_ids
+    from polypersona_utils.dataset.prompts import prompt_completion
 
     _, tokenizer = gemma
     records = [r for split in smoke_data.splits.values() for r in split]
@@ -105,7 +107,7 @@ def test_the_plain_prompt_round_trips_through_gemmas_tokenizer(gemma, smoke_data
 
 
 def test_the_tree_scoring_equals_one_full_forward_per_option_on_gemma(gemma):
-    from polypersona_utils.option_scoring import full_forward_log_probs, option_log_probs
+    from polypersona_utils.llm.option_scoring import full_forward_log_probs, option_log_probs
 
     model, tokenizer = gemma
     asked = [("health", "Is the nation spending too little, about right or too much on health?", SPENDING),
@@ -125,8 +127,8 @@ def test_lora_training_on_gemma_moves_only_lora_weights_on_its_layer_names(gemma
     from peft import LoraConfig
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from polypersona_utils.answer_loss import AnswerLossSFTTrainer
-    from polypersona_utils.training import plan_training, prompt_completion, resolve_target_modules, sft_config
+    from polypersona_utils.modeling.answer_loss import AnswerLossSFTTrainer
+    from polypersona_utils.modeling.training import plan_training, prompt_completion, resolve_target_modules, sft_config
 
     real, tokenizer = gemma
     requested = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

@@ -2,8 +2,8 @@
 import json
 
 from polypersona_utils import paths
-from polypersona_utils.generation import Variant, generate_all, generate_predictions, variants
-from polypersona_utils.prompts import build_messages, record_messages
+from polypersona_utils.modeling.generation import Variant, generate_all, generate_predictions, variants
+from polypersona_utils.dataset.prompts import build_messages, record_messages
 from polypersona_utils.provenance import read_jsonl
 
 from conftest import tiny_config
@@ -52,7 +52,7 @@ def test_generation_rows_parse_and_resume_after_an_interruption(smoke_data, tiny
 
 
 def test_a_rerun_with_every_answer_cached_loads_no_model(smoke_data, tiny_model_dir, monkeypatch):
-    from polypersona_utils import models
+    from polypersona_utils.llm import models
 
     config = tiny_config(tiny_model_dir, **{"generation.batch_size": 2})
     variant = tiny_variant(tiny_model_dir)
@@ -89,7 +89,7 @@ def test_http_generator_gives_the_same_records(smoke_data, openai_server):
 
 
 def test_batches_that_do_not_fit_in_memory_are_split():
-    from polypersona_utils.generation import generate_fitting_memory
+    from polypersona_utils.modeling.generation import generate_fitting_memory
 
     calls = []
 
@@ -117,7 +117,7 @@ def test_records_with_identical_prompts_get_their_own_answers_and_ids(smoke_data
     # its own generation (a sampled answer per respondent, as in a survey) under its own id.
     from collections import Counter
 
-    from polypersona_utils.dataset import load_split
+    from polypersona_utils.dataset.records import load_split
 
     config = tiny_config(tiny_model_dir, **{"ablation.include_persona": False, "run": "no-persona",
                                             "ablation_runs.train_personas": None,

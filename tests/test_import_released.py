@@ -6,8 +6,8 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.dataset import RecordImportError, build_dataset
-from polypersona_utils.questions import load_question_bank
+from polypersona_utils.dataset.records import RecordImportError, build_dataset
+from polypersona_utils.dataset.questions import load_question_bank
 
 BANK = load_question_bank(load_config("smoke").questions.bank_path).by_id()
 
@@ -84,7 +84,7 @@ def test_a_repeated_pair_names_both_places_unless_duplicates_are_dropped(tmp_roo
     (lambda r: r.pop("id"), r"line 1: field 'id' is missing or empty \(also looked in 'meta'\)"),
 ])
 def test_a_malformed_record_names_file_line_record_and_field(tmp_path, change, message):
-    from polypersona_utils.dataset import import_records
+    from polypersona_utils.dataset.records import import_records
 
     row = released("t1", "p1", "Describe your street.", "Quiet.")
     change(row)
@@ -94,7 +94,7 @@ def test_a_malformed_record_names_file_line_record_and_field(tmp_path, change, m
 
 
 def test_make_tracks_the_imported_files(released_files):
-    from polypersona_utils.steps import sources_makefile
+    from polypersona_utils.make_plan import sources_makefile
 
     config = load_config("smoke", overrides={"references.mode": "import", "references.import_path": released_files})
     line = next(l for l in sources_makefile(config).splitlines() if l.startswith("DATA_INPUTS := "))
@@ -102,8 +102,8 @@ def test_make_tracks_the_imported_files(released_files):
 
 
 def test_free_text_closed_answers_as_released_keep_their_text_and_the_option_parsed_from_it(tmp_path):
-    from polypersona_utils.dataset import check_record, import_records
-    from polypersona_utils.prompts import closed_answer
+    from polypersona_utils.dataset.records import check_record, import_records
+    from polypersona_utils.dataset.prompts import closed_answer
 
     likert = ('On a scale of 1 to 5, with 1 being "Strongly Disagree" and 5 being "Strongly Agree," I\'d rate myself '
               'a 3. While I understand the appeal, I have my doubts.')

@@ -7,7 +7,7 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import ConfigError, load_config
-from polypersona_utils.learning_curve import collect, learning_curve_runs, run_learning_curve
+from polypersona_utils.runs.learning_curve import collect, learning_curve_runs, run_learning_curve
 
 VARIANTS = ("smollm2-135m-lora", "baseline-population")
 
@@ -37,7 +37,7 @@ def test_runs_and_the_size_check():
 
 
 def test_learning_curve_runs_are_known_to_make_ablation_overrides():
-    from polypersona_utils.ablations import overrides_for
+    from polypersona_utils.runs.ablations import overrides_for
 
     config = load_config("smoke", overrides={"real_answers.learning_curve": [2]})
     assert overrides_for(config, "respondents-2", {}) == {"ablation.training_respondents": 2}

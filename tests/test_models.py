@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from polypersona_utils import models
-from polypersona_utils.models import ModelUnavailableError
+from polypersona_utils.llm import models
+from polypersona_utils.llm.models import ModelUnavailableError
 
 
 def test_embedded_model_is_a_plain_trainable_folder():

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from polypersona_utils import paths
-from polypersona_utils.dataset import check_leakage
+from polypersona_utils.dataset.records import check_leakage
 from polypersona_utils.provenance import read_jsonl
 
 
@@ -136,7 +136,7 @@ def test_a_generation_setting_reruns_generation_and_metrics_not_data_or_training
 @pytest.mark.slow
 def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     """Every standard ablation run and notebook 05, on top of the main run the tests above built."""
-    from polypersona_utils.ablations import standard_ablations
+    from polypersona_utils.runs.ablations import standard_ablations
     from polypersona_utils.config import load_config
 
     STANDARD_ABLATIONS = standard_ablations(load_config("smoke"))
@@ -214,7 +214,7 @@ def test_notebook_07_collects_the_learning_curve_runs_panel_tables(workspace):
     above runs for every standard run; training and scoring two more (4 minutes) would add nothing, so each
     learning-curve run here holds the main run's panel tables as stand-ins."""
     from polypersona_utils.config import load_config
-    from polypersona_utils.learning_curve import MEASURES, learning_curve_runs
+    from polypersona_utils.runs.learning_curve import MEASURES, learning_curve_runs
 
     runs = learning_curve_runs(load_config("smoke"))
     for run in runs:  # the panel tables notebook 07 reads, nothing else (notebook 05 would take a run for finished)
@@ -236,7 +236,7 @@ def test_notebook_07_collects_the_learning_curve_runs_panel_tables(workspace):
 
 
 def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
-    from polypersona_utils.ablations import standard_ablations
+    from polypersona_utils.runs.ablations import standard_ablations
     from polypersona_utils.config import load_config
 
     planned = make("-n", "ablation-panels", "PROFILE=smoke", capture=True).stdout
@@ -252,7 +252,7 @@ def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tm
     and starts over, so `make reproduce` on a fresh clone plans every ablation run (it used to plan none and keep
     the committed ones). The install is a stand-in: a 'venv' whose python skips pip and runs this environment's.
     Its own workspace, as fresh as a clone's (the module's shared one has run the whole smoke study by now)."""
-    from polypersona_utils.ablations import standard_ablations
+    from polypersona_utils.runs.ablations import standard_ablations
     from polypersona_utils.config import load_config
 
     fresh = tmp_path / "workspace"
@@ -315,6 +315,6 @@ def test_a_venv_from_another_clone_is_refused(tmp_path):
         paths.check_checkout(clone / "notebooks")
     paths.check_checkout(paths.NOTEBOOKS_DIR)  # the right clone passes
     # What a notebook of the other clone does first (papermill runs it in that clone's notebooks/).
-    done = subprocess.run([sys.executable, "-c", "from polypersona_utils import notebook; notebook.start('smoke')"],
+    done = subprocess.run([sys.executable, "-c", "from polypersona_utils.notebook_start import start_notebook; start_notebook('smoke')"],
                           cwd=clone / "notebooks", capture_output=True, text=True)
     assert done.returncode != 0 and "a .venv made in another clone" in done.stderr

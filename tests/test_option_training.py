@@ -9,7 +9,7 @@ SPENDING = ["Too little", "About right", "Too much"]
 
 
 def chat(card_line: str, question: str):
-    from polypersona_utils.prompts import build_messages
+    from polypersona_utils.dataset.prompts import build_messages
 
     persona = {"age": 40, "gender": "woman", "occupation": "nurse", "education": "bachelor's degree",
                "region": "Ohio", "income_bracket": "$50,000-$74,999", "political_identity": card_line,
@@ -22,8 +22,8 @@ def test_the_differentiable_scores_equal_the_plain_ones_and_carry_gradients_to_l
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from polypersona_utils import models
-    from polypersona_utils.option_scoring import full_forward_log_probs, option_log_prob_tensor
+    from polypersona_utils.llm import models
+    from polypersona_utils.llm.option_scoring import full_forward_log_probs, option_log_prob_tensor
 
     tokenizer = models.load_tokenizer(str(tiny_model_dir))
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
@@ -42,9 +42,9 @@ def test_option_likelihood_training_raises_the_probability_of_the_answers_it_is_
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
 
-    from polypersona_utils import models
-    from polypersona_utils.option_scoring import option_log_probs
-    from polypersona_utils.option_training import OptionLikelihoodTrainer, option_groups
+    from polypersona_utils.llm import models
+    from polypersona_utils.llm.option_scoring import option_log_probs
+    from polypersona_utils.modeling.option_training import OptionLikelihoodTrainer, option_groups
 
     config = tiny_config(tiny_model_dir, **{"training.objective": "option_likelihood", "training.epochs": 60.0, "training.lr_scheduler": "constant",
                                             "training.warmup_ratio": 0.0})
@@ -84,7 +84,7 @@ def test_option_likelihood_training_raises_the_probability_of_the_answers_it_is_
 
 
 def test_train_model_with_the_option_objective_writes_an_adapter(smoke_data, tiny_model_dir):
-    from polypersona_utils.training import adapter_settings, train_model
+    from polypersona_utils.modeling.training import adapter_settings, train_model
 
     config = tiny_config(tiny_model_dir, **{"training.objective": "option_likelihood"})
     result = train_model(config, config.models[0], progress=False)

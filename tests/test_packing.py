@@ -4,7 +4,7 @@ position off by one, a token that sees another item, or a prompt token let into 
 import pytest
 import torch
 
-from polypersona_utils.packing import IGNORE, PackedItem, pack_items, packed_batch
+from polypersona_utils.modeling.packing import IGNORE, PackedItem, pack_items, packed_batch
 
 from conftest import tiny_config
 
@@ -61,11 +61,11 @@ def respondents_records(smoke_data, count: int = 3):
 
 def test_packed_sft_loss_and_lora_gradients_equal_the_per_record_ones(smoke_data, tiny_model_dir, tmp_path):
     """Several respondents in one packed batch against the same records in one TRL-tokenized per-record batch."""
-    from polypersona_utils import models
-    from polypersona_utils.answer_loss import answer_loss
-    from polypersona_utils.packed_trainer import answers_in, packed_rows
-    from polypersona_utils.packing import sft_loss
-    from polypersona_utils.prompts import prompt_completion
+    from polypersona_utils.llm import models
+    from polypersona_utils.modeling.answer_loss import answer_loss
+    from polypersona_utils.modeling.packed_trainer import answers_in, packed_rows
+    from polypersona_utils.modeling.packing import sft_loss
+    from polypersona_utils.dataset.prompts import prompt_completion
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -103,11 +103,11 @@ def test_packed_option_loss_equals_one_full_forward_per_option(tiny_model_dir):
     """The option objective on a packed batch of two respondents (two and three items, options in both orders)
     against the per-record scores (`option_scoring.full_forward_log_probs`), and its LoRA gradients against the
     per-record path's (`option_training.option_loss`, one respondent a call)."""
-    from polypersona_utils import models
-    from polypersona_utils.option_scoring import full_forward_log_probs
-    from polypersona_utils.option_training import option_loss as per_record_option_loss
-    from polypersona_utils.packed_trainer import packed_rows
-    from polypersona_utils.packing import option_loss, option_scores
+    from polypersona_utils.llm import models
+    from polypersona_utils.llm.option_scoring import full_forward_log_probs
+    from polypersona_utils.modeling.option_training import option_loss as per_record_option_loss
+    from polypersona_utils.modeling.packed_trainer import packed_rows
+    from polypersona_utils.modeling.packing import option_loss, option_scores
 
     tokenizer = models.load_tokenizer(str(tiny_model_dir))
     model = wide_peft_model(tiny_model_dir)
@@ -126,7 +126,7 @@ def test_packed_option_loss_equals_one_full_forward_per_option(tiny_model_dir):
     rows = packed_rows(records, tokenizer, "option_likelihood", True, 384)
     batch = packed_batch(rows, tokenizer.pad_token_id)
     scores = option_scores(model, batch)
-    from polypersona_utils.prompts import record_messages
+    from polypersona_utils.dataset.prompts import record_messages
     for row, record in zip(scores.tolist(), sorted(records, key=lambda r: (r["persona_id"], r["id"]))):
         assert row == pytest.approx(full_forward_log_probs(model, tokenizer, record_messages(record), record["options"]),
                                     abs=1e-4)
@@ -147,7 +147,7 @@ def test_notebook_02s_packed_path_trains_every_answer_and_moves_lora_weights_onl
     setting enters the fingerprint (the record default does not: adapters trained before keep theirs)."""
     from safetensors.torch import load_file
 
-    from polypersona_utils.training import adapter_settings, train_model
+    from polypersona_utils.modeling.training import adapter_settings, train_model
 
     config = tiny_config(tiny_model_dir, **{"training.packing": "respondent", "training.objective": objective})
     result = train_model(config, config.models[0], progress=False)
@@ -165,7 +165,7 @@ def test_notebook_02s_packed_path_trains_every_answer_and_moves_lora_weights_onl
 
 
 def test_the_packing_knob_names_one_ablation_run():
-    from polypersona_utils.ablations import overrides_for
+    from polypersona_utils.runs.ablations import overrides_for
     from polypersona_utils.config import load_config
 
     config = load_config("smoke")

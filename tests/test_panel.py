@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polypersona_utils import panel as panel_module
-from polypersona_utils.panel import order_effect, respondent_distributions, sampled_option
-from polypersona_utils.respondents import PanelRespondent
-from polypersona_utils.panel_evaluation import (bootstrap_weights, panel_individual, panel_tables,
+from polypersona_utils.panel import synthetic as panel_module
+from polypersona_utils.panel.synthetic import order_effect, respondent_distributions, sampled_option
+from polypersona_utils.dataset.respondents import PanelRespondent
+from polypersona_utils.panel.measures import (bootstrap_weights, panel_individual, panel_tables,
                                                 with_answer_columns)
-from polypersona_utils.prompts import build_messages
+from polypersona_utils.dataset.prompts import build_messages
 
 CARD = {"persona_id": "gss2018-0001", "age": 40, "gender": "woman", "occupation": "works full time",
         "education": "bachelor's degree", "region": "lives in a city", "income_bracket": "$50,000-$74,999",
@@ -25,7 +25,7 @@ def test_shared_prefix_scores_equal_one_full_forward_per_option(tiny_model_dir):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from polypersona_utils.option_scoring import full_forward_log_probs, option_log_probs
+    from polypersona_utils.llm.option_scoring import full_forward_log_probs, option_log_probs
 
     # Weights drawn wide (the saved tiny model's are near zero, so every position would give almost the same
     # log-probabilities and a wrong position or mask would go unseen).
@@ -53,7 +53,7 @@ def test_shared_prefix_scores_equal_one_full_forward_per_option(tiny_model_dir):
 def test_order_averaging_cancels_a_pure_position_preference(monkeypatch):
     """A 'model' that only likes the first listed option: in the given order it picks option 1, reversed option 3;
     the average is symmetric and the order effect is the whole distance."""
-    import polypersona_utils.option_scoring as scoring
+    import polypersona_utils.llm.option_scoring as scoring
 
     monkeypatch.setattr(scoring, "option_log_probs",
                         lambda model, tok, chats, options, groups=None: [[5.0, 0.0, 0.0] for _ in chats])
@@ -71,7 +71,7 @@ def test_order_averaging_cancels_a_pure_position_preference(monkeypatch):
 
 
 def test_the_order_effect_table_has_a_row_per_scored_variant_and_served_models_unparseable_share():
-    from polypersona_utils.panel_report import order_effect_table
+    from polypersona_utils.panel.report import order_effect_table
 
     local = [{"probabilities_given_order": [0.6, 0.4], "probabilities_reversed_order": [0.4, 0.6]},
              {"probabilities_given_order": [1.0, 0.0], "probabilities_reversed_order": [1.0, 0.0]}]
@@ -138,7 +138,7 @@ def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
 
 
 def test_alignment_of_stacked_rows_is_the_alignment_of_each_and_bootstrap_weights_resample_people():
-    from polypersona_utils.metrics import wasserstein_alignment
+    from polypersona_utils.evaluation.metrics import wasserstein_alignment
 
     p, q = np.array([0.2, 0.5, 0.3]), np.array([0.6, 0.1, 0.3])
     # by hand: cumulative 0.2, 0.7 against 0.6, 0.7: W1 = 0.4 of a maximum 2
@@ -156,7 +156,7 @@ def test_log_loss_of_a_zero_probability_is_finite():
 
 
 def test_references_fit_on_training_respondents_only():
-    from polypersona_utils.panel_references import reference_distributions
+    from polypersona_utils.panel.references import reference_distributions
 
     def person(i, party, answer):
         card = {**CARD, "persona_id": f"p{i}", "political_identity": f"{party}, moderate"}
@@ -179,7 +179,7 @@ def test_the_fitted_references_read_the_cards_lists_and_only_their_own_responden
     """Only the card's values carry the answer (everyone is a Democrat in one cell): the full-card logistic
     regression and boosting learn it, the demographic cell cannot; the anchors learn from their pool alone, and
     the panel's own answers never enter (the same probabilities whatever the panel answered)."""
-    from polypersona_utils.panel_references import reference_distributions
+    from polypersona_utils.panel.references import reference_distributions
 
     def person(i, value, answer):
         card = {**CARD, "persona_id": f"p{i}", "values": [value, "b"]}
@@ -205,7 +205,7 @@ def test_the_fitted_references_read_the_cards_lists_and_only_their_own_responden
 
 
 def test_reference_tuning_chooses_by_cross_validation_and_falls_back_when_it_cannot():
-    from polypersona_utils.panel_references import LOGISTIC_C, fit_classifier
+    from polypersona_utils.panel.references import LOGISTIC_C, fit_classifier
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 2, size=(80, 6)).astype(float)
@@ -240,11 +240,11 @@ def test_the_scoring_model_is_the_4bit_base_plus_adapter(tmp_path):
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from polypersona_utils import models
-    from polypersona_utils.generation import Variant
-    from polypersona_utils.option_scoring import option_log_probs
-    from polypersona_utils.models import merged_model
-    from polypersona_utils.panel import softmax
+    from polypersona_utils.llm import models
+    from polypersona_utils.modeling.generation import Variant
+    from polypersona_utils.llm.option_scoring import option_log_probs
+    from polypersona_utils.llm.models import merged_model
+    from polypersona_utils.panel.synthetic import softmax
 
     torch.manual_seed(0)
     base = models.load_causal_lm("smollm2-135m-instruct", None, "nf4", "float32")
@@ -276,9 +276,9 @@ def test_the_scoring_model_is_the_4bit_base_plus_adapter(tmp_path):
 
 def test_check_results_recomputes_the_panel_tables_and_catches_a_changed_one(tmp_roots):
     from polypersona_utils.config import load_config
-    from polypersona_utils.panel_report import (DISTRIBUTIONS_FILE, check_panel, compute_panel_tables,
+    from polypersona_utils.panel.report import (DISTRIBUTIONS_FILE, check_panel, compute_panel_tables,
                                                 distributions_csv, read_distributions)
-    from polypersona_utils.reporting import write_table
+    from polypersona_utils.reporting.tables import write_table
 
     config = load_config("smoke", overrides={"metrics.bootstrap_samples": 100})
     frame = hand_made_frame(lambda party: [0.7, 0.2, 0.1] if party == "Democrat" else [0.2, 0.2, 0.6])
@@ -298,7 +298,7 @@ def test_refresh_panel_recomputes_tables_figures_and_sections_from_the_stored_di
     import json
 
     from polypersona_utils.config import load_config
-    from polypersona_utils.panel_report import DISTRIBUTIONS_FILE, check_panel, distributions_csv, refresh_panel
+    from polypersona_utils.panel.report import DISTRIBUTIONS_FILE, check_panel, distributions_csv, refresh_panel
 
     config = load_config("smoke", overrides={"metrics.bootstrap_samples": 100})
     model = hand_made_frame(lambda party: [0.7, 0.2, 0.1] if party == "Democrat" else [0.2, 0.2, 0.6])
@@ -334,10 +334,10 @@ def test_a_served_model_panel_samples_k_answers_per_item_and_order(tmp_roots, tm
     from conftest import FakeOpenAI, serve
 
     from polypersona_utils.config import load_config
-    from polypersona_utils.generation import variants
-    from polypersona_utils.panel import score_panel
-    from polypersona_utils.questions import load_question_bank
-    from polypersona_utils.respondents import linked_questions
+    from polypersona_utils.modeling.generation import variants
+    from polypersona_utils.panel.synthetic import score_panel
+    from polypersona_utils.dataset.questions import load_question_bank
+    from polypersona_utils.dataset.respondents import linked_questions
 
     url, seen, server = serve(type("SpendingServer", (FakeOpenAI,), {"answer": lambda self, body: spending_answer(body)}))
     config = load_config("smoke", overrides={"panel.http_samples": 6, "models": [
@@ -388,8 +388,8 @@ def test_stacking_credits_a_model_only_with_what_the_card_regression_lacks():
     """200 respondents x 2 items whose answers follow a hidden trait. The card regression knows nothing (the
     marginal); a model that sees the trait gains with an interval above zero; a model that repeats the regression
     gains nothing (its interval holds zero). Cross-fitting: the regression's own log-loss is the uncrossed one."""
-    from polypersona_utils.panel_evaluation import with_answer_columns
-    from polypersona_utils.panel_stacking import panel_stacking
+    from polypersona_utils.panel.measures import with_answer_columns
+    from polypersona_utils.panel.stacking import panel_stacking
 
     rng = np.random.default_rng(0)
     rows = []
@@ -414,10 +414,10 @@ def test_model_families_are_compared_variant_for_variant_on_the_same_draws():
     """Family `a` knows the parties, family `b` is persona-blind; the card regression is blind too. Each of `b`'s
     variants minus `a`'s of the same kind: log-loss and slope by hand, the stacking gain the difference of
     `panel_stacking`'s gains, every interval holding its estimate, and the verdict naming the better family."""
-    from polypersona_utils.panel_evaluation import population_effects
-    from polypersona_utils.panel_paired import family_pairs, panel_models
-    from polypersona_utils.panel_readme import family_sentences
-    from polypersona_utils.panel_stacking import panel_stacking
+    from polypersona_utils.panel.measures import population_effects
+    from polypersona_utils.panel.paired import family_pairs, panel_models
+    from polypersona_utils.panel.readme import family_sentences
+    from polypersona_utils.panel.stacking import panel_stacking
 
     def knows(party):
         return [0.8, 0.1, 0.1] if party == "Democrat" else [0.1, 0.1, 0.8]

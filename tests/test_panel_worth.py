@@ -6,9 +6,9 @@ import pytest
 
 from polypersona_utils.config import PanelWorthConfig
 from polypersona_utils.cli import main
-from polypersona_utils.panel_estimates import (classical_estimate, ppi_estimate, power_tuning, read_answers,
+from polypersona_utils.panel.estimates import (classical_estimate, ppi_estimate, power_tuning, read_answers,
                                                read_predictions, synthetic_estimate)
-from polypersona_utils.panel_worth import effective_size, panel_worth, sample_draws, worth_draws, worth_predictors
+from polypersona_utils.panel.worth import effective_size, panel_worth, sample_draws, worth_draws, worth_predictors
 
 
 def test_ppi_and_classical_by_hand():

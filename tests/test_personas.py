@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from polypersona_utils import personas
-from polypersona_utils.personas import PersonaCard, PersonaError, file_panel, survey_panel
-from polypersona_utils.surveys import load_survey
+from polypersona_utils.dataset import personas
+from polypersona_utils.dataset.personas import PersonaCard, PersonaError, file_panel, survey_panel
+from polypersona_utils.dataset.surveys import load_survey
 
 GSS = load_survey("gss2018")
 DEGREE = GSS.variables["degree_text"].labels
@@ -121,7 +121,7 @@ def test_personahub_fixture_becomes_cards():
 
 
 def test_personahub_offline_fails_with_a_clear_message():
-    code = ("from polypersona_utils.personas import personahub_panel\n"
+    code = ("from polypersona_utils.dataset.personas import personahub_panel\n"
             "personahub_panel(3, 1, 'proj-persona/PersonaHub', 'persona', 'main')")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                             env={"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PATH": "/usr/bin:/bin"})

@@ -2,7 +2,7 @@
 from html.parser import HTMLParser
 
 from polypersona_utils.cli import main
-from polypersona_utils.report_page import write_report
+from polypersona_utils.reporting.report_page import write_report
 
 
 class Page(HTMLParser):

@@ -1,5 +1,5 @@
 """The results README has one writer: notebooks contribute sections and rerunning one keeps the others."""
-from polypersona_utils.results_readme import write_section
+from polypersona_utils.reporting.readme import write_section
 
 
 def test_sections_render_in_a_fixed_order_and_survive_reruns(tmp_path):
@@ -21,7 +21,7 @@ def test_an_unknown_section_is_refused(tmp_path):
 def test_a_tables_markdown_is_headed_by_its_caption_and_legend(tmp_path):
     import pandas as pd
 
-    from polypersona_utils.reporting import LEGENDS, write_table
+    from polypersona_utils.reporting.tables import LEGENDS, write_table
 
     write_table(pd.DataFrame({"variant": ["a"], "log_loss": [0.5]}), tmp_path / "panel_individual", caption="cap")
     text = (tmp_path / "panel_individual.md").read_text()

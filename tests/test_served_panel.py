@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import FakeOpenAI, serve
 
-from polypersona_utils.respondents import PanelRespondent
-from polypersona_utils.served_panel import option_probabilities
+from polypersona_utils.dataset.respondents import PanelRespondent
+from polypersona_utils.panel.served import option_probabilities
 
 SPENDING = ["Too little", "About right", "Too much"]
 CARD = {"persona_id": "gss2018-0001", "age": 50, "gender": "man", "occupation": "retired",
@@ -54,7 +54,7 @@ class LogprobServer(FakeOpenAI):
 
 def served_config(url, **overrides):
     from polypersona_utils.config import load_config
-    from polypersona_utils.generation import variants
+    from polypersona_utils.modeling.generation import variants
 
     config = load_config("smoke", overrides={"panel.http_samples": 6, "models": [
         {"name": "served", "model_id": "big-model", "backend": "http", "http_url": url, "train": False}], **overrides})
@@ -63,10 +63,10 @@ def served_config(url, **overrides):
 
 
 def test_an_endpoint_with_log_probabilities_costs_two_requests_a_pair(tmp_roots, tmp_path, capsys):
-    from polypersona_utils.panel import score_panel
-    from polypersona_utils.panel_report import order_effect_table
-    from polypersona_utils.questions import load_question_bank
-    from polypersona_utils.respondents import linked_questions
+    from polypersona_utils.panel.synthetic import score_panel
+    from polypersona_utils.panel.report import order_effect_table
+    from polypersona_utils.dataset.questions import load_question_bank
+    from polypersona_utils.dataset.respondents import linked_questions
 
     url, seen, server = serve(LogprobServer)
     config, variant = served_config(url)
@@ -103,7 +103,7 @@ class FlakyServer(FakeOpenAI):
 
 
 def test_a_server_that_fails_twice_is_retried_with_backoff():
-    from polypersona_utils.backends import openai_chat
+    from polypersona_utils.llm.backends import openai_chat
 
     url, seen, server = serve(FlakyServer)
     try:
@@ -137,9 +137,9 @@ class RefusesLogprobs(FakeOpenAI):
 
 
 def test_an_endpoint_that_refuses_log_probabilities_is_sampled(tmp_roots, tmp_path):
-    from polypersona_utils.panel import score_panel
-    from polypersona_utils.questions import load_question_bank
-    from polypersona_utils.respondents import linked_questions
+    from polypersona_utils.panel.synthetic import score_panel
+    from polypersona_utils.dataset.questions import load_question_bank
+    from polypersona_utils.dataset.respondents import linked_questions
 
     url, seen, server = serve(RefusesLogprobs)
     config, variant = served_config(url, **{"panel.http_samples": 3})

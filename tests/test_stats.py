@@ -2,7 +2,7 @@
 intervals that contain their own estimate where the percentile interval does not."""
 import numpy as np
 
-from polypersona_utils.panel_evaluation import bootstrap_weights
+from polypersona_utils.panel.measures import bootstrap_weights
 from polypersona_utils.stats import bca_interval
 
 

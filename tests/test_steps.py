@@ -7,10 +7,10 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import Config, ConfigError, SeedsConfig, load_config
-from polypersona_utils.learning_curve import learning_curve_runs
-from polypersona_utils.steps import (import_graph, module_imports, notebook_modules, prepare, sources_makefile,
+from polypersona_utils.runs.learning_curve import learning_curve_runs
+from polypersona_utils.make_plan import (import_graph, module_imports, notebook_modules, prepare, sources_makefile,
                                     step_settings)
-from polypersona_utils.training import run_fingerprint
+from polypersona_utils.modeling.training import run_fingerprint
 
 
 def write(tmp_path, text):
@@ -61,18 +61,20 @@ def test_step_stamp_changes_only_with_its_own_settings(tmp_path, monkeypatch):
 def test_each_step_depends_on_the_modules_its_notebook_runs():
     graph = import_graph()
     data = notebook_modules("01_build_dataset", graph)
-    assert {"dataset", "personas", "prompts", "teacher"} <= set(data)
-    assert "training" not in data and "evaluation" not in data  # training code does not rebuild the dataset
-    assert "training" in notebook_modules("02_train", graph)
-    assert "evaluation" in notebook_modules("04_metrics", graph)
+    assert {"dataset.records", "dataset.personas", "dataset.prompts", "dataset.teacher"} <= set(data)
+    # training code does not rebuild the dataset
+    assert "modeling.training" not in data and "evaluation.scoring" not in data
+    train = notebook_modules("02_train", graph)
+    assert "modeling.training" in train and not any(m.startswith(("evaluation.", "panel.")) for m in train)
+    assert "evaluation.scoring" in notebook_modules("04_metrics", graph)
     smoke = load_config("smoke", overrides={"real_answers.learning_curve": [0, 2]})
     text = sources_makefile(smoke)
     assert "TRAIN_SOURCES := " in text and "LEARNING_CURVE_RUNS := respondents-0 respondents-2\n" in text
-    assert "polypersona_utils/learning_curve.py" in text.split("LEARNING_CURVE_SOURCES := ")[1].split("\n")[0]
+    assert "polypersona_utils/runs/learning_curve.py" in text.split("LEARNING_CURVE_SOURCES := ")[1].split("\n")[0]
 
 
 def test_the_standard_ablations_follow_the_profiles_rank():
-    from polypersona_utils.ablations import reference_run, standard_ablations
+    from polypersona_utils.runs.ablations import reference_run, standard_ablations
 
     eight = load_config("default", overrides={"lora.r": 8, "lora.alpha": 16})
     runs = standard_ablations(eight)
@@ -88,7 +90,7 @@ def test_the_standard_ablations_follow_the_profiles_rank():
 
 @pytest.mark.parametrize("profile", ["smoke", "default"])
 def test_prepare_prints_the_standard_runs(profile, tmp_path):
-    from polypersona_utils.ablations import standard_ablations
+    from polypersona_utils.runs.ablations import standard_ablations
 
     config = load_config(profile)
     assert prepare(profile, tmp_path) == list(standard_ablations(config))
@@ -114,8 +116,11 @@ def test_one_command_line_runs_every_command_the_makefile_calls_and_no_notebook_
     listed = subprocess.run([sys.executable, "-m", "polypersona_utils", "--help"], capture_output=True, text=True,
                             check=True).stdout
     assert all(command in listed for command in commands)
-    assert not any("__main__" in p.read_text() for p in paths.PACKAGE_DIR.glob("*.py") if p.stem != "__main__")
-    assert module_imports("from .a import x\n\ndef f():\n    from .b import y\n") == {"a", "b"}  # lazy ones count
+    assert not any("__main__" in p.read_text() for p in paths.PACKAGE_DIR.rglob("*.py") if p.stem != "__main__")
+    assert module_imports("from .a import x\n\ndef f():\n    from .b import y\n", "m") == {"a", "b"}  # lazy ones count
+    # relative imports resolve from the importing module's stage; `from package import module` names the module
+    assert module_imports("from .a import x\nfrom .. import paths\nfrom ..llm import models\n", "panel.m",
+                          {"panel.a", "paths", "llm.models"}) == {"panel.a", "paths", "llm.models"}
     graph = import_graph()
     for notebook in ("01_build_dataset", "02_train", "03_generate", "04_metrics", "06_panel"):
         assert not {"cli", "__main__"} & set(notebook_modules(notebook, graph))

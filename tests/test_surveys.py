@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from polypersona_utils.config import ConfigError, load_config
-from polypersona_utils.personas import survey_panel
-from polypersona_utils.questions import load_question_bank
-from polypersona_utils.surveys import SurveyError, check_links, load_survey
+from polypersona_utils.dataset.personas import survey_panel
+from polypersona_utils.dataset.questions import load_question_bank
+from polypersona_utils.dataset.surveys import SurveyError, check_links, load_survey
 
 RESPONDENTS = pd.DataFrame({
     "resp": [11, 12, 13, 14],
@@ -151,7 +151,7 @@ questions:
 
 
 def test_a_users_survey_profile_loads_and_make_tracks_its_files(tmp_path):
-    from polypersona_utils.steps import sources_makefile
+    from polypersona_utils.make_plan import sources_makefile
 
     def inputs(config):
         return next(l for l in sources_makefile(config).splitlines() if l.startswith("SURVEY_INPUTS := ")).split()[2:]

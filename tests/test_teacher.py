@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from polypersona_utils.prompts import build_messages
+from polypersona_utils.dataset.prompts import build_messages
 from polypersona_utils.provenance import read_jsonl
-from polypersona_utils.teacher import HttpTeacher, TeacherRequest, run_teacher, trim_to_sentence
+from polypersona_utils.dataset.teacher import HttpTeacher, TeacherRequest, run_teacher, trim_to_sentence
 
 PERSONA = {"age": 50, "gender": "man", "occupation": "retired", "education": "graduate degree",
            "region": "lives in a city", "income_bracket": "not reported", "political_identity": "independent",
@@ -18,8 +18,8 @@ PERSONA = {"age": 50, "gender": "man", "occupation": "retired", "education": "gr
 # Shared by the test and the subprocess it kills: 8 open questions and a closed one, batches of 2, the embedded SmolLM2.
 SCRIPT = textwrap.dedent("""
     import sys
-    from polypersona_utils.prompts import build_messages
-    from polypersona_utils.teacher import LocalTeacher, TeacherRequest, run_teacher
+    from polypersona_utils.dataset.prompts import build_messages
+    from polypersona_utils.dataset.teacher import LocalTeacher, TeacherRequest, run_teacher
     PERSONA = {persona!r}
     requests = [TeacherRequest.make(build_messages(PERSONA, "lifestyle", f"What do you do on day {{i}} of a holiday?",
                                                    "open")) for i in range(8)]
@@ -95,7 +95,7 @@ def test_http_teacher_unreachable_endpoint_is_a_clear_error(tmp_path):
 def test_option_scores_of_a_batch_equal_one_full_forward_per_option():
     import torch
 
-    from polypersona_utils.teacher import LocalTeacher
+    from polypersona_utils.dataset.teacher import LocalTeacher
 
     teacher = LocalTeacher("smollm2-135m-instruct", None, max_new_tokens=8, temperature=0.0, top_p=1.0, seed=1)
     other = dict(PERSONA, age=71, gender="man", political_identity="strong Republican, conservative")

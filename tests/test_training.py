@@ -13,7 +13,7 @@ import torch
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.training import (plan_training, prompt_completion, resolve_target_modules, sft_config,
+from polypersona_utils.modeling.training import (plan_training, prompt_completion, resolve_target_modules, sft_config,
                                         sft_kwargs, train_model)
 
 from conftest import tiny_config
@@ -30,9 +30,9 @@ def make_trainer(config, records, model=None):
     from datasets import Dataset
     from peft import LoraConfig
 
-    from polypersona_utils import models
-    from polypersona_utils.answer_loss import AnswerLossSFTTrainer
-    from polypersona_utils.training import plan_training
+    from polypersona_utils.llm import models
+    from polypersona_utils.modeling.answer_loss import AnswerLossSFTTrainer
+    from polypersona_utils.modeling.training import plan_training
 
     spec = config.models[0]
     plan = plan_training(config.training, cuda_available=False)
@@ -199,7 +199,7 @@ def test_detect_plan_reads_the_gpu_it_finds(monkeypatch):
 
     import torch
 
-    from polypersona_utils.training import detect_plan
+    from polypersona_utils.modeling.training import detect_plan
 
     paper = load_config("paper").training
     card = types.SimpleNamespace(total_memory=8 * 2**30)
@@ -219,7 +219,7 @@ RESUME_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from polypersona_utils import paths
     from polypersona_utils.config import load_config
-    from polypersona_utils.training import train_model
+    from polypersona_utils.modeling.training import train_model
     root, model_dir, run = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
     paths.ARTIFACTS_ROOT, paths.RESULTS_ROOT = root / "artifacts", root / "results"
     config = load_config("smoke", overrides={
@@ -261,7 +261,7 @@ def test_killed_training_resumes_to_the_same_adapter(smoke_data, tiny_model_dir,
 
 
 def test_whole_run_loss_weights_each_log_by_the_steps_it_covers():
-    from polypersona_utils.training import whole_run_train_loss
+    from polypersona_utils.modeling.training import whole_run_train_loss
 
     history = [{"loss": 3.0, "step": 2}, {"eval_loss": 9.0, "step": 2}, {"loss": 1.0, "step": 3},
                {"loss": 2.0, "step": 6}]
@@ -285,7 +285,7 @@ def test_training_twice_on_one_machine_gives_the_same_adapter(smoke_data, tiny_m
 def test_accelerate_config_and_per_process_device_map(monkeypatch):
     from accelerate.commands.config.config_args import ClusterConfig
 
-    from polypersona_utils.training import device_map_for
+    from polypersona_utils.modeling.training import device_map_for
 
     config = ClusterConfig.from_yaml_file(str(paths.PROJECT_ROOT / "configs" / "accelerate_multi_gpu.yaml"))
     assert config.distributed_type == "MULTI_GPU" and config.mixed_precision == "bf16"

@@ -6,8 +6,8 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.personas import PersonaError, file_panel, load_panel
-from polypersona_utils.userfiles import UserFileError, read_rows
+from polypersona_utils.dataset.personas import PersonaError, file_panel, load_panel
+from polypersona_utils.user_files import UserFileError, read_rows
 
 FIXTURES = paths.PROJECT_ROOT / "tests" / "fixtures"
 PANEL = (FIXTURES / "panel.csv").read_text()

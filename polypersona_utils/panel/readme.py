@@ -1,0 +1,166 @@
+"""The results README's panel paragraphs in words: the verdict (first in the README), what the panel is worth in
+real respondents, and notebook 06's section; pure functions of the panel tables."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .references import ANCHORS, REFERENCE_VARIANTS
+
+
+def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: dict | None = None) -> str:
+    """The results README's first paragraph: the best variant on log-loss and on subgroup effects, and each model
+    against the persona-blind marginal, the best reference fitted on the same respondents and the best anchor, by
+    paired differences (model minus reference, on the same respondent-bootstrap draws); where the study has more
+    than one model family, which one is better on each measure (`family_sentences`)."""
+    individual = tables["panel_individual"].set_index("variant")
+    effects = tables["panel_effects"].set_index("variant")
+    paired = tables["panel_paired"]
+
+    def against(rows, reference: str) -> str:
+        row = rows.loc[reference]
+        return (f"{row.difference:+.3f} [{row.difference_lo:+.3f}, {row.difference_hi:+.3f}] against "
+                f"`{reference}`")
+
+    best_loss = individual.log_loss.idxmin()
+    best_slope = effects.slope.idxmax() if effects.slope.notna().any() else None  # no cell large enough: none
+    sentences = [f"On {respondents} held-out real respondents the best predictor of each person's answer is "
+                 f"`{best_loss}` (log-loss {individual.loc[best_loss, 'log_loss']:.3f})"
+                 + (f", and the variant whose subgroups differ most as the survey's do is `{best_slope}` "
+                    f"(subgroup-effect slope {effects.loc[best_slope, 'slope']:.3f}; 1 would match the real "
+                    "differences)." if best_slope is not None else ".")]
+    same_data = [v for v in REFERENCE_VARIANTS if v in individual.index]
+    anchors = [v for v in ANCHORS if v in individual.index]
+    for model in dict.fromkeys(paired.variant):
+        rows = paired[paired.variant == model]
+        loss = rows[rows.measure == "log_loss"].set_index("reference")
+        slope = rows[rows.measure == "subgroup_effect_slope"].set_index("reference")
+        compared = ["baseline-population", min(same_data, key=lambda v: individual.loc[v, "log_loss"])]
+        compared += [min(anchors, key=lambda v: individual.loc[v, "log_loss"])] if anchors else []
+        strongest = max(same_data, key=lambda v: effects.loc[v, "slope"])
+        sentences.append(f"`{model}`: log-loss {individual.loc[model, 'log_loss']:.3f}, "
+                         + ", ".join(against(loss, r) for r in dict.fromkeys(compared))
+                         + f"; subgroup-effect slope {effects.loc[model, 'slope']:.3f}, "
+                         + against(slope, strongest) + " (paired differences, model minus reference).")
+    families = ("\n\n" + family_sentences(tables["panel_models"], costs or {})
+                if "panel_models" in tables and len(tables["panel_models"]) else "")
+    worth = ("\n\n" + worth_sentences(tables["panel_worth"], respondents) + "\n\n"
+             + "![What the panel is worth: coverage and effective sample size](figures/panel_worth.png)"
+             if "panel_worth" in tables else "")
+    return ("## Verdict\n\n" + " ".join(sentences) + families + worth + "\n\n"
+            + "![Per item and party group, real answers against every variant](figures/panel_by_party.png)\n")
+
+
+HIGHER_IS_BETTER = {"log_loss": False}  # every other measure of `panel_models`: higher is better
+
+
+def family_sentences(models: pd.DataFrame, costs: dict[str, dict[str, float]]) -> str:
+    """The verdict's paragraph on model families: per pair of variants (`panel_models`), which is better on each
+    measure, by the paired difference's interval; then what each family cost on this machine."""
+    sentences = []
+    for (variant, reference), rows in models.groupby(["variant", "reference"], sort=False):
+        said = []
+        for row in rows.itertuples():
+            if row.difference_lo > 0 or row.difference_hi < 0:
+                lower = row.difference_hi < 0
+                better = variant if lower != HIGHER_IS_BETTER.get(row.measure, True) else reference
+                verdict = f"`{better}` better"
+            else:
+                verdict = "not told apart"
+            said.append(f"{row.measure.replace('_', ' ')} {row.difference:+.3f} [{row.difference_lo:+.3f}, "
+                        f"{row.difference_hi:+.3f}] ({verdict})")
+        sentences.append(f"`{variant}` minus `{reference}`: " + "; ".join(said) + ".")
+    cost = [f"`{family}` " + " and ".join(
+        ([f"{c['train_s_per_record']:.2f} s per training record"] if "train_s_per_record" in c else [])
+        + ([f"{c['score_s_per_pair']:.3f} s per panel pair scored"] if "score_s_per_pair" in c else []))
+        for family, c in costs.items() if c]
+    return ("**Model families** (`tables/panel_models`: paired differences on the same respondent-bootstrap draws; "
+            "log-loss lower is better, subgroup-effect slope and stacking gain higher): " + " ".join(sentences)
+            + (" Cost on this machine (notebook 02's training and notebook 06's scoring of the fine-tuned model, "
+               "from this run): " + "; ".join(cost) + "." if cost else ""))
+
+
+def worth_sentences(worth: pd.DataFrame, respondents: int) -> str:
+    """The verdict's second paragraph: what each predictor is worth in real respondents at the middle sample size."""
+    sizes = sorted(worth.n.unique())
+    n = 100 if 100 in sizes else sizes[len(sizes) // 2]
+    at = worth[worth.n == n].set_index(["predictor", "estimator"])
+    predictors = list(dict.fromkeys(worth.predictor))
+    ppi = [f"`{p}` {at.loc[(p, 'ppi'), 'effective_n']:.1f}" + (" (the control: related to no answer)"
+                                                                  if p.startswith("shuffled-") else "")
+           for p in predictors]
+    coverage = at.xs("ppi", level="estimator").coverage
+    synthetic = [f"`{p}` covers {at.loc[(p, 'synthetic'), 'coverage']:.1%}, mean bias "
+                 f"{100 * at.loc[(p, 'synthetic'), 'bias']:.1f} points" for p in predictors
+                 if not p.startswith("shuffled-")]
+    classical = at.loc[(predictors[0], "classical")]
+    return (f"**What the panel is worth in real respondents** (`tables/panel_worth`, `figures/panel_worth`): given "
+            f"the real answers of a random {n} of the {respondents} and a predictor's probabilities for every card, "
+            f"prediction-powered (PPI++) estimates of the answer shares, overall and in subgroups "
+            f"({int(classical.estimands)} estimands), are as precise as a classical sample of: " + ", ".join(ppi)
+            + f" real respondents; their intervals cover the true share {coverage.min():.1%} to {coverage.max():.1%} "
+            f"of the time, the classical sample's {classical.coverage:.1%} (nominal 95 %). "
+            "Used alone, without real answers, the synthetic panel's intervals: " + "; ".join(synthetic) + ".")
+
+
+def interval(row, name: str) -> str:
+    return f"{row[name]:.3f} [{row[name + '_lo']:.3f}, {row[name + '_hi']:.3f}]"
+
+
+NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+
+
+def panel_section(config, tables: dict[str, pd.DataFrame], respondents: int, training: int, survey_title: str,
+                  option_counts: list[int]) -> str:
+    """The results README's panel section: each model variant against each reference, in words."""
+    alignment = tables["panel_alignment"]
+    overall = alignment[alignment.variable == "all"].set_index("variant")
+    by_party = alignment[alignment.variable == "party"]
+    individual = tables["panel_individual"].set_index("variant")
+    effects = tables["panel_effects"].set_index("variant")
+    lines = ["## The synthetic panel against held-out real respondents (notebook 06)", "",
+             f"{respondents} real {survey_title} respondents who are in no split of this dataset, each asked every "
+             f"linked item they answered; every variant's probability of each option (option log-likelihoods, averaged "
+             f"over the given and the reversed option order) against their real answers. References fitted on the "
+             f"{training} training respondents only (`baseline-logistic` and `baseline-boosting` see every field of "
+             "the card, tuned by cross-validation on those respondents); the `anchor-*` rows are the same two "
+             "methods fitted on every eligible respondent outside the panel. Tables: `tables/panel_*`; figures: "
+             "`figures/panel_*`.", "",
+             "| variant | alignment (all) | party: mean alignment | log-loss | accuracy | subgroup-effect correlation "
+             "| subgroup-effect slope |", "|---|---|---|---|---|---|---|"]
+    for variant in list(overall.index):
+        party = by_party[by_party.variant == variant].alignment.mean()
+        ind = individual.loc[variant] if variant in individual.index else None
+        eff = effects.loc[variant] if variant in effects.index else None
+        lines.append(f"| `{variant}` | {interval(overall.loc[variant], 'alignment')} | {party:.3f} | "
+                     + (f"{interval(ind, 'log_loss')} | {interval(ind, 'accuracy')} | " if ind is not None else "- | - | ")
+                     + (f"{interval(eff, 'correlation')} | {interval(eff, 'slope')} |" if eff is not None
+                        else "- | - |"))
+    lines += [""]
+    paired = tables["panel_paired"]
+    for _, row in paired.iterrows():
+        better = "lower" if row.measure == "log_loss" else "higher"
+        word = (("better" if (row.difference_hi < 0) == (better == "lower") else "worse")
+                if row.difference_lo > 0 or row.difference_hi < 0 else "not told apart")
+        lines.append(f"- `{row.variant}` against `{row.reference}` on {row.measure.replace('_', ' ')}: {word} "
+                     f"(difference {row.difference:+.3f} [{row.difference_lo:+.3f}, {row.difference_hi:+.3f}], "
+                     f"paired on the same respondent-bootstrap draws; {better} is better).")
+    subpop = tables["panel_subpop_units"].set_index("variant").wasserstein_per_option_gap
+    stacking = tables["panel_stacking"]
+    lines += ["", "In SubPOP's units (mean over subgroup x item cells of W1 / (options - 1); SubPOP's held-out GSS "
+              "2022 figures: fine-tuned 7B 0.121, uniform 0.208, human floor 0.033): "
+              + ", ".join(f"`{v}` {x:.3f}" for v, x in subpop.items()) + " (`tables/panel_subpop_units`)."]
+    for _, row in stacking.iterrows():
+        lines.append(f"- Stacking `{row.variant}` on `{row.card_regression}` (cross-fitted on the panel, "
+                     f"`tables/panel_stacking`): log-loss {row.log_loss_without:.3f} without the model, "
+                     f"{row.log_loss_with:.3f} with it, gain {row.gain:+.3f} [{row.gain_lo:+.3f}, {row.gain_hi:+.3f}].")
+    sizes = sorted(set(option_counts))
+    uniform = (f"ln {sizes[0]} = {math.log(sizes[0]):.3f} on these {NUMBER_WORDS.get(sizes[0], sizes[0])}-option items"
+               if len(sizes) == 1 else f"{np.mean(np.log(option_counts)):.3f} on these items (mean of ln options)")
+    lines += ["", f"A uniform guess has log-loss {uniform}. `1 - W1/W1max` is close to 1 "
+              "for any sensible distribution; the subgroup-effect correlation (how a subgroup's mean answer differs "
+              "from the whole panel's, synthetic against real, over item x subgroup cells) is what says whether the "
+              "persona carries.", ""]
+    return "\n".join(lines)

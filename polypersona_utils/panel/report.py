@@ -1,0 +1,245 @@
+"""Notebook 06: the synthetic panel of every variant and the statistician's references, scored against the
+held-out real panel; tables, figures, the results README's panel section, and `check_panel` for check-results."""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import pandas as pd
+
+from .synthetic import (dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel,
+                    subgroup_variables)
+from .measures import panel_tables, population_effects, with_answer_columns
+from .paired import panel_models, panel_paired
+from .readme import panel_section, verdict_section
+from .references import ANCHORS, REFERENCE_VARIANTS, model_variants, reference_distributions
+from .stacking import panel_stacking, stacked
+from .worth import panel_worth, worth_predictors
+from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
+from ..reporting.tables import tables_that_differ, write_table
+from ..dataset.respondents import PanelRespondent, linked_by_id
+
+DISTRIBUTIONS_FILE = "panel_distributions.csv"
+
+
+def panel_settings(config) -> dict:
+    """What notebook 06 reads: written into its provenance and make's step stamp."""
+    return config.select(("models", "panel", "personas.survey", "seeds.panel", "seeds.sampling", "seeds.bootstrap",
+                          "seeds.training", "seeds.worth", "generation.temperature", "training.quantization",
+                          "training.compute_dtype", "ablation", "metrics.bootstrap_samples"))
+
+
+def panel_size(config) -> int | None:
+    return config.panel.ablation_respondents if config.run else config.panel.respondents
+
+
+def respondents_of(config) -> tuple[list[PanelRespondent], list[PanelRespondent]]:
+    """(held-out panel, training respondents): the panel is disjoint from every persona of the dataset; the
+    references are fitted on the respondents the run trained on (all their linked answers)."""
+    from ..dataset.records import load_split
+
+    train_ids = {r["persona_id"] for r in load_split(config, "train")}
+    panel = held_out_panel(config, dataset_persona_ids(config), panel_size(config), config.seeds.panel)
+    train = held_out_panel(config, set(), None, config.seeds.panel, only=train_ids)
+    return panel, train
+
+
+def anchor_pool(config, panel) -> list[PanelRespondent] | None:
+    """The main run's anchors are fitted on every eligible respondent outside its panel; an ablation run (and a
+    profile with `panel.anchors: false`) has none."""
+    if config.run or not config.panel.anchors:
+        return None
+    return held_out_panel(config, {r.persona_id for r in panel}, None, config.seeds.panel)
+
+
+def reference_rows(config, panel, train, questions) -> dict[str, list[dict]]:
+    distributions = reference_distributions(train, panel, questions, config.panel.cell_smoothing,
+                                            config.seeds.training, anchor_pool(config, panel))
+    out = {}
+    for variant, by_pair in distributions.items():
+        rows = []
+        for index, respondent in enumerate(panel):
+            for item_index, qid in enumerate(sorted(respondent.answers)):
+                probabilities = by_pair[respondent.persona_id, qid]
+                options = list(questions[qid].options)
+                rows.append({"persona_id": respondent.persona_id, "question_id": qid,
+                             "survey_item": questions[qid].survey_item, "options": options,
+                             "probabilities": [round(float(p), 6) for p in probabilities],
+                             "sampled_option": sampled_option(probabilities, options, config.generation.temperature,
+                                                              (config.seeds.sampling, index, item_index)),
+                             "real_option": respondent.answers[qid], "variant": variant})
+        out[variant] = rows
+    return out
+
+
+def distributions_csv(frame: pd.DataFrame, variables: tuple[str, ...]) -> str:
+    columns = ["variant", "persona_id", "question_id", "options", "probabilities", "real_option", "sampled_option",
+               *variables]
+    out = frame[columns].copy()
+    out["options"] = out.options.map("|".join)
+    out["probabilities"] = out.probabilities.map(lambda p: "|".join(f"{x:.6f}" for x in p))
+    return out.to_csv(index=False)
+
+
+def read_distributions(path) -> pd.DataFrame:
+    frame = pd.read_csv(path, keep_default_na=False)
+    frame["options"] = frame.options.str.split("|")
+    frame["probabilities"] = frame.probabilities.map(lambda s: [float(x) for x in s.split("|")])
+    return frame
+
+
+def population_frame(config) -> pd.DataFrame:
+    """Every eligible respondent's real answers, with subgroups: the pool of the human ceiling."""
+    everyone = held_out_panel(config, set(), None, config.seeds.panel)
+
+    questions = linked_by_id(config.bank)
+    rows = [{"persona_id": r.persona_id, "question_id": qid, "options": list(questions[qid].options),
+             "probabilities": [float(o == r.answers[qid]) for o in questions[qid].options],
+             "real_option": r.answers[qid], "variant": "population"}
+            for r in everyone for qid in sorted(r.answers)]
+    return panel_frame(rows, {r.persona_id: r for r in everyone})
+
+
+def compute_panel_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    samples, seed, least = config.metrics.bootstrap_samples, config.seeds.bootstrap, config.panel.min_cell_respondents
+    variables = subgroup_variables(config.survey)
+    answers, population = with_answer_columns(frame), with_answer_columns(population_frame(config))
+    tables = panel_tables(answers, population, samples, seed, least, variables)
+    present = list(dict.fromkeys(frame.variant))
+    references = [v for v in (*REFERENCE_VARIANTS, *ANCHORS) if v in present]
+    real_effects = population_effects(population, variables)
+    tables["panel_paired"] = panel_paired(answers, samples, seed, least, variables, real_effects,
+                                          model_variants(present), references)
+    fits = stacked(answers, seed)
+    tables["panel_stacking"] = panel_stacking(answers, samples, seed, fits)
+    families = model_families(config)
+    if len(families) > 1:
+        tables["panel_models"] = panel_models(answers, samples, seed, least, variables, real_effects, families, fits)
+    if not config.run:  # an ablation run's panel (`panel.ablation_respondents`) is smaller than the samples drawn
+        tables["panel_worth"] = panel_worth(answers, worth_predictors(present, config.panel.worth.references),
+                                            variables, config.panel.worth, config.seeds.worth)
+    return tables
+
+
+def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.DataFrame:
+    """Per scored variant, the mean order effect (`panel.order_effect`); for served models (their rows count the
+    samples that named no option) also the share of such samples, of two orders x `http_samples` a row."""
+    table = pd.DataFrame([{"variant": name, "mean_total_variation": order_effect(rows)}
+                          for name, rows in scored.items()], columns=["variant", "mean_total_variation"])
+    served = {name: sum(r["unparseable_samples"] for r in rows) / (2 * http_samples * len(rows))
+              for name, rows in scored.items() if rows and "unparseable_samples" in rows[0]}
+    if served:
+        table["unparseable_sample_share"] = table.variant.map(served)
+        table["served_by"] = table.variant.map({name: "/".join(sorted({r.get("scored_by") or "samples" for r in rows}))
+                                                for name, rows in scored.items() if name in served})
+    return table
+
+
+def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
+    from .figures import panel_figures
+    from ..modeling.generation import variants
+    from ..reporting.readme import write_section
+
+    where = config.paths()
+    panel, train = respondents_of(config)
+    questions = linked_by_id(config.bank)
+    rows, scored, seconds = [], {}, {}
+    for variant in variants(config):
+        start = time.perf_counter()
+        scored[variant.name] = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",
+                                           progress)
+        seconds[variant.name] = round(time.perf_counter() - start, 1)  # respondents already cached cost nothing
+        rows += scored[variant.name]
+    for variant, variant_rows in reference_rows(config, panel, train, questions).items():
+        write_jsonl(where.artifacts / "panel" / f"{variant}.jsonl", variant_rows)
+        rows += variant_rows
+    frame = panel_frame(rows, {r.persona_id: r for r in panel})
+    survey = config.survey
+    atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
+    tables = compute_panel_tables(config, frame)
+    tables["panel_order_effect"] = order_effect_table(scored, config.panel.http_samples)
+    for name, table in tables.items():
+        write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
+    panel_figures(frame, tables, where.figures, where.name, survey.label_order(), config.panel.min_cell_respondents)
+    write_section(where.results, "panel", panel_section(config, tables, len(panel), len(train), survey.title,
+                                                        [len(questions[q].options) for r in panel for q in r.answers]))
+    pairs = sum(len(r.answers) for r in panel)
+    write_section(where.results, "verdict", verdict_section(tables, len(panel), family_costs(config, seconds, pairs)))
+    atomic_write_json(where.results / "provenance" / "06_panel.json", provenance_record(
+        config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
+        step="06_panel", respondents=len(panel), training_respondents=len(train), settings=panel_settings(config),
+        scoring_seconds=seconds, pairs=pairs))
+    return tables
+
+
+def model_families(config) -> list[str]:
+    """The profile's locally run models, in order: the families `panel_models` compares."""
+    return [m.name for m in config.models if m.backend == "local"]
+
+
+def family_costs(config, scoring_seconds: dict[str, float], pairs: int) -> dict[str, dict[str, float]]:
+    """Per model family of a study with more than one: training seconds per training record (notebook 02's run,
+    `training_metrics.json`) and scoring seconds per respondent-item pair of its fine-tuned variant (this panel
+    run's, model loading included), where recorded."""
+    import json
+
+    families = model_families(config)
+    metrics = config.paths().training_results / "training_metrics.json"
+    if len(families) < 2 or not metrics.exists():
+        return {}
+    trained = json.loads(metrics.read_text(encoding="utf-8"))
+    costs = {}
+    for family in families:
+        cost = {}
+        if family in trained and trained[family].get("wall_time_s_this_session"):
+            cost["train_s_per_record"] = trained[family]["wall_time_s_this_session"] / trained[family]["train_examples"]
+        if scoring_seconds.get(f"{family}-lora") and pairs:
+            cost["score_s_per_pair"] = scoring_seconds[f"{family}-lora"] / pairs
+        costs[family] = cost
+    return costs
+
+
+RENAMED = {"baseline-demographic-cell": "baseline-cell-smoothed"}  # the same method, under its earlier name
+
+
+def refresh_panel(config) -> dict[str, pd.DataFrame]:
+    """Notebook 06's tables, figures and README sections recomputed from the stored distributions, scoring and
+    fitting nothing: for results made before a change to the panel's measures. Variants keep the distributions
+    their run stored (its references are the ones that run fitted; `RENAMED` names are updated); the order-effect
+    table, which needs both orders' probabilities, stays as stored."""
+    import json
+
+    from .figures import panel_figures
+    from ..reporting.readme import write_section
+
+    where = config.paths()
+    frame = read_distributions(where.results / DISTRIBUTIONS_FILE)
+    frame["variant"] = frame.variant.replace(RENAMED)
+    survey = config.survey
+    atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
+    tables = compute_panel_tables(config, frame)
+    for name, table in tables.items():
+        write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
+    tables["panel_order_effect"] = pd.read_csv(where.tables / "panel_order_effect.csv")
+    panel_figures(frame, tables, where.figures, where.name, survey.label_order(), config.panel.min_cell_respondents)
+    stored = json.loads((where.results / "provenance" / "06_panel.json").read_text(encoding="utf-8"))
+    respondents = frame.persona_id.nunique()
+    counts = [len(o) for o in frame[frame.variant == frame.variant.iloc[0]].options]
+    write_section(where.results, "panel", panel_section(config, tables, respondents, stored["training_respondents"],
+                                                        survey.title, counts))
+    write_section(where.results, "verdict", verdict_section(
+        tables, respondents, family_costs(config, stored.get("scoring_seconds", {}), stored.get("pairs", 0))))
+    atomic_write_json(where.results / "provenance" / "06_panel_refresh.json", provenance_record(
+        config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
+        step="06_panel_refresh", tables=sorted(tables), settings=panel_settings(config)))
+    return tables
+
+
+def check_panel(config) -> list[str]:
+    """Tables recomputed from the stored distributions that differ from the stored ones (empty: reproduced)."""
+    where = config.paths()
+    stored = where.results / DISTRIBUTIONS_FILE
+    if not stored.exists():
+        return []
+    tables = compute_panel_tables(config, read_distributions(stored))
+    return tables_that_differ(tables, where.tables)
