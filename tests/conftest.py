@@ -86,7 +86,7 @@ def tiny_model_dir(tmp_path_factory):
 def smoke_data(tmp_roots, hash_teacher):
     """The smoke dataset, built with the deterministic stand-in teacher into the temporary roots."""
     from polypersona_utils.config import load_config
-    from polypersona_utils.dataset.records import build_dataset
+    from polypersona_utils.dataset.build import build_dataset
 
     return build_dataset(load_config("smoke"), progress=False, teacher=hash_teacher)
 

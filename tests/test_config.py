@@ -107,7 +107,7 @@ def test_every_allowed_scheduler_is_one_transformers_has():
 
     from transformers import SchedulerType
 
-    from polypersona_utils.config import TrainingConfig
+    from polypersona_utils.config_sections import TrainingConfig
 
     allowed = typing.get_args(typing.get_type_hints(TrainingConfig)["lr_scheduler"])
     assert set(allowed) <= {s.value for s in SchedulerType}

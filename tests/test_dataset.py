@@ -5,8 +5,10 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.dataset.records import (LeakageError, RecordImportError, assign_questions, build_dataset,
-                                       check_leakage, import_records, split_records)
+from polypersona_utils.dataset.build import build_dataset
+from polypersona_utils.dataset.record_import import import_records, RecordImportError
+from polypersona_utils.dataset.records import assign_questions
+from polypersona_utils.dataset.splits import check_leakage, LeakageError, split_records
 from polypersona_utils.dataset.personas import survey_panel
 from polypersona_utils.dataset.surveys import load_survey
 from polypersona_utils.provenance import read_jsonl, write_jsonl
@@ -141,7 +143,7 @@ def test_import_rejects_a_record_without_reference(tmp_path):
 
 
 def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
-    from polypersona_utils.dataset.records import run_view
+    from polypersona_utils.dataset.splits import run_view
 
     records = [dict(record(f"p{p:02d}", f"q{q}"), domain="healthcare" if q == 0 else "finance")
                for p in range(20) for q in range(4)]
@@ -175,7 +177,7 @@ def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
 
 
 def test_training_respondents_join_train_with_every_linked_answer(tmp_roots, hash_teacher):
-    from polypersona_utils.dataset.records import TRAINING_RESPONDENTS_FILE
+    from polypersona_utils.dataset.splits import TRAINING_RESPONDENTS_FILE
     from polypersona_utils.dataset.respondents import survey_respondents
 
     config = load_config("smoke", overrides={"real_answers.training_respondents": 6})

@@ -6,7 +6,7 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.dataset.records import build_dataset
+from polypersona_utils.dataset.build import build_dataset
 from polypersona_utils.evaluation.external_scores import score_predictions
 from polypersona_utils.provenance import write_jsonl
 from polypersona_utils.user_files import UserFileError

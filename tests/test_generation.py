@@ -117,7 +117,7 @@ def test_records_with_identical_prompts_get_their_own_answers_and_ids(smoke_data
     # its own generation (a sampled answer per respondent, as in a survey) under its own id.
     from collections import Counter
 
-    from polypersona_utils.dataset.records import load_split
+    from polypersona_utils.dataset.splits import load_split
 
     config = tiny_config(tiny_model_dir, **{"ablation.include_persona": False, "run": "no-persona",
                                             "ablation_runs.train_personas": None,

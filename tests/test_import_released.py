@@ -6,7 +6,8 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.dataset.records import RecordImportError, build_dataset
+from polypersona_utils.dataset.build import build_dataset
+from polypersona_utils.dataset.record_import import RecordImportError
 from polypersona_utils.dataset.questions import load_question_bank
 
 BANK = load_question_bank(load_config("smoke").questions.bank_path).by_id()
@@ -84,7 +85,7 @@ def test_a_repeated_pair_names_both_places_unless_duplicates_are_dropped(tmp_roo
     (lambda r: r.pop("id"), r"line 1: field 'id' is missing or empty \(also looked in 'meta'\)"),
 ])
 def test_a_malformed_record_names_file_line_record_and_field(tmp_path, change, message):
-    from polypersona_utils.dataset.records import import_records
+    from polypersona_utils.dataset.record_import import import_records
 
     row = released("t1", "p1", "Describe your street.", "Quiet.")
     change(row)
@@ -102,7 +103,8 @@ def test_make_tracks_the_imported_files(released_files):
 
 
 def test_free_text_closed_answers_as_released_keep_their_text_and_the_option_parsed_from_it(tmp_path):
-    from polypersona_utils.dataset.records import check_record, import_records
+    from polypersona_utils.dataset.record_import import import_records
+    from polypersona_utils.dataset.records import check_record
     from polypersona_utils.dataset.prompts import closed_answer
 
     likert = ('On a scale of 1 to 5, with 1 being "Strongly Disagree" and 5 being "Strongly Agree," I\'d rate myself '

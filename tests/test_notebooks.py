@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from polypersona_utils import paths
-from polypersona_utils.dataset.records import check_leakage
+from polypersona_utils.dataset.splits import check_leakage
 from polypersona_utils.provenance import read_jsonl
 
 

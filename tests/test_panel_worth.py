@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polypersona_utils.config import PanelWorthConfig
+from polypersona_utils.config_sections import PanelWorthConfig
 from polypersona_utils.cli import main
 from polypersona_utils.panel.estimates import (classical_estimate, ppi_estimate, power_tuning, read_answers,
                                                read_predictions, synthetic_estimate)

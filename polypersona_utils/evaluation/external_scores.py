@@ -50,7 +50,7 @@ def score_predictions(config, predictions_path: Path, name: str) -> dict[str, pd
     """Score `predictions_path` as variant `name`; write `results/<profile>/scored/<name>/`; return the tables."""
     from .. import paths
     from .baselines import BASELINE, retrieval_baseline
-    from ..dataset.records import load_split
+    from ..dataset.splits import load_split
     from .scoring import add_scores, answers_frame, compute_tables, metric_settings
     from ..dataset.parsing import parse_option
     from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file

@@ -115,7 +115,7 @@ def metric_settings(config) -> dict:
 
 def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     """All tables of the study for `split`, written under the run's results folder (`config.paths(split)`)."""
-    from ..dataset.records import load_split
+    from ..dataset.splits import load_split
 
     where = config.paths(split)
     profile = where.name

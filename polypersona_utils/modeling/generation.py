@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..llm.backends import generate_local, openai_chat
-from ..dataset.records import load_split
+from ..dataset.splits import load_split
 from ..llm.models import inference_dtype
 from ..dataset.parsing import parse_option
 from ..dataset.prompts import record_messages

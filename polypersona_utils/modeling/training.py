@@ -224,7 +224,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     from ..llm import models
     from .answer_loss import AnswerLossSFTTrainer
 
-    from ..dataset.records import run_view, training_respondent_ids
+    from ..dataset.splits import run_view, training_respondent_ids
 
     run_name = run_name or spec.name
     include_persona = include_persona and config.ablation.include_persona

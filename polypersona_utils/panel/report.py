@@ -36,7 +36,7 @@ def panel_size(config) -> int | None:
 def respondents_of(config) -> tuple[list[PanelRespondent], list[PanelRespondent]]:
     """(held-out panel, training respondents): the panel is disjoint from every persona of the dataset; the
     references are fitted on the respondents the run trained on (all their linked answers)."""
-    from ..dataset.records import load_split
+    from ..dataset.splits import load_split
 
     train_ids = {r["persona_id"] for r in load_split(config, "train")}
     panel = held_out_panel(config, dataset_persona_ids(config), panel_size(config), config.seeds.panel)

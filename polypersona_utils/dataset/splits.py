@@ -1,0 +1,154 @@
+"""The dataset's splits: persona-disjoint assignment, the leakage checks, the files written (JSONL and a
+`datasets` DatasetDict), and a split read back as a run sees it (`load_split`)."""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .. import paths
+from ..provenance import read_jsonl, write_jsonl
+
+
+log = logging.getLogger(__name__)
+
+
+SPLITS = ("train", "val", "test")
+
+
+TRAINING_RESPONDENTS_FILE = "training_respondents.json"
+
+
+class LeakageError(AssertionError):
+    """The splits share a persona (when persona-disjoint) or a (persona, question) pair."""
+
+
+def training_respondent_ids(data_dir: Path) -> set[str]:
+    """The training respondents of a built dataset (empty for datasets built without them)."""
+    path = Path(data_dir) / TRAINING_RESPONDENTS_FILE
+    return set(json.loads(path.read_text())) if path.exists() else set()
+
+
+def split_personas(persona_ids: list[str], fractions: tuple[float, float, float], seed: int) -> dict[str, str]:
+    """persona_id -> split. Personas are shuffled with `seed` and cut by the fractions."""
+    ids = sorted(set(persona_ids))
+    order = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
+    n_val = int(round(fractions[1] * len(ids)))
+    n_test = int(round(fractions[2] * len(ids)))
+    if len(ids) >= 3:  # tiny panels still get a non-empty val and test split when asked for one
+        n_val, n_test = max(n_val, fractions[1] > 0), max(n_test, fractions[2] > 0)
+    n_train = len(ids) - n_val - n_test
+    bounds = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
+    return {pid: split for split, pids in bounds.items() for pid in pids}
+
+
+def split_records(records: list[dict], fractions: tuple[float, float, float], seed: int,
+                  persona_disjoint: bool = True) -> dict[str, list[dict]]:
+    if persona_disjoint:
+        assignment = split_personas([r["persona_id"] for r in records], fractions, seed)
+        key_of = lambda r: assignment[r["persona_id"]]  # noqa: E731
+    else:
+        assignment = split_personas([r["id"] for r in records], fractions, seed)
+        key_of = lambda r: assignment[r["id"]]  # noqa: E731
+    splits = {name: [] for name in SPLITS}
+    for record in sorted(records, key=lambda r: r["id"]):
+        splits[key_of(record)].append(record)
+    return splits
+
+
+def check_leakage(splits: dict[str, list[dict]], persona_disjoint: bool = True) -> None:
+    """Raise LeakageError if a persona is in two splits (when disjoint) or a (persona, question) pair repeats."""
+    pairs = Counter((r["persona_id"], r["question"]) for rows in splits.values() for r in rows)
+    repeated = [pair for pair, count in pairs.items() if count > 1]
+    if repeated:
+        raise LeakageError(f"(persona, question) pair occurs {pairs[repeated[0]]} times: {repeated[0]}")
+    ids = Counter(r["id"] for rows in splits.values() for r in rows)
+    if max(ids.values(), default=1) > 1:
+        raise LeakageError(f"record id repeated: {ids.most_common(1)[0][0]}")
+    if persona_disjoint:
+        owners: dict[str, set[str]] = {}
+        for name, rows in splits.items():
+            for r in rows:
+                owners.setdefault(r["persona_id"], set()).add(name)
+        shared = sorted(pid for pid, names in owners.items() if len(names) > 1)
+        if shared:
+            raise LeakageError(f"persona {shared[0]} is in splits {sorted(owners[shared[0]])}")
+
+
+def run_view(records: list[dict], split: str, config, training_respondents: set[str] = frozenset()
+             ) -> list[dict]:
+    """The records a run sees. An ablation run (`config.run` set) keeps the fixed persona subset of
+    `ablation_runs`, plus `ablation.training_respondents` of the training respondents (`real_answers`; none unless
+    asked: the ablations vary the paper's recipe on persona cards); then, with a held-out domain, training and
+    validation lose that domain and the test keeps only it. The main run sees whole splits."""
+    if config.run:
+        asked, pool = config.ablation.training_respondents, sorted(training_respondents)
+        if asked > len(pool):
+            raise ValueError(f"ablation.training_respondents: {asked} asked, the dataset has {len(pool)} training "
+                             "respondents (real_answers.training_respondents)")
+        # The first `asked` of one seeded order: a larger size keeps the smaller sizes' respondents (nested curve).
+        chosen = {pool[i] for i in np.random.default_rng([config.seeds.split, 4]).permutation(len(pool))[:asked]}
+        respondent_records = [r for r in records if r["persona_id"] in chosen]
+        records = [r for r in records if r["persona_id"] not in training_respondents]
+        wanted = getattr(config.ablation_runs, f"{split}_personas")
+        personas = sorted({r["persona_id"] for r in records})
+        if wanted is not None and wanted < len(personas):
+            # Seeded by the split seed and the split: the same subset for every run of the profile.
+            rng = np.random.default_rng([config.seeds.split, SPLITS.index(split)])
+            keep = set(rng.choice(personas, wanted, replace=False).tolist())
+            records = [r for r in records if r["persona_id"] in keep]
+        if respondent_records:
+            records = sorted(records + respondent_records, key=lambda r: r["id"])
+    heldout = config.ablation.heldout_domain
+    if heldout is None:
+        return records
+    if split == "test":
+        return [r for r in records if r["domain"] == heldout]
+    return [r for r in records if r["domain"] != heldout]
+
+
+def load_split(config, split: str) -> list[dict]:
+    """A split of the profile's dataset as the configuration's run sees it."""
+    folder = paths.data_dir(config.profile)
+    return run_view(read_jsonl(folder / f"{split}.jsonl"), split, config, training_respondent_ids(folder))
+
+
+def write_dataset(splits: dict[str, list[dict]], out_dir: Path) -> dict[str, Path]:
+    """`{train,val,test}.jsonl` (canonical JSON, sorted by id: same records, same bytes) and a DatasetDict."""
+    files = {}
+    for name in SPLITS:
+        files[name] = out_dir / f"{name}.jsonl"
+        write_jsonl(files[name], splits[name])
+    _save_dataset_dict(splits, out_dir / "hf_dataset")
+    return files
+
+
+def _save_dataset_dict(splits: dict[str, list[dict]], target: Path) -> None:
+    import shutil
+
+    from datasets import Dataset, DatasetDict
+
+    # Nested columns of varying shape (persona, options) are stored as JSON text: Arrow needs one schema.
+    def flat(rows):
+        return [{**r, "persona": json.dumps(r["persona"], sort_keys=True), "options": json.dumps(r["options"])}
+                for r in rows]
+
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    DatasetDict({name: Dataset.from_list(flat(rows)) for name, rows in splits.items() if rows}).save_to_disk(tmp)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+def count_table(splits: dict[str, list[dict]]):
+    """Long table: split x domain x question_type x reference_source -> records."""
+    import pandas as pd
+
+    rows = [{"split": name, "domain": r["domain"], "question_type": r["question_type"],
+             "reference_source": r["reference_source"]} for name, recs in splits.items() for r in recs]
+    table = pd.DataFrame(rows, columns=["split", "domain", "question_type", "reference_source"])
+    return table.value_counts().rename("records").reset_index().sort_values(
+        ["split", "domain", "question_type", "reference_source"], ignore_index=True)
