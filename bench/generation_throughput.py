@@ -38,14 +38,15 @@ def main() -> None:
     from polypersona_utils.llm import models
     from polypersona_utils.config import load_config
     from polypersona_utils.modeling.generation import LocalGenerator, variants
-    from polypersona_utils.panel.synthetic import held_out_panel
+    from polypersona_utils.dataset.respondents import draw_respondents
+    from polypersona_utils.study import StudyRun
     from polypersona_utils.dataset.prompts import build_messages
     from polypersona_utils.dataset.questions import load_question_bank
 
     config = load_config("default")
     zero_shot = next(v for v in variants(config) if v.adapter_dir is None)
     open_questions = [q for q in load_question_bank(config.questions.bank_path).questions if q.question_type == "open"]
-    cards = [r.card for r in held_out_panel(config, set(), args.prompts, config.seeds.panel)]
+    cards = [r.card for r in draw_respondents(StudyRun(config).eligible, set(), args.prompts, config.seeds.panel)]
     chats = [build_messages(card, q.domain, q.text, "open")
              for card, q in zip(cards, (open_questions[i % len(open_questions)] for i in range(len(cards))))]
     tokenizer = models.load_tokenizer(zero_shot.model_id)

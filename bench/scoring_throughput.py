@@ -36,7 +36,9 @@ def main() -> None:
     from polypersona_utils.llm.backends import generate_local
     from polypersona_utils.config import load_config
     from polypersona_utils.modeling.generation import variants
-    from polypersona_utils.panel.synthetic import held_out_panel, linked_questions, respondent_distributions
+    from polypersona_utils.dataset.respondents import draw_respondents, linked_questions
+    from polypersona_utils.panel.synthetic import respondent_distributions
+    from polypersona_utils.study import StudyRun
     from polypersona_utils.dataset.parsing import parse_option
     from polypersona_utils.dataset.prompts import build_messages
     from polypersona_utils.dataset.questions import load_question_bank
@@ -44,7 +46,7 @@ def main() -> None:
     torch.manual_seed(0)
     config = load_config("default")
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
-    panel = held_out_panel(config, set(), args.respondents, config.seeds.panel)
+    panel = draw_respondents(StudyRun(config).eligible, set(), args.respondents, config.seeds.panel)
     pairs = sum(len(r.answers) for r in panel)
     zero_shot = next(v for v in variants(config) if v.adapter_dir is None)
 

@@ -37,14 +37,15 @@ REAL_ANSWER_ROWS = ("per-record", "packed")
 
 
 def training_examples(config, count: int) -> list[dict]:
-    from polypersona_utils.panel.synthetic import held_out_panel
+    from polypersona_utils.dataset.respondents import draw_respondents
+    from polypersona_utils.study import StudyRun
     from polypersona_utils.dataset.questions import load_question_bank
     from polypersona_utils.dataset.respondents import linked_questions
     from polypersona_utils.dataset.prompts import prompt_completion
 
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
     examples = []
-    for respondent in held_out_panel(config, set(), count, config.seeds.panel):
+    for respondent in draw_respondents(StudyRun(config).eligible, set(), count, config.seeds.panel):
         for qid, answer in respondent.answers.items():
             q = questions[qid]
             examples.append(prompt_completion({"persona": respondent.card, "domain": q.domain, "question": q.text,
@@ -55,7 +56,8 @@ def training_examples(config, count: int) -> list[dict]:
 
 def respondents_records(config, count: int) -> list[dict]:
     """Every linked answer of `count` held-out respondents as training records (the study's prompt)."""
-    from polypersona_utils.panel.synthetic import held_out_panel
+    from polypersona_utils.dataset.respondents import draw_respondents
+    from polypersona_utils.study import StudyRun
     from polypersona_utils.dataset.questions import load_question_bank
     from polypersona_utils.dataset.respondents import linked_questions
 
@@ -64,7 +66,7 @@ def respondents_records(config, count: int) -> list[dict]:
              "domain": questions[qid].domain, "question": questions[qid].text,
              "question_type": questions[qid].question_type, "options": list(questions[qid].options),
              "reference": answer}
-            for r in held_out_panel(config, set(), count, config.seeds.panel) for qid, answer in r.answers.items()]
+            for r in draw_respondents(StudyRun(config).eligible, set(), count, config.seeds.panel) for qid, answer in r.answers.items()]
 
 
 def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:

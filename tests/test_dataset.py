@@ -185,7 +185,7 @@ def test_training_respondents_join_train_with_every_linked_answer(tmp_roots, has
     ids = set(json.loads((result.data_dir / TRAINING_RESPONDENTS_FILE).read_text()))
     panel_ids = {r["persona_id"] for v in result.splits.values() for r in v if r["persona_id"] not in ids}
     assert len(ids) == 6 and not ids & panel_ids and len(panel_ids) == config.personas.n_personas
-    real = {r.persona_id: r for r in survey_respondents(load_survey("gss2018"), config.questions.bank_path)}
+    real = {r.persona_id: r for r in survey_respondents(load_survey("gss2018"), config.bank)}
     rows = [r for r in result.splits["train"] if r["persona_id"] in ids]
     assert not ids & {r["persona_id"] for s in ("val", "test") for r in result.splits[s]}
     bank = {q.question_id: q for q in load_question_bank(config.questions.bank_path).questions}

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polypersona_utils.panel import synthetic as panel_module
 from polypersona_utils.panel.synthetic import order_effect, respondent_distributions, sampled_option
 from polypersona_utils.dataset.respondents import PanelRespondent
 from polypersona_utils.panel.measures import (bootstrap_weights, panel_individual, panel_tables,
                                                 with_answer_columns)
 from polypersona_utils.dataset.prompts import build_messages
+from polypersona_utils.study import StudyRun
 
 CARD = {"persona_id": "gss2018-0001", "age": 40, "gender": "woman", "occupation": "works full time",
         "education": "bachelor's degree", "region": "lives in a city", "income_bracket": "$50,000-$74,999",
@@ -218,17 +218,24 @@ def test_reference_tuning_chooses_by_cross_validation_and_falls_back_when_it_can
 
 
 def test_the_held_out_panel_excludes_the_datasets_personas(smoke_data):
-    from polypersona_utils.config import load_config
+    from polypersona_utils.config import load_config, load_run
+    from polypersona_utils.dataset.respondents import draw_respondents
+    from polypersona_utils.dataset.splits import dataset_persona_ids
 
     config = load_config("smoke")
-    excluded = panel_module.dataset_persona_ids(config)
-    panel = panel_module.held_out_panel(config, excluded, 30, seed=5)
-    assert len(panel) == 30 and not {r.persona_id for r in panel} & excluded
-    assert all(r.answers for r in panel)
-    assert [r.persona_id for r in panel] == [r.persona_id for r in
-                                             panel_module.held_out_panel(config, excluded, 30, seed=5)]
-    smaller = {r.persona_id for r in panel_module.held_out_panel(config, excluded, 12, seed=5)}
-    assert smaller < {r.persona_id for r in panel}  # an ablation run's panel is part of the main run's
+    run = StudyRun(config)
+    excluded = dataset_persona_ids(config.paths().data)
+    panel = run.panel
+    assert len(panel) == config.panel.respondents and not {r.persona_id for r in panel} & excluded
+    assert all(r.answers for r in panel) and run.panel is panel  # drawn once per run
+    assert [r.persona_id for r in panel] == [r.persona_id for r in draw_respondents(
+        run.eligible, excluded, config.panel.respondents, config.seeds.panel)]
+    smaller = {r.persona_id for r in StudyRun(load_run("smoke", "small", {"panel.ablation_respondents": 12})).panel}
+    assert len(smaller) == 12 and smaller < {r.persona_id for r in panel}  # an ablation run's is part of the main's
+    assert run.anchor_pool is None  # the smoke profile fits no anchors
+    anchored = StudyRun(load_config("smoke", overrides={"panel.anchors": True}))
+    pool = {r.persona_id for r in anchored.anchor_pool}  # the anchors' pool: everyone eligible outside the panel
+    assert len(pool) + len(panel) == len(run.eligible) and not pool & {r.persona_id for r in panel}
 
 
 @pytest.mark.slow
@@ -286,7 +293,7 @@ def test_check_results_recomputes_the_panel_tables_and_catches_a_changed_one(tmp
     where = config.paths()
     where.results.mkdir(parents=True)
     (where.results / DISTRIBUTIONS_FILE).write_text(distributions_csv(frame, VARIABLES))
-    for name, table in compute_panel_tables(config, read_distributions(where.results / DISTRIBUTIONS_FILE)).items():
+    for name, table in compute_panel_tables(StudyRun(config), read_distributions(where.results / DISTRIBUTIONS_FILE)).items():
         write_table(table, where.tables / name)
     assert check_panel(config) == []
     stored = where.tables / "panel_individual.csv"
@@ -348,7 +355,7 @@ def test_a_served_model_panel_samples_k_answers_per_item_and_order(tmp_roots, tm
     respondent = PanelRespondent("gss2018-0001", CARD, {"race": "white"},
                                  {first.question_id: "Too little", second.question_id: "Too much"})
     try:
-        rows = score_panel(config, variant, [respondent], tmp_path / "served.jsonl", progress=False)
+        rows = score_panel(StudyRun(config), variant, [respondent], tmp_path / "served.jsonl", progress=False)
         probe, seen[:] = seen[0], seen[1:]  # asked for log-probabilities first; this server gives none
         assert probe["logprobs"] is True and {r["scored_by"] for r in rows} == {"samples"}
         assert len(seen) == 2 * 2 * 6 and {b["model"] for b in seen} == {"big-model"}
@@ -366,7 +373,7 @@ def test_a_served_model_panel_samples_k_answers_per_item_and_order(tmp_roots, tm
                                                      if question.text in b["messages"][-1]["content"])
             assert row["probabilities"] == pytest.approx(
                 (np.array(row["probabilities_given_order"]) + row["probabilities_reversed_order"]) / 2, abs=1e-6)
-        assert score_panel(config, variant, [respondent], tmp_path / "again.jsonl", progress=False) == rows
+        assert score_panel(StudyRun(config), variant, [respondent], tmp_path / "again.jsonl", progress=False) == rows
         assert len(seen) == 24  # the rerun reads its log: no request again
     finally:
         server.shutdown()

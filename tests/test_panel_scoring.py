@@ -24,7 +24,7 @@ def stored_panel(tmp_roots):
     config = load_config("smoke", overrides={"metrics.bootstrap_samples": 100})
     survey = load_survey(config.personas.survey)
     items = [q.question_id for q in linked_questions(load_question_bank(config.questions.bank_path))][:2]
-    people = [r for r in survey_respondents(survey, config.questions.bank_path)
+    people = [r for r in survey_respondents(survey, config.bank)
               if all(q in r.answers for q in items)][:40]
     rows = []
     for variant, p in (("smollm2-135m-lora", [0.5, 0.3, 0.2]), ("baseline-population", [0.4, 0.4, 0.2])):

@@ -8,6 +8,7 @@ from conftest import FakeOpenAI, serve
 
 from polypersona_utils.dataset.respondents import PanelRespondent
 from polypersona_utils.panel.served import option_probabilities
+from polypersona_utils.study import StudyRun
 
 SPENDING = ["Too little", "About right", "Too much"]
 CARD = {"persona_id": "gss2018-0001", "age": 50, "gender": "man", "occupation": "retired",
@@ -74,7 +75,7 @@ def test_an_endpoint_with_log_probabilities_costs_two_requests_a_pair(tmp_roots,
     respondent = PanelRespondent("gss2018-0001", CARD, {"race": "white"},
                                  {first.question_id: "Too little", second.question_id: "Too much"})
     try:
-        rows = score_panel(config, variant, [respondent], tmp_path / "served.jsonl", progress=False)
+        rows = score_panel(StudyRun(config), variant, [respondent], tmp_path / "served.jsonl", progress=False)
     finally:
         server.shutdown()
     assert len(seen) == 2 * 2 and all(b["logprobs"] is True and b["top_logprobs"] == 20 for b in seen)
@@ -146,7 +147,7 @@ def test_an_endpoint_that_refuses_log_probabilities_is_sampled(tmp_roots, tmp_pa
     first = linked_questions(load_question_bank(config.questions.bank_path))[0]
     respondent = PanelRespondent("gss2018-0001", CARD, {"race": "white"}, {first.question_id: "Too much"})
     try:
-        [row] = score_panel(config, variant, [respondent], tmp_path / "served.jsonl", progress=False)
+        [row] = score_panel(StudyRun(config), variant, [respondent], tmp_path / "served.jsonl", progress=False)
     finally:
         server.shutdown()
     assert row["scored_by"] == "samples" and len(seen) == 2 * 3

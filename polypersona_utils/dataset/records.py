@@ -1,11 +1,10 @@
-"""Records, references and leakage-checked splits: everything notebook 01 produces.
+"""The record and how one is made: questions assigned to persona cards, references planned (a real respondent's own
+answer or the teacher's), records built and checked. Splits are in `splits`, imported records in `record_import`,
+notebook 01 end to end in `build`.
 
 Record (contract): id, persona_id, domain, question_id, question, question_type, options, persona, messages,
 reference, reference_source; `messages` is [system, user, assistant] from `prompts.build_messages` and the
 assistant turn equals `reference`.
-
-Longer than 300 lines because building, importing, splitting and checking records are one contract (the record
-above): each step checks what the next relies on.
 """
 from __future__ import annotations
 
@@ -118,7 +117,7 @@ def training_respondent_records(config, exclude: set[str]) -> list[dict]:
     if wanted == 0:
         return []
     survey = config.survey
-    pool = [r for r in survey_respondents(survey, config.questions.bank_path) if r.persona_id not in exclude]
+    pool = [r for r in survey_respondents(survey, config.bank) if r.persona_id not in exclude]
     if wanted > len(pool):
         raise ValueError(f"real_answers.training_respondents: {wanted} asked, {len(pool)} {survey.title} respondents "
                          "are outside the persona panel")

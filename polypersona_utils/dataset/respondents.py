@@ -4,9 +4,10 @@ Closed answers compared with them: `survey_alignment`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
+import numpy as np
+
+from .questions import QuestionBank
 from .surveys import Survey
 
 
@@ -33,14 +34,11 @@ def linked_items(bank) -> dict[str, str]:
     return {q.question_id: q.survey_item for q in linked_questions(bank)}
 
 
-@lru_cache(maxsize=4)
-def survey_respondents(survey: Survey, bank_path: Path) -> tuple[PanelRespondent, ...]:
+def survey_respondents(survey: Survey, bank: QuestionBank) -> tuple[PanelRespondent, ...]:
     """Every eligible respondent of the survey who answered an item the bank asks, with card, extra subgroups and
-    real answers, in the respondents file's order: built once per process (the panel, the training respondents and
-    the human ceiling all draw on it)."""
-    from .questions import load_question_bank
-
-    questions = linked_questions(load_question_bank(bank_path))
+    real answers, in the respondents file's order (a run's `StudyRun.eligible`: the panel, the training respondents
+    and the human ceiling all draw on it)."""
+    questions = linked_questions(bank)
     respondents = []
     for row, card in zip(survey.rows(), survey.cards()):
         items = survey.answers_of(row)
@@ -49,3 +47,15 @@ def survey_respondents(survey: Survey, bank_path: Path) -> tuple[PanelRespondent
             respondents.append(PanelRespondent(card["persona_id"], {**card, "description": ""},
                                                survey.subgroups_of(row), answers))
     return tuple(respondents)
+
+
+def draw_respondents(pool, exclude: set[str], size: int | None, seed: int, only: set[str] | None = None
+                     ) -> list[PanelRespondent]:
+    """`size` respondents of `pool` (all when None) whose persona ids are not in `exclude` (and are in `only`, when
+    given); the first `size` of one order drawn with `seed`, so that a smaller panel (an ablation run's) is part of a
+    larger one (the main run's) and shares its scored zero-shot answers; in the pool's order."""
+    respondents = [r for r in pool if r.persona_id not in exclude and (only is None or r.persona_id in only)]
+    if size is not None and size < len(respondents):
+        chosen = sorted(np.random.default_rng(seed).permutation(len(respondents))[:size])
+        respondents = [respondents[i] for i in chosen]
+    return respondents

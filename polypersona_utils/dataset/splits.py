@@ -152,3 +152,8 @@ def count_table(splits: dict[str, list[dict]]):
     table = pd.DataFrame(rows, columns=["split", "domain", "question_type", "reference_source"])
     return table.value_counts().rename("records").reset_index().sort_values(
         ["split", "domain", "question_type", "reference_source"], ignore_index=True)
+
+
+def dataset_persona_ids(data_dir: Path) -> set[str]:
+    """Every persona of the dataset in `data_dir` (train, val and test): a held-out panel never contains them."""
+    return {r["persona_id"] for split in SPLITS for r in read_jsonl(data_dir / f"{split}.jsonl")}

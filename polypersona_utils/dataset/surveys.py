@@ -26,9 +26,6 @@ A condition is a value, a list of values, `{min: x}` / `{max: x}`, or (rules onl
 min: n}`; an unanswered column never meets one. Card columns must not be item columns: a card that shows an answer
 would leak the reference it is scored against. Questions that ask an item live in the question bank
 (`survey_item: <column>`), with the item's options in the same order.
-
-Longer than 300 lines because the schema is written out above and every key of a user's YAML is checked here, each
-with a message naming the file and the key: the reader and its checks belong together.
 """
 from __future__ import annotations
 

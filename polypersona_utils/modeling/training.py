@@ -5,9 +5,6 @@ as well as CUDA) and LoRA adapters on q/k/v/o/gate/up/down projections. Records 
 prompt-completion examples through `prompts.build_messages`, so the loss falls on the assistant answer only
 (TRL masks the prompt tokens with -100). A finished run with the same fingerprint (config, data, model) is not
 trained again; an interrupted one resumes from its last checkpoint.
-
-Longer than 300 lines because the precision plan, the trainer settings, resume and the model card belong to one
-run and are read together.
 """
 from __future__ import annotations
 

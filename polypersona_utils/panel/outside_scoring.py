@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .files import read_panel_file
+from ..study import StudyRun
 from ..user_files import UserFileError
 
 SUM_TOLERANCE = 1e-6
@@ -40,12 +41,9 @@ def stored_panel(config) -> pd.DataFrame:
 def panel_template(config) -> pd.DataFrame:
     """The panel's pairs to answer: each respondent's card (JSON) and each question's text and options, with an
     empty `probabilities` column to fill in (the options' order is the bank's, and stays so)."""
-    from ..dataset.respondents import survey_respondents
-
     stored = stored_panel(config)
     pairs = stored[stored.variant == stored.variant.iloc[0]]
-    cards = {r.persona_id: r.card for r in survey_respondents(config.survey,
-                                                                config.questions.bank_path)}
+    cards = {r.persona_id: r.card for r in StudyRun(config).eligible}
     questions = config.bank.by_id()
     return pd.DataFrame({"persona_id": pairs.persona_id, "question_id": pairs.question_id,
                          "card": [json.dumps({k: v for k, v in cards[p].items() if k != "description"},
@@ -95,7 +93,7 @@ def score_panel_file(config, path: Path, name: str) -> dict[str, pd.DataFrame]:
                             "name the study uses "
                             f"({', '.join(dict.fromkeys(stored.variant))})")
     frame = checked_frame(stored, read_panel_file(path, SUM_TOLERANCE), path, name)
-    tables = compute_panel_tables(config, pd.concat([stored, frame], ignore_index=True))
+    tables = compute_panel_tables(StudyRun(config), pd.concat([stored, frame], ignore_index=True))
     out = config.paths().results / "scored-panels" / name
     for table_name, table in tables.items():
         write_table(table, out / "tables" / table_name, caption=f"{table_name.replace('_', ' ')} ({name})")

@@ -7,8 +7,7 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from .synthetic import (dataset_persona_ids, held_out_panel, order_effect, panel_frame, sampled_option, score_panel,
-                    subgroup_variables)
+from .synthetic import order_effect, panel_frame, sampled_option, score_panel, subgroup_variables
 from .measures import panel_tables, population_effects, with_answer_columns
 from .paired import panel_models, panel_paired
 from .readme import panel_section, verdict_section
@@ -17,7 +16,7 @@ from .stacking import panel_stacking, stacked
 from .worth import panel_worth, worth_predictors
 from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from ..reporting.tables import tables_that_differ, write_table
-from ..dataset.respondents import PanelRespondent, linked_by_id
+from ..study import StudyRun
 
 DISTRIBUTIONS_FILE = "panel_distributions.csv"
 
@@ -29,32 +28,11 @@ def panel_settings(config) -> dict:
                           "training.compute_dtype", "ablation", "metrics.bootstrap_samples"))
 
 
-def panel_size(config) -> int | None:
-    return config.panel.ablation_respondents if config.run else config.panel.respondents
-
-
-def respondents_of(config) -> tuple[list[PanelRespondent], list[PanelRespondent]]:
-    """(held-out panel, training respondents): the panel is disjoint from every persona of the dataset; the
-    references are fitted on the respondents the run trained on (all their linked answers)."""
-    from ..dataset.splits import load_split
-
-    train_ids = {r["persona_id"] for r in load_split(config, "train")}
-    panel = held_out_panel(config, dataset_persona_ids(config), panel_size(config), config.seeds.panel)
-    train = held_out_panel(config, set(), None, config.seeds.panel, only=train_ids)
-    return panel, train
-
-
-def anchor_pool(config, panel) -> list[PanelRespondent] | None:
-    """The main run's anchors are fitted on every eligible respondent outside its panel; an ablation run (and a
-    profile with `panel.anchors: false`) has none."""
-    if config.run or not config.panel.anchors:
-        return None
-    return held_out_panel(config, {r.persona_id for r in panel}, None, config.seeds.panel)
-
-
-def reference_rows(config, panel, train, questions) -> dict[str, list[dict]]:
-    distributions = reference_distributions(train, panel, questions, config.panel.cell_smoothing,
-                                            config.seeds.training, anchor_pool(config, panel))
+def reference_rows(run: StudyRun) -> dict[str, list[dict]]:
+    """Each reference's and anchor's distributions over the panel's pairs, as panel rows."""
+    config, panel, questions = run.config, run.panel, run.linked_questions
+    distributions = reference_distributions(run.training_respondents, panel, questions, config.panel.cell_smoothing,
+                                            config.seeds.training, run.anchor_pool)
     out = {}
     for variant, by_pair in distributions.items():
         rows = []
@@ -88,11 +66,9 @@ def read_distributions(path) -> pd.DataFrame:
     return frame
 
 
-def population_frame(config) -> pd.DataFrame:
+def population_frame(run: StudyRun) -> pd.DataFrame:
     """Every eligible respondent's real answers, with subgroups: the pool of the human ceiling."""
-    everyone = held_out_panel(config, set(), None, config.seeds.panel)
-
-    questions = linked_by_id(config.bank)
+    everyone, questions = run.eligible, run.linked_questions
     rows = [{"persona_id": r.persona_id, "question_id": qid, "options": list(questions[qid].options),
              "probabilities": [float(o == r.answers[qid]) for o in questions[qid].options],
              "real_option": r.answers[qid], "variant": "population"}
@@ -100,10 +76,11 @@ def population_frame(config) -> pd.DataFrame:
     return panel_frame(rows, {r.persona_id: r for r in everyone})
 
 
-def compute_panel_tables(config, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def compute_panel_tables(run: StudyRun, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    config = run.config
     samples, seed, least = config.metrics.bootstrap_samples, config.seeds.bootstrap, config.panel.min_cell_respondents
     variables = subgroup_variables(config.survey)
-    answers, population = with_answer_columns(frame), with_answer_columns(population_frame(config))
+    answers, population = with_answer_columns(frame), with_answer_columns(population_frame(run))
     tables = panel_tables(answers, population, samples, seed, least, variables)
     present = list(dict.fromkeys(frame.variant))
     references = [v for v in (*REFERENCE_VARIANTS, *ANCHORS) if v in present]
@@ -136,27 +113,28 @@ def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.D
 
 
 def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Notebook 06 end to end: every variant's panel scored, the references fitted, tables, figures, README sections
+    and provenance written."""
     from .figures import panel_figures
-    from ..modeling.generation import variants
     from ..reporting.readme import write_section
 
+    run = StudyRun(config)
     where = config.paths()
-    panel, train = respondents_of(config)
-    questions = linked_by_id(config.bank)
+    panel, train, questions = run.panel, run.training_respondents, run.linked_questions
     rows, scored, seconds = [], {}, {}
-    for variant in variants(config):
+    for variant in run.variants:
         start = time.perf_counter()
-        scored[variant.name] = score_panel(config, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",
+        scored[variant.name] = score_panel(run, variant, panel, where.artifacts / "panel" / f"{variant.name}.jsonl",
                                            progress)
         seconds[variant.name] = round(time.perf_counter() - start, 1)  # respondents already cached cost nothing
         rows += scored[variant.name]
-    for variant, variant_rows in reference_rows(config, panel, train, questions).items():
+    for variant, variant_rows in reference_rows(run).items():
         write_jsonl(where.artifacts / "panel" / f"{variant}.jsonl", variant_rows)
         rows += variant_rows
     frame = panel_frame(rows, {r.persona_id: r for r in panel})
     survey = config.survey
     atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
-    tables = compute_panel_tables(config, frame)
+    tables = compute_panel_tables(run, frame)
     tables["panel_order_effect"] = order_effect_table(scored, config.panel.http_samples)
     for name, table in tables.items():
         write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
@@ -217,7 +195,7 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     frame["variant"] = frame.variant.replace(RENAMED)
     survey = config.survey
     atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
-    tables = compute_panel_tables(config, frame)
+    tables = compute_panel_tables(StudyRun(config), frame)
     for name, table in tables.items():
         write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
     tables["panel_order_effect"] = pd.read_csv(where.tables / "panel_order_effect.csv")
@@ -241,5 +219,5 @@ def check_panel(config) -> list[str]:
     stored = where.results / DISTRIBUTIONS_FILE
     if not stored.exists():
         return []
-    tables = compute_panel_tables(config, read_distributions(stored))
+    tables = compute_panel_tables(StudyRun(config), read_distributions(stored))
     return tables_that_differ(tables, where.tables)

@@ -21,32 +21,11 @@ import numpy as np
 
 from ..llm import models
 from ..dataset.prompts import build_messages
-from ..dataset.respondents import PanelRespondent, linked_by_id, survey_respondents
+from ..dataset.respondents import PanelRespondent
 from .served import ServedPanel, requests_per_pair
-from ..provenance import read_jsonl, sha256_file, sha256_json, write_jsonl
+from ..provenance import sha256_file, sha256_json, write_jsonl
 
 log = logging.getLogger(__name__)
-
-
-def held_out_panel(config, exclude: set[str], size: int | None, seed: int, only: set[str] | None = None
-                   ) -> list[PanelRespondent]:
-    """`size` eligible respondents of the profile's survey (all when None) whose persona ids are not in `exclude`
-    (and are in `only`, when given), with their real answers to every linked item they answered; the first `size`
-    of one order drawn with `seed`, so that a smaller panel (an ablation run's) is part of a larger one (the main
-    run's) and shares its scored zero-shot answers; in the respondents file's order."""
-
-    respondents = [r for r in survey_respondents(config.survey, config.questions.bank_path)
-                   if r.persona_id not in exclude and (only is None or r.persona_id in only)]
-    if size is not None and size < len(respondents):
-        chosen = sorted(np.random.default_rng(seed).permutation(len(respondents))[:size])
-        respondents = [respondents[i] for i in chosen]
-    return respondents
-
-
-def dataset_persona_ids(config) -> set[str]:
-    """Every persona of the profile's dataset (train, val and test): the panel never contains them."""
-    folder = config.paths().data
-    return {r["persona_id"] for split in ("train", "val", "test") for r in read_jsonl(folder / f"{split}.jsonl")}
 
 
 def softmax(scores) -> np.ndarray:
@@ -92,14 +71,14 @@ def respondent_distributions(model, tokenizer, respondent: PanelRespondent, ques
     return {qid: (given, reversed_) for qid, (given, reversed_) in out.items()}
 
 
-def score_panel(config, variant, respondents: list[PanelRespondent], out: Path, progress: bool = True
+def score_panel(run, variant, respondents: list[PanelRespondent], out: Path, progress: bool = True
                 ) -> list[dict]:
     """Every (respondent, item) of the panel scored by `variant`, written to `out` and returned. Resumable: respondents are
     logged as they are scored (`cache/panel/<variant>.jsonl`, keyed by everything that decides their numbers), so
     an interrupted run continues where it stopped and a rerun with the same inputs scores nothing again."""
     from ..llm.resumable import run_batches
 
-    questions = linked_by_id(config.bank)
+    config, questions = run.config, run.linked_questions
     dtype = models.inference_dtype(config.panel.dtype)
     adapter = Path(variant.adapter_dir) / "adapter_model.safetensors" if variant.adapter_dir else None
     identity = {"variant": variant.name, "model": [variant.model_id, variant.revision],
@@ -187,8 +166,6 @@ def respondent_number(persona_id: str) -> int:
 
 def linked_index(questions: dict, qid: str) -> int:
     return sorted(questions).index(qid)
-
-
 
 
 def subgroup_variables(survey) -> tuple[str, ...]:
