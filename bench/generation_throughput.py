@@ -35,13 +35,13 @@ def main() -> None:
 
     import torch
 
-    from polypersona_utils.llm import models
     from polypersona_utils.config import load_config
-    from polypersona_utils.modeling.generation import LocalGenerator, variants
-    from polypersona_utils.dataset.respondents import draw_respondents
-    from polypersona_utils.study import StudyRun
     from polypersona_utils.dataset.prompts import build_messages
     from polypersona_utils.dataset.questions import load_question_bank
+    from polypersona_utils.dataset.respondents import draw_respondents
+    from polypersona_utils.llm import models
+    from polypersona_utils.modeling.generation import LocalGenerator, variants
+    from polypersona_utils.study import StudyRun
 
     config = load_config("default")
     zero_shot = next(v for v in variants(config) if v.adapter_dir is None)

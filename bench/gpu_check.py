@@ -82,11 +82,10 @@ def train_rows(model_dir: Path, records: list[dict], steps: int, batch: int, wor
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from polypersona_utils.llm import models
-
-    from polypersona_utils.modeling import training
-    from polypersona_utils.dataset.prompts import prompt_completion
     from polypersona_utils.config import load_config
+    from polypersona_utils.dataset.prompts import prompt_completion
+    from polypersona_utils.llm import models
+    from polypersona_utils.modeling import training
 
     config = load_config("default", overrides={"training.per_device_batch_size": batch,
                                                "training.gradient_accumulation_steps": 1})
@@ -131,9 +130,9 @@ def train_rows(model_dir: Path, records: list[dict], steps: int, batch: int, wor
 def generate_rows(model_dir: Path, records: list[dict], prompts: int, batch: int, max_new: int) -> list[dict]:
     import torch
 
+    from polypersona_utils.dataset.prompts import record_messages
     from polypersona_utils.llm import models
     from polypersona_utils.llm.backends import generate_local
-    from polypersona_utils.dataset.prompts import record_messages
 
     tokenizer = models.load_tokenizer(str(model_dir))
     model = models.load_causal_lm(str(model_dir), None, "nf4", "bfloat16").eval()
@@ -160,8 +159,8 @@ def generate_rows(model_dir: Path, records: list[dict], prompts: int, batch: int
 
 
 def score_rows(model_dir: Path, records: list[dict], respondents: int) -> list[dict]:
-    from polypersona_utils.llm import models
     from polypersona_utils.dataset.prompts import record_messages
+    from polypersona_utils.llm import models
     from polypersona_utils.llm.option_scoring import full_forward_log_probs, option_log_probs
 
     tokenizer = models.load_tokenizer(str(model_dir))

@@ -32,16 +32,16 @@ def main() -> None:
 
     import torch
 
-    from polypersona_utils.llm import models
-    from polypersona_utils.llm.backends import generate_local
     from polypersona_utils.config import load_config
-    from polypersona_utils.modeling.generation import variants
-    from polypersona_utils.dataset.respondents import draw_respondents, linked_questions
-    from polypersona_utils.panel.synthetic import respondent_distributions
-    from polypersona_utils.study import StudyRun
     from polypersona_utils.dataset.parsing import parse_option
     from polypersona_utils.dataset.prompts import build_messages
     from polypersona_utils.dataset.questions import load_question_bank
+    from polypersona_utils.dataset.respondents import draw_respondents, linked_questions
+    from polypersona_utils.llm import models
+    from polypersona_utils.llm.backends import generate_local
+    from polypersona_utils.modeling.generation import variants
+    from polypersona_utils.panel.synthetic import respondent_distributions
+    from polypersona_utils.study import StudyRun
 
     torch.manual_seed(0)
     config = load_config("default")

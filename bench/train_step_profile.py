@@ -19,11 +19,10 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
     from torch.profiler import ProfilerActivity, profile
 
-    from polypersona_utils.llm import models
-
     from polypersona_utils import paths
-    from polypersona_utils.provenance import read_jsonl
     from polypersona_utils.dataset.prompts import prompt_completion
+    from polypersona_utils.llm import models
+    from polypersona_utils.provenance import read_jsonl
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=8)

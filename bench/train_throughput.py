@@ -37,11 +37,10 @@ REAL_ANSWER_ROWS = ("per-record", "packed")
 
 
 def training_examples(config, count: int) -> list[dict]:
-    from polypersona_utils.dataset.respondents import draw_respondents
-    from polypersona_utils.study import StudyRun
-    from polypersona_utils.dataset.questions import load_question_bank
-    from polypersona_utils.dataset.respondents import linked_questions
     from polypersona_utils.dataset.prompts import prompt_completion
+    from polypersona_utils.dataset.questions import load_question_bank
+    from polypersona_utils.dataset.respondents import draw_respondents, linked_questions
+    from polypersona_utils.study import StudyRun
 
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
     examples = []
@@ -56,10 +55,9 @@ def training_examples(config, count: int) -> list[dict]:
 
 def respondents_records(config, count: int) -> list[dict]:
     """Every linked answer of `count` held-out respondents as training records (the study's prompt)."""
-    from polypersona_utils.dataset.respondents import draw_respondents
-    from polypersona_utils.study import StudyRun
     from polypersona_utils.dataset.questions import load_question_bank
-    from polypersona_utils.dataset.respondents import linked_questions
+    from polypersona_utils.dataset.respondents import draw_respondents, linked_questions
+    from polypersona_utils.study import StudyRun
 
     questions = {q.question_id: q for q in linked_questions(load_question_bank(config.questions.bank_path))}
     return [{"id": f"{r.persona_id}-{qid}", "persona_id": r.persona_id, "persona": r.card,
@@ -74,12 +72,11 @@ def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:
     import torch
     from datasets import Dataset
 
-    from polypersona_utils.llm import models
-
-    from polypersona_utils.modeling import training
     from polypersona_utils.config import load_config
-    from polypersona_utils.modeling.packed_trainer import PackedTrainer, answers_in, packed_rows
     from polypersona_utils.dataset.prompts import prompt_completion
+    from polypersona_utils.llm import models
+    from polypersona_utils.modeling import training
+    from polypersona_utils.modeling.packed_trainer import PackedTrainer, answers_in, packed_rows
 
     torch.manual_seed(0)
     config = load_config("default")
@@ -139,10 +136,9 @@ def run_row(row: str, steps: int, work: Path) -> dict:
     from peft import LoraConfig
     from trl import SFTConfig, SFTTrainer
 
-    from polypersona_utils.llm import models
-
-    from polypersona_utils.modeling import training
     from polypersona_utils.config import load_config
+    from polypersona_utils.llm import models
+    from polypersona_utils.modeling import training
 
     torch.manual_seed(0)
     config = load_config("default")

@@ -15,4 +15,9 @@ Shared at the top: `paths` (every location), `config` (a profile's settings and 
 name, loaded once), `provenance` (atomic writes, hashes), `stats` (persona-bootstrap intervals), `yaml_files`,
 `user_files`; and the entry points: `notebook_start` (every notebook's first call), `make_plan` (what make asks when
 it starts) and `cli` (`python -m polypersona_utils <command>`).
+
+Package imports sit at the top of each module. The heavy libraries (torch, transformers, peft, TRL, datasets,
+scikit-learn, matplotlib, the metric packages), and the two training modules that import torch and TRL when
+imported (`modeling.answer_loss`, `modeling.packed_trainer`), are imported inside the functions that use them: importing
+a module never loads them (make's `prepare` runs at every start); calling what needs them does.
 """

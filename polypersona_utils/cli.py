@@ -1,6 +1,7 @@
 """The study's one command line: `python -m polypersona_utils <command>` (`--help` lists them). Every command the
 Makefile runs is here; each parses its arguments and calls the module that does the work. Notebooks never import
-this module, so what it imports is no notebook's prerequisite (`steps.notebook_modules`)."""
+this module, so what it imports is no notebook's prerequisite (`make_plan.notebook_modules`). Each command imports
+its stage inside its function: make runs `prepare` at every start, and it loads only what the stamps need."""
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,8 @@ def prepare(args) -> int:
 
 
 def run_overrides(args) -> int:
-    from .runs.ablations import overrides_for
     from .config import load_config
+    from .runs.ablations import overrides_for
 
     knobs = dict(arg.split("=", 1) for arg in args.knobs)
     print(json.dumps(overrides_for(load_config(args.profile), args.name, knobs), sort_keys=True))

@@ -11,27 +11,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from functools import cached_property
 import types
 import typing
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
 
 from . import paths
-from .dataset.questions import load_question_bank
 from .config_sections import (AblationConfig, AblationRunsConfig, GenerationConfig, LoraConfig, MetricsConfig,
                               ModelSpec, PanelConfig, PersonasConfig, QuestionsConfig, RealAnswersConfig,
                               ReferencesConfig, SeedsConfig, SplitsConfig, TrainingConfig)
-from .yaml_files import load_yaml
+from .dataset.questions import load_question_bank
 from .dataset.surveys import check_links, load_survey
+from .yaml_files import load_yaml
 
 
 class ConfigError(ValueError):
     """A profile file that cannot be used; the message names the file and the key."""
-
 
     # heldout_domain is checked against the profile's question bank in Config.validate, where the bank is known.
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-
 from . import paths
 from .dataset.questions import QUESTION_TYPES
 from .llm.models import is_hub_id
@@ -30,7 +29,7 @@ class SeedsConfig:
 @dataclass(frozen=True)
 class PersonasConfig:
     source: Literal["survey", "personahub", "file"] = "survey"
-    # The real survey (surveys.py): a shipped name (gss2018, ess9gb) or a path to a survey YAML. Survey personas
+    # The real survey (dataset/surveys.py): a shipped name (gss2018, ess9gb) or a path to a survey YAML. Survey personas
     # come from it; whatever the source, the training respondents and the held-out panel are its respondents.
     survey: str = "gss2018"
     n_personas: int = 60
@@ -162,7 +161,7 @@ class ModelSpec:
     name: str  # short name used in file names and tables
     model_id: str  # embedded name, local directory or hub id
     revision: Optional[str] = None  # pinned commit for hub ids
-    # supplied by the project when the tokenizer has none: chatml for chat models, plain for base models (models.py)
+    # supplied by the project when the tokenizer has none: chatml for chat models, plain for base models (llm/models.py)
     chat_template: Optional[Literal["chatml", "plain"]] = None
     train: bool = True  # False: zero-shot comparison only (the paper's larger baselines)
     # http: a model served by an OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp) under the name `model_id`,
@@ -217,10 +216,10 @@ class TrainingConfig:
     save_steps: int = 20  # checkpoint interval: an interrupted run resumes from the last one
     report_to: str = "none"  # "tensorboard" writes logs under the run's folder
     # sft: the paper's SFT on the answer tokens; option_likelihood (an ablation): the cross-entropy of each closed
-    # record's real option among its options, what the panel scores (option_training.py; open records unused)
+    # record's real option among its options, what the panel scores (modeling/option_training.py; open records unused)
     objective: Literal["sft", "option_likelihood"] = "sft"
     # record: one example per record, per_device_batch_size records a step (TRL's prompt-completion path);
-    # respondent: one packed row per respondent, the card read once for all their records (packing.py), and
+    # respondent: one packed row per respondent, the card read once for all their records (modeling/packing.py), and
     # per_device_batch_size respondents a step
     packing: Literal["record", "respondent"] = "record"
 

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from . import paths
 from .config import Config, load_config
+from .dataset.records import dataset_settings
+from .evaluation.scoring import evaluation_settings
+from .modeling.generation import generation_settings
+from .modeling.training import training_settings
+from .panel.report import panel_settings
 from .provenance import atomic_write_text
+from .runs.ablations import named_runs, standard_ablations, subset_settings
+from .runs.learning_curve import learning_curve_runs
 
 # Make's name of each step -> the notebook that runs it.
 STEP_NOTEBOOKS = {"data": "01_build_dataset", "train": "02_train", "generate": "03_generate",
@@ -24,13 +31,6 @@ STEP_NOTEBOOKS = {"data": "01_build_dataset", "train": "02_train", "generate": "
 
 def step_settings(config: Config) -> dict[str, dict]:
     """Each step's settings, from the step's own function (the one its fingerprint or provenance uses)."""
-    from .runs.ablations import subset_settings
-    from .dataset.records import dataset_settings
-    from .evaluation.scoring import evaluation_settings
-    from .modeling.generation import generation_settings
-    from .panel.report import panel_settings
-    from .modeling.training import training_settings
-
     return {"data": dataset_settings(config), "train": training_settings(config),
             "generate": generation_settings(config), "metrics": evaluation_settings(config),
             "panel": panel_settings(config), "ablation_runs": subset_settings(config)}
@@ -106,8 +106,6 @@ def notebook_modules(notebook: str, graph: dict[str, set[str]]) -> list[str]:
 def sources_makefile(config: Config) -> str:
     """`<STEP>_SOURCES := polypersona_utils/x.py ...` per step: a step reruns when code it runs changes; and the
     profile's learning-curve runs (`LEARNING_CURVE_RUNS`)."""
-    from .runs.learning_curve import learning_curve_runs
-
     modules, graph = package_modules(), import_graph()
     lines = ["# Written by python -m polypersona_utils prepare: the package modules each step's notebook runs."]
     for step, notebook in STEP_NOTEBOOKS.items():
@@ -140,8 +138,6 @@ def prepare(profile: str, folder: Path) -> list[str]:
     """Refresh the stamps and the sources list under `folder`; returns the standard ablation runs. Each standard
     and learning-curve run also gets a stamp of its overrides (`runs/<name>.json`), so that a run defined
     differently in the code (`ablations.named_runs`) runs again."""
-    from .runs.ablations import named_runs, standard_ablations
-
     config = load_config(profile)  # once: make runs this at every start
     for step, settings in step_settings(config).items():
         write_stamp(Path(folder) / f"{step}.json", settings)

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 
 from polypersona_utils import paths
+from polypersona_utils.config import load_config
 from polypersona_utils.runs.ablation_report import ablation_report, cross_run_differences
 from polypersona_utils.runs.ablations import overrides_for
-from polypersona_utils.config import load_config
 
 SMOKE = load_config("smoke")
 REFERENCE_RUN = f"rank{SMOKE.lora.r}"  # the reference run is named by the profile's rank

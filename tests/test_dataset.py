@@ -6,13 +6,13 @@ import pytest
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
 from polypersona_utils.dataset.build import build_dataset
-from polypersona_utils.dataset.record_import import import_records, RecordImportError
-from polypersona_utils.dataset.records import assign_questions
-from polypersona_utils.dataset.splits import check_leakage, LeakageError, split_records
 from polypersona_utils.dataset.personas import survey_panel
+from polypersona_utils.dataset.questions import load_question_bank
+from polypersona_utils.dataset.record_import import RecordImportError, import_records
+from polypersona_utils.dataset.records import assign_questions
+from polypersona_utils.dataset.splits import LeakageError, check_leakage, split_records
 from polypersona_utils.dataset.surveys import load_survey
 from polypersona_utils.provenance import read_jsonl, write_jsonl
-from polypersona_utils.dataset.questions import load_question_bank
 
 from conftest import FIXTURES
 
@@ -177,8 +177,8 @@ def test_ablation_runs_see_a_fixed_persona_subset_and_the_main_run_everything():
 
 
 def test_training_respondents_join_train_with_every_linked_answer(tmp_roots, hash_teacher):
-    from polypersona_utils.dataset.splits import TRAINING_RESPONDENTS_FILE
     from polypersona_utils.dataset.respondents import survey_respondents
+    from polypersona_utils.dataset.splits import TRAINING_RESPONDENTS_FILE
 
     config = load_config("smoke", overrides={"real_answers.training_respondents": 6})
     result = build_dataset(config, progress=False, teacher=hash_teacher)

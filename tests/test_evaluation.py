@@ -6,7 +6,8 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
-from polypersona_utils.evaluation.baselines import BASELINE, CELL_BASELINE, demographic_cell_baseline, retrieval_baseline
+from polypersona_utils.evaluation.baselines import (BASELINE, CELL_BASELINE, demographic_cell_baseline,
+                                                    retrieval_baseline)
 from polypersona_utils.evaluation.scoring import check_results, evaluate
 from polypersona_utils.provenance import write_jsonl
 

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from polypersona_utils.llm import gguf_chunks, models
-
 from polypersona_utils import paths
+from polypersona_utils.dataset.prompts import build_messages
+from polypersona_utils.llm import gguf_chunks, models
 from polypersona_utils.llm.gguf_chunks import Chunk, ChunkError
 from polypersona_utils.modeling.packing import chat_ids
-from polypersona_utils.dataset.prompts import build_messages
 
 from conftest import tiny_config
 
@@ -86,8 +85,8 @@ def test_the_converted_gemma_computes_what_transformers_gguf_loading_computes(ge
 
 
 def test_the_plain_prompt_round_trips_through_gemmas_tokenizer(gemma, smoke_data):
-    from polypersona_utils.llm.option_scoring import continuation_ids
     from polypersona_utils.dataset.prompts import prompt_completion
+    from polypersona_utils.llm.option_scoring import continuation_ids
 
     _, tokenizer = gemma
     records = [r for split in smoke_data.splits.values() for r in split]

@@ -2,8 +2,8 @@
 import json
 
 from polypersona_utils import paths
-from polypersona_utils.modeling.generation import Variant, generate_all, generate_predictions, variants
 from polypersona_utils.dataset.prompts import build_messages, record_messages
+from polypersona_utils.modeling.generation import Variant, generate_all, generate_predictions, variants
 from polypersona_utils.provenance import read_jsonl
 
 from conftest import tiny_config

@@ -7,8 +7,8 @@ import pytest
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
 from polypersona_utils.dataset.build import build_dataset
-from polypersona_utils.dataset.record_import import RecordImportError
 from polypersona_utils.dataset.questions import load_question_bank
+from polypersona_utils.dataset.record_import import RecordImportError
 
 BANK = load_question_bank(load_config("smoke").questions.bank_path).by_id()
 
@@ -103,9 +103,9 @@ def test_make_tracks_the_imported_files(released_files):
 
 
 def test_free_text_closed_answers_as_released_keep_their_text_and_the_option_parsed_from_it(tmp_path):
+    from polypersona_utils.dataset.prompts import closed_answer
     from polypersona_utils.dataset.record_import import import_records
     from polypersona_utils.dataset.records import check_record
-    from polypersona_utils.dataset.prompts import closed_answer
 
     likert = ('On a scale of 1 to 5, with 1 being "Strongly Disagree" and 5 being "Strongly Agree," I\'d rate myself '
               'a 3. While I understand the appeal, I have my doubts.')

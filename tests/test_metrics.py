@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from polypersona_utils.evaluation import metrics
 from polypersona_utils.dataset.parsing import parse_option
+from polypersona_utils.evaluation import metrics
 from polypersona_utils.stats import mean_with_interval, persona_bootstrap_indices
 
 

@@ -136,8 +136,8 @@ def test_a_generation_setting_reruns_generation_and_metrics_not_data_or_training
 @pytest.mark.slow
 def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     """Every standard ablation run and notebook 05, on top of the main run the tests above built."""
-    from polypersona_utils.runs.ablations import standard_ablations
     from polypersona_utils.config import load_config
+    from polypersona_utils.runs.ablations import standard_ablations
 
     STANDARD_ABLATIONS = standard_ablations(load_config("smoke"))
 
@@ -236,8 +236,8 @@ def test_notebook_07_collects_the_learning_curve_runs_panel_tables(workspace):
 
 
 def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
-    from polypersona_utils.runs.ablations import standard_ablations
     from polypersona_utils.config import load_config
+    from polypersona_utils.runs.ablations import standard_ablations
 
     planned = make("-n", "ablation-panels", "PROFILE=smoke", capture=True).stdout
     for run in standard_ablations(load_config("smoke")):
@@ -252,8 +252,8 @@ def test_on_a_fresh_clone_make_installs_then_plans_the_standard_ablation_runs(tm
     and starts over, so `make reproduce` on a fresh clone plans every ablation run (it used to plan none and keep
     the committed ones). The install is a stand-in: a 'venv' whose python skips pip and runs this environment's.
     Its own workspace, as fresh as a clone's (the module's shared one has run the whole smoke study by now)."""
-    from polypersona_utils.runs.ablations import standard_ablations
     from polypersona_utils.config import load_config
+    from polypersona_utils.runs.ablations import standard_ablations
 
     fresh = tmp_path / "workspace"
     shutil.copytree(paths.PARAMS_DIR, fresh / "params")

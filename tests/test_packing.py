@@ -61,13 +61,14 @@ def respondents_records(smoke_data, count: int = 3):
 
 def test_packed_sft_loss_and_lora_gradients_equal_the_per_record_ones(smoke_data, tiny_model_dir, tmp_path):
     """Several respondents in one packed batch against the same records in one TRL-tokenized per-record batch."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from polypersona_utils.dataset.prompts import prompt_completion
     from polypersona_utils.llm import models
     from polypersona_utils.modeling.answer_loss import answer_loss
     from polypersona_utils.modeling.packed_trainer import answers_in, packed_rows
     from polypersona_utils.modeling.packing import sft_loss
-    from polypersona_utils.dataset.prompts import prompt_completion
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
 
     records = respondents_records(smoke_data)
     tokenizer = models.load_tokenizer(str(tiny_model_dir))
@@ -165,8 +166,8 @@ def test_notebook_02s_packed_path_trains_every_answer_and_moves_lora_weights_onl
 
 
 def test_the_packing_knob_names_one_ablation_run():
-    from polypersona_utils.runs.ablations import overrides_for
     from polypersona_utils.config import load_config
+    from polypersona_utils.runs.ablations import overrides_for
 
     config = load_config("smoke")
     assert overrides_for(config, "packed-512", {"PACKING": "respondent", "RESPONDENTS": "4"}) == {

@@ -6,11 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polypersona_utils.panel.synthetic import order_effect, respondent_distributions, sampled_option
-from polypersona_utils.dataset.respondents import PanelRespondent
-from polypersona_utils.panel.measures import (bootstrap_weights, panel_individual, panel_tables,
-                                                with_answer_columns)
 from polypersona_utils.dataset.prompts import build_messages
+from polypersona_utils.dataset.respondents import PanelRespondent
+from polypersona_utils.panel.measures import bootstrap_weights, panel_individual, panel_tables, with_answer_columns
+from polypersona_utils.panel.synthetic import order_effect, respondent_distributions, sampled_option
 from polypersona_utils.study import StudyRun
 
 CARD = {"persona_id": "gss2018-0001", "age": 40, "gender": "woman", "occupation": "works full time",
@@ -248,9 +247,9 @@ def test_the_scoring_model_is_the_4bit_base_plus_adapter(tmp_path):
     from peft import LoraConfig, PeftModel, get_peft_model
 
     from polypersona_utils.llm import models
-    from polypersona_utils.modeling.generation import Variant
-    from polypersona_utils.llm.option_scoring import option_log_probs
     from polypersona_utils.llm.models import merged_model
+    from polypersona_utils.llm.option_scoring import option_log_probs
+    from polypersona_utils.modeling.generation import Variant
     from polypersona_utils.panel.synthetic import softmax
 
     torch.manual_seed(0)
@@ -338,13 +337,13 @@ def spending_answer(body: dict) -> str:
 
 
 def test_a_served_model_panel_samples_k_answers_per_item_and_order(tmp_roots, tmp_path):
-    from conftest import FakeOpenAI, serve
-
     from polypersona_utils.config import load_config
-    from polypersona_utils.modeling.generation import variants
-    from polypersona_utils.panel.synthetic import score_panel
     from polypersona_utils.dataset.questions import load_question_bank
     from polypersona_utils.dataset.respondents import linked_questions
+    from polypersona_utils.modeling.generation import variants
+    from polypersona_utils.panel.synthetic import score_panel
+
+    from conftest import FakeOpenAI, serve
 
     url, seen, server = serve(type("SpendingServer", (FakeOpenAI,), {"answer": lambda self, body: spending_answer(body)}))
     config = load_config("smoke", overrides={"panel.http_samples": 6, "models": [

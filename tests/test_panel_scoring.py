@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polypersona_utils.panel.files import read_panel_file
 from polypersona_utils.cli import main
+from polypersona_utils.panel.files import read_panel_file
 from polypersona_utils.user_files import UserFileError
 
 SPENDING = ["Too little", "About right", "Too much"]
@@ -16,10 +16,10 @@ SPENDING = ["Too little", "About right", "Too much"]
 def stored_panel(tmp_roots):
     """A smoke workspace holding a stored panel: 40 GSS respondents of the survey, two linked items, two variants."""
     from polypersona_utils.config import load_config
-    from polypersona_utils.panel.report import DISTRIBUTIONS_FILE, distributions_csv
     from polypersona_utils.dataset.questions import load_question_bank
     from polypersona_utils.dataset.respondents import linked_questions, survey_respondents
     from polypersona_utils.dataset.surveys import load_survey
+    from polypersona_utils.panel.report import DISTRIBUTIONS_FILE, distributions_csv
 
     config = load_config("smoke", overrides={"metrics.bootstrap_samples": 100})
     survey = load_survey(config.personas.survey)

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from polypersona_utils.config_sections import PanelWorthConfig
 from polypersona_utils.cli import main
-from polypersona_utils.panel.estimates import (classical_estimate, ppi_estimate, power_tuning, read_answers,
+from polypersona_utils.config_sections import PanelWorthConfig
+from polypersona_utils.panel.estimates import (classical_estimate, power_tuning, ppi_estimate, read_answers,
                                                read_predictions, synthetic_estimate)
 from polypersona_utils.panel.worth import effective_size, panel_worth, sample_draws, worth_draws, worth_predictors
 

@@ -4,9 +4,9 @@ import pytest
 import yaml
 
 from polypersona_utils import paths
-from polypersona_utils.dataset.records import make_record
 from polypersona_utils.dataset.prompts import SYSTEM_PROMPT, SYSTEM_PROMPT_NO_PERSONA, build_messages, persona_card_text
 from polypersona_utils.dataset.questions import QuestionBankError, load_question_bank
+from polypersona_utils.dataset.records import make_record
 from polypersona_utils.dataset.surveys import load_survey
 
 PERSONA = {

@@ -7,10 +7,9 @@ import time
 import pytest
 
 from polypersona_utils import provenance
-
 from polypersona_utils.llm import resumable
-from polypersona_utils.provenance import atomic_write_text, read_jsonl
 from polypersona_utils.llm.resumable import ResumableLogError, run_batches
+from polypersona_utils.provenance import atomic_write_text, read_jsonl
 
 
 def square(batch, index):

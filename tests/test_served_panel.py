@@ -4,11 +4,12 @@ import math
 
 import numpy as np
 import pytest
-from conftest import FakeOpenAI, serve
 
 from polypersona_utils.dataset.respondents import PanelRespondent
 from polypersona_utils.panel.served import option_probabilities
 from polypersona_utils.study import StudyRun
+
+from conftest import FakeOpenAI, serve
 
 SPENDING = ["Too little", "About right", "Too much"]
 CARD = {"persona_id": "gss2018-0001", "age": 50, "gender": "man", "occupation": "retired",
@@ -64,10 +65,10 @@ def served_config(url, **overrides):
 
 
 def test_an_endpoint_with_log_probabilities_costs_two_requests_a_pair(tmp_roots, tmp_path, capsys):
-    from polypersona_utils.panel.synthetic import score_panel
-    from polypersona_utils.panel.report import order_effect_table
     from polypersona_utils.dataset.questions import load_question_bank
     from polypersona_utils.dataset.respondents import linked_questions
+    from polypersona_utils.panel.report import order_effect_table
+    from polypersona_utils.panel.synthetic import score_panel
 
     url, seen, server = serve(LogprobServer)
     config, variant = served_config(url)
@@ -138,9 +139,9 @@ class RefusesLogprobs(FakeOpenAI):
 
 
 def test_an_endpoint_that_refuses_log_probabilities_is_sampled(tmp_roots, tmp_path):
-    from polypersona_utils.panel.synthetic import score_panel
     from polypersona_utils.dataset.questions import load_question_bank
     from polypersona_utils.dataset.respondents import linked_questions
+    from polypersona_utils.panel.synthetic import score_panel
 
     url, seen, server = serve(RefusesLogprobs)
     config, variant = served_config(url, **{"panel.http_samples": 3})

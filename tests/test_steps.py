@@ -7,10 +7,10 @@ import pytest
 
 from polypersona_utils import paths
 from polypersona_utils.config import Config, ConfigError, SeedsConfig, load_config
-from polypersona_utils.runs.learning_curve import learning_curve_runs
 from polypersona_utils.make_plan import (import_graph, module_imports, notebook_modules, prepare, sources_makefile,
-                                    step_settings)
+                                         step_settings)
 from polypersona_utils.modeling.training import run_fingerprint
+from polypersona_utils.runs.learning_curve import learning_curve_runs
 
 
 def write(tmp_path, text):

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from polypersona_utils.dataset.prompts import build_messages
-from polypersona_utils.provenance import read_jsonl
 from polypersona_utils.dataset.teacher import HttpTeacher, TeacherRequest, run_teacher, trim_to_sentence
+from polypersona_utils.provenance import read_jsonl
 
 PERSONA = {"age": 50, "gender": "man", "occupation": "retired", "education": "graduate degree",
            "region": "lives in a city", "income_bracket": "not reported", "political_identity": "independent",

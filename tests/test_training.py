@@ -14,7 +14,7 @@ import torch
 from polypersona_utils import paths
 from polypersona_utils.config import load_config
 from polypersona_utils.modeling.training import (plan_training, prompt_completion, resolve_target_modules, sft_config,
-                                        sft_kwargs, train_model)
+                                                 sft_kwargs, train_model)
 
 from conftest import tiny_config
 

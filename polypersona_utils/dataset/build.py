@@ -6,18 +6,16 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from .. import paths
 from ..provenance import atomic_write_json, provenance_record, sha256_file, sha256_json
 from ..user_files import resolve_user_path
-
 from .dataset_card import write_dataset_card
 from .personas import load_panel
-from .teacher import make_teacher, run_teacher
 from .record_import import import_files, import_records
 from .records import (assign_questions, check_record, dataset_settings, make_record, plan_references,
                       training_respondent_records)
 from .splits import SPLITS, TRAINING_RESPONDENTS_FILE, check_leakage, count_table, split_records, write_dataset
+from .teacher import make_teacher, run_teacher
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 panel file.
 
 A card holds demographics, two values, two traits and two interests. For `source: survey` every field comes from one
-real respondent, read as the survey's YAML says (`surveys.py`; GSS 2018: `data/surveys/gss2018.yaml`, which writes
+real respondent, read as the survey's YAML says (`dataset/surveys.py`; GSS 2018: `data/surveys/gss2018.yaml`, which writes
 out the codebooks and the value, trait and interest rules as tables a reader can check against the GSS
 documentation). The survey's items are kept apart from the card, in `PersonaPanel.answers`, as references.
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .surveys import Survey, load_survey
 from ..user_files import UserFileError, read_rows, resolve_user_path
+from .surveys import Survey, load_survey
 
 CARD_FIELDS = (
     "persona_id", "source", "age", "gender", "occupation", "education", "region", "income_bracket",

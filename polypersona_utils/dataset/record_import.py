@@ -6,13 +6,11 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-
-from .personas import PersonaError
 from ..provenance import sha256_json
-from .parsing import parse_option
-from .questions import CLOSED_TYPES, QUESTION_TYPES, Question
 from ..user_files import UserFileError, read_json_rows, resolve_user_path
-
+from .parsing import parse_option
+from .personas import PersonaError, imported_card
+from .questions import CLOSED_TYPES, QUESTION_TYPES, Question
 from .records import make_record
 
 log = logging.getLogger(__name__)
@@ -43,8 +41,6 @@ def import_records(path: Path, bank, drop_duplicates: bool = False, seen: dict |
     messages are rebuilt by the one prompt. `seen` carries ids and (persona, question) pairs across the files of
     one import: a repeat is an error naming both places, or with `drop_duplicates` the first is kept and the rest
     counted. Every error names the file, the line and the record id."""
-    from .personas import imported_card
-
     path = Path(path)
     try:
         raw = read_json_rows(path)

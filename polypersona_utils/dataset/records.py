@@ -17,6 +17,7 @@ import numpy as np
 from .personas import PersonaPanel
 from .prompts import build_messages, with_known_stance
 from .questions import Question, QuestionBank
+from .respondents import linked_by_id, survey_respondents
 from .teacher import TeacherRequest
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,6 @@ def training_respondent_records(config, exclude: set[str]) -> list[dict]:
     respondent's real answer to every linked item they answered, through the one prompt. Respondents are drawn
     with the persona seed; with `option_order: mixed` each record's options are in the bank's order or reversed
     (drawn with the question seed)."""
-    from .respondents import linked_by_id, survey_respondents
-
     wanted = config.real_answers.training_respondents
     if wanted == 0:
         return []

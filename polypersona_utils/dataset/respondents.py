@@ -1,4 +1,4 @@
-"""Real respondents of the profile's survey (`personas.survey`, `surveys.py`): the pool of cards with their real
+"""Real respondents of the profile's survey (`personas.survey`, `dataset/surveys.py`): the pool of cards with their real
 answers to the items the bank asks (training respondents, the held-out panel and the human ceiling all draw on it).
 Closed answers compared with them: `survey_alignment`."""
 from __future__ import annotations

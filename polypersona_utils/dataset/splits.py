@@ -12,7 +12,6 @@ import numpy as np
 from .. import paths
 from ..provenance import read_jsonl, write_jsonl
 
-
 log = logging.getLogger(__name__)
 
 

@@ -21,10 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Protocol, Sequence
 
+from ..llm import models
 from ..llm.backends import generate_local, openai_chat
-from .parsing import parse_option
-from ..provenance import sha256_json
+from ..llm.models import inference_dtype
+from ..llm.option_scoring import option_log_probs
 from ..llm.resumable import run_batches
+from ..provenance import sha256_json
+from .parsing import parse_option
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +63,6 @@ class LocalTeacher:
 
     def __init__(self, model_id: str, revision: str | None, max_new_tokens: int, temperature: float,
                  top_p: float, seed: int, chat_template: str | None = None, dtype: str = "float32"):
-        from ..llm import models
-
         self.settings = dict(model_id=model_id, revision=revision, max_new_tokens=max_new_tokens,
                              temperature=temperature, top_p=top_p, seed=seed, chat_template=chat_template)
         if dtype != "float32":  # part of the cache key only when set, so fp32 answers cached earlier stay valid
@@ -95,8 +96,6 @@ class LocalTeacher:
         Requests with the same number of options are scored in one call (`option_scoring.option_log_probs`: each
         prompt once, the options' tokens after it): the same scores as one full forward per option up to float
         rounding (tests/test_teacher.py)."""
-        from ..llm.option_scoring import option_log_probs
-
         scores: list[list[float]] = [[] for _ in requests]
         by_count: dict[int, list[int]] = {}
         for i, request in enumerate(requests):
@@ -155,7 +154,6 @@ def make_teacher(references_config, seed: int) -> TeacherBackend:
     c = references_config
     if c.teacher_backend == "http":
         return HttpTeacher(c.http_url, c.http_model, c.max_new_tokens, c.temperature, c.top_p, seed)
-    from ..llm.models import inference_dtype
 
     return LocalTeacher(c.teacher_model, c.teacher_revision, c.max_new_tokens, c.temperature, c.top_p, seed,
                         dtype=inference_dtype(c.dtype))

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from .. import paths
+from ..dataset.parsing import parse_option
+from ..dataset.splits import load_split
+from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
+from ..reporting.tables import write_table
 from ..user_files import UserFileError, read_json_rows
+from .baselines import BASELINE, retrieval_baseline
+from .scoring import add_scores, answers_frame, compute_tables, metric_settings
 
 RESERVED_SUFFIXES = ("-lora", "-zeroshot")
 
@@ -48,14 +55,6 @@ def read_predictions(path: Path, test_ids: set[str]) -> list[dict]:
 
 def score_predictions(config, predictions_path: Path, name: str) -> dict[str, pd.DataFrame]:
     """Score `predictions_path` as variant `name`; write `results/<profile>/scored/<name>/`; return the tables."""
-    from .. import paths
-    from .baselines import BASELINE, retrieval_baseline
-    from ..dataset.splits import load_split
-    from .scoring import add_scores, answers_frame, compute_tables, metric_settings
-    from ..dataset.parsing import parse_option
-    from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
-    from ..reporting.tables import write_table
-
     if not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("baseline-") \
             or name.endswith(RESERVED_SUFFIXES):
         raise ValueError(f"NAME={name!r}: letters, digits, '-', '_' and '.', not starting with 'baseline-' nor "

@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .metrics import distinct_n
 from ..dataset.prompts import persona_card_text
+from .metrics import distinct_n
 
 
 @lru_cache(maxsize=1)

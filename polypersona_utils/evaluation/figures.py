@@ -7,13 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..dataset.demographics import SUBGROUPS, demographic_frame
+from ..dataset.respondents import linked_by_id
 from ..reporting.plots import item_grid, pyplot, save_figure
+from .baselines import BASELINE
+from .metrics import SURVEY_METRICS, TEXT_METRICS
+from .survey_alignment import subgroup_distributions
 
 
 def metric_figures(tables: dict[str, pd.DataFrame], folder: Path, profile: str) -> None:
     """Text metrics with intervals per variant, and every metric per domain."""
-    from .metrics import SURVEY_METRICS, TEXT_METRICS
-
     plt = pyplot()
     text = tables["model_comparison"]
     fig, axes = plt.subplots(1, len(TEXT_METRICS), figsize=(3.2 * len(TEXT_METRICS), 3.6), sharey=True)
@@ -42,8 +45,6 @@ def metric_figures(tables: dict[str, pd.DataFrame], folder: Path, profile: str) 
 def distribution_figure(frame: pd.DataFrame, bank, shares: dict[str, dict[str, float]], survey_title: str,
                         stem: Path) -> None:
     """Per linked survey item asked in the test split: all respondents' answer shares against each variant's."""
-    from ..dataset.respondents import linked_by_id
-
     plt = pyplot()
     linked = linked_by_id(bank)
     asked = [qid for qid in sorted(linked) if qid in set(frame.question_id)]
@@ -78,10 +79,6 @@ def subgroup_distribution_figure(frame: pd.DataFrame, cards: dict[str, dict], it
     """Per demographic subgroup: the answer distribution over the linked survey items asked in the test split, real
     (all the survey's respondents in the subgroup, the same items weighted as asked) against each variant's. Options
     are stacked by position in the item's order (the legend names the first item's)."""
-    from .baselines import BASELINE
-    from ..dataset.demographics import SUBGROUPS, demographic_frame
-    from .survey_alignment import subgroup_distributions
-
     plt = pyplot()
     linked = frame[frame.question_id.isin(items) & (frame.reference_source == "real_respondent")].copy()
     if linked.empty:

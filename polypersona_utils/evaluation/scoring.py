@@ -12,19 +12,20 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
+from ..dataset.respondents import linked_items
+from ..dataset.splits import load_split
+from ..modeling.generation import variants
+from ..provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
+from ..reporting.readme import write_section
+from ..reporting.tables import tables_that_differ, write_table, written_tables
+from ..stats import paired_differences, persona_bootstrap_indices, with_intervals
 from . import metrics
 from .baselines import BASELINE, CELL_BASELINE, demographic_cell_baseline, retrieval_baseline
 from .fidelity import fidelity_and_diversity
 from .figures import distribution_figure, metric_figures, subgroup_distribution_figure
 from .metrics import SURVEY_METRICS, TEXT_METRICS
-from ..provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
-from ..reporting.tables import tables_that_differ, write_table, written_tables
-from ..dataset.respondents import linked_items
-from .survey_alignment import closed_alignment, item_distributions, subgroup_alignment
-from ..reporting.readme import write_section
 from .readme_section import metrics_section
-from ..stats import paired_differences, persona_bootstrap_indices, with_intervals
-
+from .survey_alignment import closed_alignment, item_distributions, subgroup_alignment
 
 ANSWER_COLUMNS = ("variant", "id", "persona_id", "domain", "question_id", "question_type", "reference_source",
                   "reference", "prediction", "parsed_option", "unparseable")
@@ -53,8 +54,6 @@ def add_scores(frame: pd.DataFrame, settings) -> pd.DataFrame:
 
 
 def load_predictions(config, split: str = "test") -> dict[str, list[dict]]:
-    from ..modeling.generation import variants
-
     folder = config.paths(split).predictions
     return {v.name: read_jsonl(folder / f"{v.name}.jsonl") for v in variants(config)}
 
@@ -115,8 +114,6 @@ def metric_settings(config) -> dict:
 
 def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     """All tables of the study for `split`, written under the run's results folder (`config.paths(split)`)."""
-    from ..dataset.splits import load_split
-
     where = config.paths(split)
     profile = where.name
     test, train = load_split(config, split), load_split(config, "train")

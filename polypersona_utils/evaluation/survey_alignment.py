@@ -8,9 +8,9 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from . import metrics
 from ..dataset.demographics import SUBGROUPS, demographic_frame
 from ..dataset.surveys import Survey, clean
+from . import metrics
 
 
 def closed_alignment(frame: pd.DataFrame, population_shares: dict[str, dict[str, float]],

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import paths
+from .gguf_chunks import assemble, package_chunks
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,6 @@ def gguf_path(spec: EmbeddedModel, cache_dir: Path) -> Path:
     """The embedded GGUF file: in its package, or joined from its chunk packages into the cache (once)."""
     if not spec.chunked:
         return _package_dir(spec.package) / spec.gguf_file
-    from .gguf_chunks import assemble, package_chunks
 
     _package_dir(spec.package)
     chunks, sha256 = package_chunks(spec.package)

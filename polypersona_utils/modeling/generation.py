@@ -13,13 +13,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..llm.backends import generate_local, openai_chat
-from ..dataset.splits import load_split
-from ..llm.models import inference_dtype
 from ..dataset.parsing import parse_option
 from ..dataset.prompts import record_messages
-from ..provenance import atomic_write_json, sha256_file, sha256_json, write_jsonl
+from ..dataset.splits import load_split
+from ..llm.backends import generate_local, openai_chat
+from ..llm.models import inference_dtype
 from ..llm.resumable import run_batches
+from ..provenance import atomic_write_json, sha256_file, sha256_json, write_jsonl
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..dataset.prompts import closed_answer
+from ..dataset.prompts import closed_answer, record_messages
+from ..llm.option_scoring import option_log_prob_tensor
 
 
 @dataclass
@@ -43,9 +44,6 @@ def option_groups(records: list[dict]) -> list[list[dict]]:
 def option_loss(model, tokenizer, records: list[dict], include_persona: bool = True):
     """Mean over `records` of -log softmax(option log-likelihoods)[reference]: a differentiable scalar."""
     import torch
-
-    from ..dataset.prompts import record_messages
-    from ..llm.option_scoring import option_log_prob_tensor
 
     scores = option_log_prob_tensor(model, tokenizer, [record_messages(r, include_persona) for r in records],
                                     [r["options"] for r in records])

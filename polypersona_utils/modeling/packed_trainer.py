@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from trl import SFTTrainer
 
-from .packing import PackedCollator, answers_in, option_item, option_loss, pack_items, sft_item, sft_loss
 from ..dataset.prompts import closed_answer, prompt_completion
+from .packing import PackedCollator, answers_in, option_item, option_loss, pack_items, sft_item, sft_loss
 
 __all__ = ["PackedTrainer", "answers_in", "packed_rows"]
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+from ..llm.option_scoring import continuation_ids
+
 IGNORE = -100
 
 
@@ -56,8 +58,6 @@ def sft_item(tokenizer, prompt: list[dict], completion: list[dict], max_length: 
 def option_item(tokenizer, chat: list[dict], options: Sequence[str], answer: str) -> PackedItem:
     """A closed record for the option-likelihood objective: its prompt and the assistant turn of every option
     (`option_scoring.continuation_ids`), `target` the real answer's index."""
-    from ..llm.option_scoring import continuation_ids
-
     prompt, turns = continuation_ids(tokenizer, chat, options)
     return PackedItem(tuple(prompt), tuple(tuple(t) for t in turns), list(options).index(answer))
 

@@ -19,7 +19,12 @@ from pathlib import Path
 
 from .. import paths
 from ..dataset.prompts import prompt_completion
+from ..dataset.splits import run_view, training_respondent_ids
+from ..llm import models
+from ..llm.models import inference_dtype
 from ..provenance import atomic_write_json, atomic_write_text, package_versions, read_jsonl, sha256_file, sha256_json
+from ..reporting.tables import profile_banner
+from .figures import loss_figure
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +97,6 @@ def detect_plan(training) -> TrainingPlan:
     if torch.cuda.is_available():
         memory = torch.cuda.get_device_properties(0).total_memory / 2**30
         return plan_training(training, True, memory)
-    from ..llm.models import inference_dtype
 
     return plan_training(training, False, cpu_bf16=inference_dtype("auto") == "bfloat16")
 
@@ -218,10 +222,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     from datasets import Dataset
     from transformers import set_seed
 
-    from ..llm import models
     from .answer_loss import AnswerLossSFTTrainer
-
-    from ..dataset.splits import run_view, training_respondent_ids
 
     run_name = run_name or spec.name
     include_persona = include_persona and config.ablation.include_persona
@@ -312,7 +313,6 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "log_history.json", history)
     atomic_write_text(run_dir / "README.md", model_card(config, spec, run_name, fingerprint, metrics))
-    from .figures import loss_figure
 
     loss_figure(history, config.paths().training_results / "figures" / f"loss_{run_name}", run_name)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the finished adapter is in run_dir
@@ -335,8 +335,6 @@ def whole_run_train_loss(history: list[dict]) -> float | None:
 
 
 def model_card(config, spec, run_name: str, fingerprint: dict, metrics: dict) -> str:
-    from ..reporting.tables import profile_banner
-
     t, lora = config.training, config.lora
     lines = [
         f"# Adapter `{run_name}`", "", profile_banner(config), "",

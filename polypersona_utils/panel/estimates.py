@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import read_panel_file
 from ..user_files import read_csv_rows
+from .files import read_panel_file
 
 ESTIMATORS = ("classical", "synthetic", "ppi")
 LEVEL = 0.95
@@ -90,7 +90,7 @@ ANSWER_COLUMNS = ("persona_id", "question_id", "real_option")
 
 
 def read_predictions(path: Path) -> pd.DataFrame:
-    """A panel-format file (`panel_files`; as `results/<profile>/panel_distributions.csv`, one predictor's rows)
+    """A panel-format file (`panel.files`; as `results/<profile>/panel_distributions.csv`, one predictor's rows)
     for every card of the pool, with any subgroup columns. Bad rows raise ValueError naming the file, line and
     field."""
     frame = read_panel_file(path)

@@ -1,6 +1,6 @@
 """Panel-format files a user brings or fills in: one row per (respondent, item) with `persona_id`, `question_id`,
 `options` and `probabilities` (in a CSV joined by '|', in JSON lists), as `results/<profile>/panel_distributions.csv`
-holds them. Read through `userfiles` (CSV, JSON or JSONL); every bad row is an error naming the file, the line and
+holds them. Read through `user_files` (CSV, JSON or JSONL); every bad row is an error naming the file, the line and
 the field, and nothing is read past it."""
 from __future__ import annotations
 

@@ -4,11 +4,11 @@ from the committed results alone: no model is loaded and nothing is rebuilt.
     make panel-template PROFILE=default OUT=panel_template.csv     # the cards and questions to answer
     make score-panel PROFILE=default PREDICTIONS=my_panel.csv NAME=my-model
 
-The predictions file is panel-format (`panel_files`: CSV, JSON or JSONL with `persona_id`, `question_id`,
+The predictions file is panel-format (`panel.files`: CSV, JSON or JSONL with `persona_id`, `question_id`,
 `options`, `probabilities`): every (respondent, item) pair of `results/<profile>/panel_distributions.csv` exactly
 once, the options as the bank orders them, probabilities summing to 1 within 1e-6 (or the rounding of K
 probabilities written to 6 decimals). Any other file is refused with
-the line and the field, and nothing is written. Every panel table (notebook 06's, `panel_report.compute_panel_tables`)
+the line and the field, and nothing is written. Every panel table (notebook 06's, `panel.report.compute_panel_tables`)
 is computed for NAME beside the committed variants and written to `results/<profile>/scored-panels/<NAME>/`:
 `tables/`, a README with the verdict, and a provenance record.
 """
@@ -20,9 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .files import read_panel_file
+from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
+from ..reporting.tables import write_table
 from ..study import StudyRun
 from ..user_files import UserFileError
+from .files import read_panel_file
+from .readme import verdict_section
+from .references import ANCHORS, REFERENCE_VARIANTS
+from .report import DISTRIBUTIONS_FILE, compute_panel_tables, panel_settings, read_distributions
 
 SUM_TOLERANCE = 1e-6
 TEMPLATE_COLUMNS = ("persona_id", "question_id", "card", "question", "options", "probabilities")
@@ -30,8 +35,6 @@ TEMPLATE_COLUMNS = ("persona_id", "question_id", "card", "question", "options", 
 
 def stored_panel(config) -> pd.DataFrame:
     """The committed distributions of the profile's main run (every variant)."""
-    from .report import DISTRIBUTIONS_FILE, read_distributions
-
     stored = config.paths().results / DISTRIBUTIONS_FILE
     if not stored.exists():
         raise UserFileError(f"{stored}: no stored panel for profile '{config.profile}' (run make panel first)")
@@ -79,12 +82,6 @@ def checked_frame(stored: pd.DataFrame, predictions: pd.DataFrame, path: Path, n
 def score_panel_file(config, path: Path, name: str) -> dict[str, pd.DataFrame]:
     """Every panel table for `name`'s probabilities beside the committed variants, written under
     `results/<profile>/scored-panels/<name>/`."""
-    from .readme import verdict_section
-    from .references import ANCHORS, REFERENCE_VARIANTS
-    from .report import compute_panel_tables, panel_settings
-    from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
-    from ..reporting.tables import write_table
-
     stored = stored_panel(config)
     if not name or not name[0].isalnum() or not all(c.isalnum() or c in "-_." for c in name) \
             or name in set(stored.variant) \

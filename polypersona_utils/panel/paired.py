@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..stats import bca_interval
 from .measures import LOG_FLOOR, bootstrap_weights, effect_statistic
 from .stacking import CARD_REGRESSIONS, gain_statistic, stacked
-from ..stats import bca_interval
 
 COLUMNS = ["variant", "reference", "measure", "difference", "difference_lo", "difference_hi"]
 

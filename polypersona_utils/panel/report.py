@@ -7,16 +7,18 @@ from dataclasses import asdict
 
 import pandas as pd
 
-from .synthetic import order_effect, panel_frame, sampled_option, score_panel, subgroup_variables
+from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
+from ..reporting.readme import write_section
+from ..reporting.tables import tables_that_differ, write_table
+from ..study import StudyRun
+from .figures import panel_figures
 from .measures import panel_tables, population_effects, with_answer_columns
 from .paired import panel_models, panel_paired
 from .readme import panel_section, verdict_section
 from .references import ANCHORS, REFERENCE_VARIANTS, model_variants, reference_distributions
 from .stacking import panel_stacking, stacked
+from .synthetic import order_effect, panel_frame, sampled_option, score_panel, subgroup_variables
 from .worth import panel_worth, worth_predictors
-from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
-from ..reporting.tables import tables_that_differ, write_table
-from ..study import StudyRun
 
 DISTRIBUTIONS_FILE = "panel_distributions.csv"
 
@@ -115,9 +117,6 @@ def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.D
 def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     """Notebook 06 end to end: every variant's panel scored, the references fitted, tables, figures, README sections
     and provenance written."""
-    from .figures import panel_figures
-    from ..reporting.readme import write_section
-
     run = StudyRun(config)
     where = config.paths()
     panel, train, questions = run.panel, run.training_respondents, run.linked_questions
@@ -186,9 +185,6 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     their run stored (its references are the ones that run fitted; `RENAMED` names are updated); the order-effect
     table, which needs both orders' probabilities, stays as stored."""
     import json
-
-    from .figures import panel_figures
-    from ..reporting.readme import write_section
 
     where = config.paths()
     frame = read_distributions(where.results / DISTRIBUTIONS_FILE)

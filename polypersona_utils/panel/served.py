@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ..llm.backends import EndpointError, openai_chat, openai_token_logprobs
 from ..dataset.parsing import parse_option
+from ..llm.backends import EndpointError, openai_chat, openai_token_logprobs
 
 log = logging.getLogger(__name__)
 METHODS = ("logprobs", "samples")

@@ -16,9 +16,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..stats import bca_interval
 from .measures import LOG_FLOOR, bootstrap_weights
 from .references import model_variants
-from ..stats import bca_interval
 
 CARD_REGRESSIONS = ("baseline-logistic", "anchor-logistic-all")
 FOLDS = 5

@@ -4,7 +4,7 @@ The held-out panel is real respondents disjoint from every persona of the profil
 persona), drawn with `seeds.panel`; each is asked every linked survey item they answered. For each model variant the
 panel holds, per (respondent, item), the model's probability of each option (`option_scoring`: a forward pass over
 the study's one prompt; a served model, `backend: http`, gives them from its token log-probabilities or, without
-them, as the smoothed shares of `panel.http_samples` sampled answers: `served_panel`), averaged over the option order given by the bank and its
+them, as the smoothed shares of `panel.http_samples` sampled answers: `panel.served`), averaged over the option order given by the bank and its
 reverse (models favour a position; the size of that effect is kept), and one answer sampled from it at the generation
 temperature (seeded per respondent and item, so the panel has the spread a real one has). Written to
 `artifacts/<profile>/[runs/<run>/]panel/<variant>.jsonl`, one line per (respondent, item) with `persona_id`,
@@ -19,11 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..llm import models
+from ..dataset.demographics import CARD_SUBGROUPS, demographic_frame
 from ..dataset.prompts import build_messages
 from ..dataset.respondents import PanelRespondent
-from .served import ServedPanel, requests_per_pair
+from ..llm import models
+from ..llm.option_scoring import option_log_probs
+from ..llm.resumable import run_batches
 from ..provenance import sha256_file, sha256_json, write_jsonl
+from .served import ServedPanel, requests_per_pair
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +58,6 @@ def respondent_distributions(model, tokenizer, respondent: PanelRespondent, ques
     """question_id -> (probabilities in the bank's order, the same with the options' order reversed in the
     prompt); one scoring call per respondent, so the card runs through the model once, and each question's words
     once for both orders."""
-    from ..llm.option_scoring import option_log_probs
-
     chats, options, keys = [], [], []
     for qid in respondent.answers:
         for order, chat in ordered_prompts(respondent, questions[qid], include_persona):
@@ -76,8 +77,6 @@ def score_panel(run, variant, respondents: list[PanelRespondent], out: Path, pro
     """Every (respondent, item) of the panel scored by `variant`, written to `out` and returned. Resumable: respondents are
     logged as they are scored (`cache/panel/<variant>.jsonl`, keyed by everything that decides their numbers), so
     an interrupted run continues where it stopped and a rerun with the same inputs scores nothing again."""
-    from ..llm.resumable import run_batches
-
     config, questions = run.config, run.linked_questions
     dtype = models.inference_dtype(config.panel.dtype)
     adapter = Path(variant.adapter_dir) / "adapter_model.safetensors" if variant.adapter_dir else None
@@ -170,16 +169,12 @@ def linked_index(questions: dict, qid: str) -> int:
 
 def subgroup_variables(survey) -> tuple[str, ...]:
     """The panel's subgroups: the card's and the survey's extra ones (GSS 2018: race)."""
-    from ..dataset.demographics import CARD_SUBGROUPS
-
     return CARD_SUBGROUPS + tuple(survey.subgroups)
 
 
 def panel_frame(rows: list[dict], respondents: dict[str, PanelRespondent]):
     """One row per (variant, respondent, item) with the subgroups the tables compare in."""
     import pandas as pd
-
-    from ..dataset.demographics import CARD_SUBGROUPS, demographic_frame
 
     frame = pd.DataFrame(rows)
     cards = [respondents[p].card for p in frame.persona_id]

@@ -9,14 +9,14 @@ among the pool's respondents who answered the item, overall and in each subgroup
 `panel.worth.min_cell` of them; a cell enters at a given n when its expected number of sampled members
 (n x cell / pool) is at least `panel.worth.min_expected`, and an option when its expected count among them, and
 the other options', reach `panel.worth.min_expected_answers` (the textbook np >= 5 for a normal-approximation
-interval; coverage over every option is reported beside it). The estimators are `panel_estimates`'s: classical,
+interval; coverage over every option is reported beside it). The estimators are `panel.estimates`'s: classical,
 synthetic only, prediction-powered (PPI++ for a finite pool). With `panel.worth.control`, a control predictor,
 `shuffled-<first predictor>`, holds the first predictor's probabilities shuffled among each cell's respondents:
 related to no one's answer, it is worth 100 per 100 in truth, and the little more it shows (lam fitted on the same
 sample makes the rectifier's variance look smaller than it is) is the floor a real gain must clear.
 
 `worth_draws` computes every estimator on every draw at once; `tests/test_panel_worth.py` checks it against the
-ppi_py path (`panel_estimates`) draw by draw and checks coverage on simulated pools. The effective sample size of
+ppi_py path (`panel.estimates`) draw by draw and checks coverage on simulated pools. The effective sample size of
 a predictor at n is the classical sample size whose interval would be as wide as the prediction-powered one: with
 r = (mean ppi width / mean classical width)^2 over a draw's estimands, 1 / n_eff = r (1/n - 1/P) + 1/P for a pool
 of P respondents (so n_eff is at most P, a census).

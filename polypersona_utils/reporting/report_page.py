@@ -8,6 +8,8 @@ import base64
 import re
 from pathlib import Path
 
+from ..provenance import atomic_write_text
+
 REPORT_FILE = "report.html"
 IMAGE_LINK = re.compile(r"!\[([^\]]*)\]\((figures/[^)]+\.png)\)")
 # nbconvert's template loads require.js, MathJax and mermaid from a CDN; the page uses none of them, and must open
@@ -36,8 +38,6 @@ def write_report(results: Path) -> Path:
     """`results/report.html` from `report_markdown`, through nbconvert's HTML exporter (one markdown cell)."""
     import nbformat
     from nbconvert import HTMLExporter
-
-    from ..provenance import atomic_write_text
 
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(report_markdown(results))])
     notebook.metadata["title"] = f"Polypersona results: {results.name}"

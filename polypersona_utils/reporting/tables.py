@@ -8,7 +8,6 @@ import pandas as pd
 
 from ..provenance import atomic_write_text
 
-
 # One line per table, heading its Markdown file: what a row is and how to read the columns.
 LEGENDS = {
     "model_comparison": "per variant, text metrics of its answers against the references (mean, 95 % persona-bootstrap interval)",

@@ -8,8 +8,13 @@ import json
 import pandas as pd
 
 from .. import paths
-from .ablations import reference_run
+from ..config import load_config
+from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
+from ..reporting.readme import write_section
+from ..reporting.tables import write_table
 from ..stats import MIN_PERSONAS_FOR_INTERVALS, paired_differences
+from .ablations import reference_run
+from .figures import ablation_figures
 
 SUMMARY_METRICS = ("bleu_nltk", "rouge1", "bertscore_f1")
 DIFFERENCE_COLUMNS = ["comparison", "metric", "difference", "low", "high", "personas", "model", "records"]
@@ -83,8 +88,6 @@ def collect(profile: str) -> pd.DataFrame:
 def cross_run_differences(profile: str, columns=SUMMARY_METRICS) -> pd.DataFrame:
     """Each ablation run's fine-tuned answers minus the reference run's, on the test records both answered,
     personas resampled jointly (the paired bootstrap of `stats.paired_differences`)."""
-    from ..config import load_config
-
     config = load_config(profile)
     reference = reference_run(config)
     scores = {run: pd.read_csv(run_folder(profile, run) / "per_example_scores.csv")
@@ -129,12 +132,6 @@ def describe_difference(run: str, overrides: dict, rows: pd.DataFrame, reference
 
 def ablation_report(profile: str) -> pd.DataFrame:
     """Notebook 05: the ablation tables (CSV, Markdown, LaTeX), figures and `results/<profile>/ablations.md`."""
-    from ..config import load_config
-    from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
-    from .figures import ablation_figures
-    from ..reporting.tables import write_table
-    from ..reporting.readme import write_section
-
     config = load_config(profile)
     reference = reference_run(config)
     table = collect(profile)

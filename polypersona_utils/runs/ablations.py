@@ -13,7 +13,6 @@ This module defines the runs (what make plans and stamps); `ablation_report` col
 """
 from __future__ import annotations
 
-
 from .learning_curve import learning_curve_runs
 
 

@@ -9,10 +9,14 @@ results README's section.
 """
 from __future__ import annotations
 
-
 import pandas as pd
 
 from .. import paths
+from ..panel.references import ANCHORS
+from ..provenance import atomic_write_json, provenance_record, sha256_file
+from ..reporting.plots import pyplot, save_figure
+from ..reporting.readme import write_section
+from ..reporting.tables import write_table
 
 TABLE = "learning_curve"
 MEASURES = {  # measure -> (panel table, value column, lower, upper); higher is better except log-loss
@@ -55,8 +59,6 @@ def collect(config) -> pd.DataFrame:
 
 def anchor_values(config) -> dict[str, dict[str, float]]:
     """measure -> {anchor variant: value} from the main run's panel tables (the anchors are fitted there only)."""
-    from ..panel.references import ANCHORS
-
     folder, out = config.paths().tables, {}
     for measure, (table, value, *_) in MEASURES.items():
         path = folder / f"{table}.csv"
@@ -69,8 +71,6 @@ def anchor_values(config) -> dict[str, dict[str, float]]:
 def curve_figure(curve: pd.DataFrame, stem, title: str, anchors: dict[str, dict[str, float]] | None = None) -> None:
     """One panel per measure against training respondents (symmetric log scale: 0 stays on the axis); the main
     run's anchors as horizontal lines."""
-    from ..reporting.plots import pyplot, save_figure
-
     plt = pyplot()
     measures = list(MEASURES)
     fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 3.4))
@@ -125,10 +125,6 @@ def run_minutes(config) -> dict[str, float]:
 
 def run_learning_curve(config) -> pd.DataFrame:
     """Notebook 07: the long table, the figure and the results README section of the profile's curve."""
-    from ..provenance import atomic_write_json, provenance_record, sha256_file
-    from ..reporting.tables import write_table
-    from ..reporting.readme import write_section
-
     where = config.paths()
     curve = collect(config)
     write_table(curve, where.tables / TABLE, caption=f"learning curve: the panel against training respondents "
