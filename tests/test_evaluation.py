@@ -1,5 +1,7 @@
 """The evaluation on hand-made predictions: perfect answers score 1, empty ones 0, baselines and intervals are
 there, and check_results catches a table that no longer follows from the stored answers."""
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,13 +24,33 @@ def write_predictions(records, variant, answer_of):
     write_jsonl(paths.RunPaths("smoke").predictions / f"{variant}.jsonl", rows)
 
 
+@pytest.fixture(scope="module")
+def evaluated_workspace(tmp_path_factory):
+    """The smoke dataset, two variants' hand-made predictions and their evaluation, made once for this module in a
+    workspace of its own (the evaluation takes seconds); each test gets a copy."""
+    from conftest import HashTeacher
+
+    from polypersona_utils.dataset.build import build_dataset
+
+    workspace = tmp_path_factory.mktemp("evaluated")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, folder in (("WORKSPACE", workspace), ("ARTIFACTS_ROOT", workspace / "artifacts"),
+                             ("RESULTS_ROOT", workspace / "results")):
+            patch.setattr(paths, name, folder)
+        config = load_config("smoke", overrides={"metrics.bootstrap_samples": 200})
+        test = build_dataset(config, progress=False, teacher=HashTeacher()).splits["test"]
+        write_predictions(test, "smollm2-135m-lora", lambda r: r["reference"])  # perfect
+        write_predictions(test, "smollm2-135m-zeroshot", lambda r: "")  # says nothing
+        return workspace, config, evaluate(config)
+
+
 @pytest.fixture
-def evaluated(smoke_data):
-    config = load_config("smoke", overrides={"metrics.bootstrap_samples": 200})
-    test = smoke_data.splits["test"]
-    write_predictions(test, "smollm2-135m-lora", lambda r: r["reference"])  # perfect
-    write_predictions(test, "smollm2-135m-zeroshot", lambda r: "")  # says nothing
-    return config, evaluate(config)
+def evaluated(evaluated_workspace, tmp_roots):
+    """The module's evaluation, its files copied into this test's workspace."""
+    workspace, config, tables = evaluated_workspace
+    for folder in ("artifacts", "results"):
+        shutil.copytree(workspace / folder, tmp_roots / folder, dirs_exist_ok=True)
+    return config, {name: table.copy() for name, table in tables.items()}
 
 
 def test_perfect_and_empty_answers(evaluated):

@@ -52,9 +52,9 @@ def test_shared_prefix_scores_equal_one_full_forward_per_option(tiny_model_dir):
 def test_order_averaging_cancels_a_pure_position_preference(monkeypatch):
     """A 'model' that only likes the first listed option: in the given order it picks option 1, reversed option 3;
     the average is symmetric and the order effect is the whole distance."""
-    import polypersona_utils.llm.option_scoring as scoring
+    import polypersona_utils.panel.synthetic as synthetic
 
-    monkeypatch.setattr(scoring, "option_log_probs",
+    monkeypatch.setattr(synthetic, "option_log_probs",
                         lambda model, tok, chats, options, groups=None: [[5.0, 0.0, 0.0] for _ in chats])
     question = type("Q", (), {"options": tuple(SPENDING), "domain": "health", "text": "Q?", "question_type": "likert"})
     respondent = PanelRespondent("gss2018-0001", CARD, {"race": "white"}, {"q1": "Too little"})
@@ -66,7 +66,6 @@ def test_order_averaging_cancels_a_pure_position_preference(monkeypatch):
     assert mean[0] == pytest.approx(mean[2])
     row = {"probabilities_given_order": list(given), "probabilities_reversed_order": list(reversed_)}
     assert order_effect([row]) == pytest.approx(0.5 * (2 * abs(p - (1 - p) / 2)))
-
 
 
 def test_the_order_effect_table_has_a_row_per_scored_variant_and_served_models_unparseable_share():
