@@ -244,7 +244,7 @@ check-results: | $(INSTALLED)
 test: $(INSTALLED)
 	$(PY) -m pytest -q
 
-## test-fast: the tests not marked slow: no notebook, no real-model training (about 3 minutes; the edit-test loop)
+## test-fast: the tests not marked slow: no notebook, no real-model training (about 2 minutes; the edit-test loop)
 .PHONY: test-fast
 test-fast: $(INSTALLED)
 	$(PY) -m pytest -q -m "not slow"

@@ -178,9 +178,9 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
                        "PROFILE=smoke", capture=True).stdout
         return {n for n in ("01_build_dataset", "02_train", "03_generate", "04_metrics", "06_panel")
                 if f"notebooks/{n}.ipynb" in planned}
-    assert replanned("metrics") == {"04_metrics", "06_panel"}  # a metric: the measures, not training
-    assert replanned("teacher") == {"01_build_dataset", "02_train", "03_generate", "04_metrics", "06_panel"}
-    assert replanned("panel_worth") == {"06_panel"}
+    assert replanned("evaluation/metrics") == {"04_metrics", "06_panel"}  # a metric: the measures, not training
+    assert replanned("dataset/teacher") == {"01_build_dataset", "02_train", "03_generate", "04_metrics", "06_panel"}
+    assert replanned("panel/worth") == {"06_panel"}
     panel = root / "rank32" / "provenance" / "06_panel.json"  # as make ablation-panels leaves it
     panel.parent.mkdir()
     panel.write_text("{}")

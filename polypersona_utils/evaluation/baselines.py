@@ -13,12 +13,7 @@ from ..dataset.demographics import SUBGROUPS, demographic_frame
 from ..dataset.surveys import CARD_TEXT_FIELDS
 
 BASELINE = "baseline-train-retrieval"
-
-
 CELL_BASELINE = "baseline-demographic-cell"
-
-
-CARD_KEYS = CARD_TEXT_FIELDS  # the card's text fields, whose matches rank the training records
 
 
 def retrieval_baseline(train: list[dict], test: list[dict]) -> list[dict]:
@@ -34,7 +29,7 @@ def retrieval_baseline(train: list[dict], test: list[dict]) -> list[dict]:
             answer = max(record["options"], key=lambda o: (counts[o], -record["options"].index(o))) if pool else ""
             parsed = answer or None
         else:
-            overlap = lambda r: sum(r["persona"][k] == record["persona"][k] for k in CARD_KEYS)  # noqa: E731
+            overlap = lambda r: sum(r["persona"][k] == record["persona"][k] for k in CARD_TEXT_FIELDS)  # noqa: E731
             answer = max(pool, key=overlap)["reference"] if pool else ""
             parsed = None
         rows.append({"id": record["id"], "prediction": answer, "parsed_option": parsed,

@@ -24,7 +24,6 @@ from ..dataset.demographics import CARD_SUBGROUPS, SUBGROUPS, demographic_frame
 FITTED = ("baseline-logistic", "baseline-boosting")
 REFERENCE_VARIANTS = ("baseline-population", "baseline-cell-smoothed", *FITTED)
 ANCHORS = {"anchor-logistic-all": "logistic", "anchor-boosting-all": "boosting"}
-CELL = SUBGROUPS
 CATEGORICAL = CARD_SUBGROUPS + ("occupation", "region", "income_bracket")
 LISTS = ("values", "traits", "interests")
 LOGISTIC_C = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
@@ -143,12 +142,12 @@ def reference_distributions(train: list, panel: list, questions: dict, cell_smoo
         population = (counts + 0.5) / (counts.sum() + 0.5 * len(options))  # Jeffreys: no option gets 0
         cells: dict[tuple, np.ndarray] = {}
         for i, label in zip(answered, y):
-            cells.setdefault(tuple(train_x.loc[i, list(CELL)]), np.zeros(len(options)))[label] += 1
+            cells.setdefault(tuple(train_x.loc[i, list(SUBGROUPS)]), np.zeros(len(options)))[label] += 1
         for j, respondent in enumerate(panel):
             if qid not in respondent.answers:
                 continue
             out["baseline-population"][respondent.persona_id, qid] = population
-            cell = cells.get(tuple(panel_x.loc[j, list(CELL)]), np.zeros(len(options)))
+            cell = cells.get(tuple(panel_x.loc[j, list(SUBGROUPS)]), np.zeros(len(options)))
             out["baseline-cell-smoothed"][respondent.persona_id, qid] = (cell + cell_smoothing * population) / (
                 cell.sum() + cell_smoothing)
     out |= fitted_distributions(train, panel, questions, {"baseline-logistic": "logistic",
