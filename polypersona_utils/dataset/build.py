@@ -1,7 +1,6 @@
 """Notebook 01 end to end: personas, questions, references, records, splits, dataset card, provenance."""
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,6 @@ from .records import (assign_questions, check_record, dataset_settings, make_rec
                       training_respondent_records)
 from .splits import SPLITS, TRAINING_RESPONDENTS_FILE, check_leakage, count_table, split_records, write_dataset
 from .teacher import make_teacher, run_teacher
-
-log = logging.getLogger(__name__)
 
 
 @dataclass

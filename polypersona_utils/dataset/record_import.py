@@ -2,7 +2,6 @@
 bank, each error naming the file, line and field."""
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from pathlib import Path
 
@@ -12,8 +11,6 @@ from .parsing import parse_option
 from .personas import PersonaError, imported_card
 from .questions import CLOSED_TYPES, QUESTION_TYPES, Question
 from .records import make_record
-
-log = logging.getLogger(__name__)
 
 
 class RecordImportError(ValueError):

@@ -9,7 +9,6 @@ assistant turn equals `reference`.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections import Counter
 
 import numpy as np
@@ -20,14 +19,12 @@ from .questions import Question, QuestionBank
 from .respondents import linked_by_id, survey_respondents
 from .teacher import TeacherRequest
 
-log = logging.getLogger(__name__)
 RECORD_FIELDS = ("id", "persona_id", "domain", "question_id", "question", "question_type", "options", "persona",
                  "messages", "reference", "reference_source")
 REFERENCE_SOURCES = ("real_respondent", "teacher", "imported")
 # What notebook 01 reads from the configuration: its provenance and make's step stamp both come from here.
 DATASET_SETTINGS = ("profile", "description", "personas", "questions", "references", "real_answers", "splits",
                     "seeds.persona_sample", "seeds.question_sample", "seeds.split", "seeds.teacher")
-# The persona ids of the training respondents (`real_answers`), written beside the splits.
 
 
 def dataset_settings(config) -> dict:

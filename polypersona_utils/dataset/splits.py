@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections import Counter
 from pathlib import Path
 
@@ -12,12 +11,8 @@ import numpy as np
 from .. import paths
 from ..provenance import read_jsonl, write_jsonl
 
-log = logging.getLogger(__name__)
-
-
 SPLITS = ("train", "val", "test")
-
-
+# The persona ids of the training respondents (`real_answers`), written beside the splits.
 TRAINING_RESPONDENTS_FILE = "training_respondents.json"
 
 
