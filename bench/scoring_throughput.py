@@ -5,9 +5,9 @@
 baseline  what a user would write by hand: for each (respondent, item), one greedy `generate` of the answer with the
           study's prompt and max_new_tokens, then `parsing.parse_option`; fp32, one prompt at a time. Gives one
           answer (the mode), not a distribution.
-project   `panel.synthetic.respondent_distributions` on the scoring model (`models.merged_model`, `panel.dtype: auto`): every
-          option's probability, in the given and the reversed option order, the card's tokens run once per
-          respondent. Gives the whole distribution, order-averaged: twice the prompts of the baseline.
+project   `panel.synthetic.respondent_distributions` on the scoring model (`models.merged_model`,
+          `panel.dtype: auto`): every option's probability, in the given and the reversed option order, the card's
+          tokens run once per respondent. Gives the whole distribution, order-averaged: twice the prompts of the baseline.
 Both count (respondent, item) pairs per second. Needs nothing built: the respondents come from the GSS data.
 ceiling   the project's token positions (counted) at two FLOPs a weight, at the matmul peak measured in the run;
           `ceiling_ratio` is that rate over the baseline's.

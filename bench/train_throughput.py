@@ -64,7 +64,8 @@ def respondents_records(config, count: int) -> list[dict]:
              "domain": questions[qid].domain, "question": questions[qid].text,
              "question_type": questions[qid].question_type, "options": list(questions[qid].options),
              "reference": answer}
-            for r in draw_respondents(StudyRun(config).eligible, set(), count, config.seeds.panel) for qid, answer in r.answers.items()]
+            for r in draw_respondents(StudyRun(config).eligible, set(), count, config.seeds.panel)
+            for qid, answer in r.answers.items()]
 
 
 def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:

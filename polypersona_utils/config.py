@@ -32,8 +32,6 @@ from .yaml_files import load_yaml
 class ConfigError(ValueError):
     """A profile file that cannot be used; the message names the file and the key."""
 
-    # heldout_domain is checked against the profile's question bank in Config.validate, where the bank is known.
-
 
 @dataclass(frozen=True)
 class Config:

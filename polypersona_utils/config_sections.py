@@ -96,6 +96,7 @@ class RealAnswersConfig:
     def validate(self) -> None:
         if self.training_respondents < 0:
             raise ValueError("training_respondents: must be 0 or more")
+        # heldout_domain is checked against the profile's question bank in Config.validate, where the bank is known.
         wrong = [k for k in self.learning_curve if not 0 <= k <= self.training_respondents]
         if wrong or len(set(self.learning_curve)) != len(self.learning_curve):
             raise ValueError(f"learning_curve: distinct sizes between 0 and training_respondents "

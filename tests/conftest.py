@@ -1,6 +1,9 @@
+import copy
+import dataclasses
 import hashlib
 import json
 import shlex
+import shutil
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -33,13 +36,18 @@ def make_runs_this_interpreter(tmp_path_factory):
         yield venv
 
 
+def use_workspace(patch: pytest.MonkeyPatch, folder: Path) -> Path:
+    """Make `folder` the workspace (artifacts/ and results/) for as long as `patch` holds."""
+    patch.setattr(paths, "WORKSPACE", folder)
+    patch.setattr(paths, "ARTIFACTS_ROOT", folder / "artifacts")
+    patch.setattr(paths, "RESULTS_ROOT", folder / "results")
+    return folder
+
+
 @pytest.fixture
 def tmp_roots(tmp_path, monkeypatch):
     """Make a temporary folder the workspace (artifacts/ and results/) so tests never touch a user's outputs."""
-    monkeypatch.setattr(paths, "WORKSPACE", tmp_path)
-    monkeypatch.setattr(paths, "ARTIFACTS_ROOT", tmp_path / "artifacts")
-    monkeypatch.setattr(paths, "RESULTS_ROOT", tmp_path / "results")
-    return tmp_path
+    return use_workspace(monkeypatch, tmp_path)
 
 
 class HashTeacher:
@@ -82,13 +90,28 @@ def tiny_model_dir(tmp_path_factory):
     return folder
 
 
-@pytest.fixture
-def smoke_data(tmp_roots, hash_teacher):
-    """The smoke dataset, built with the deterministic stand-in teacher into the temporary roots."""
+@pytest.fixture(scope="session")
+def smoke_build(tmp_path_factory):
+    """The smoke dataset built once per session with the deterministic stand-in teacher, in a workspace of its
+    own (`test_dataset.py` checks that building it twice gives the same bytes)."""
     from polypersona_utils.config import load_config
     from polypersona_utils.dataset.build import build_dataset
 
-    return build_dataset(load_config("smoke"), progress=False, teacher=hash_teacher)
+    with pytest.MonkeyPatch.context() as patch:
+        workspace = use_workspace(patch, tmp_path_factory.mktemp("smoke-build"))
+        return workspace, build_dataset(load_config("smoke"), progress=False, teacher=HashTeacher())
+
+
+@pytest.fixture
+def smoke_data(tmp_roots, smoke_build):
+    """The smoke dataset (artifacts and results as `build_dataset` leaves them) copied into this test's workspace;
+    its records are the test's own copy."""
+    workspace, built = smoke_build
+    for folder in ("artifacts", "results"):
+        shutil.copytree(workspace / folder, tmp_roots / folder, dirs_exist_ok=True)
+    data_dir = paths.data_dir("smoke")
+    return dataclasses.replace(built, splits=copy.deepcopy(built.splits), counts=copy.deepcopy(built.counts),
+                               data_dir=data_dir, files={name: data_dir / path.name for name, path in built.files.items()})
 
 
 def tiny_config(model_dir, **overrides):

@@ -25,20 +25,18 @@ def write_predictions(records, variant, answer_of):
 
 
 @pytest.fixture(scope="module")
-def evaluated_workspace(tmp_path_factory):
+def evaluated_workspace(tmp_path_factory, smoke_build):
     """The smoke dataset, two variants' hand-made predictions and their evaluation, made once for this module in a
     workspace of its own (the evaluation takes seconds); each test gets a copy."""
-    from conftest import HashTeacher
+    from conftest import use_workspace
 
-    from polypersona_utils.dataset.build import build_dataset
-
-    workspace = tmp_path_factory.mktemp("evaluated")
+    built_in, built = smoke_build
     with pytest.MonkeyPatch.context() as patch:
-        for name, folder in (("WORKSPACE", workspace), ("ARTIFACTS_ROOT", workspace / "artifacts"),
-                             ("RESULTS_ROOT", workspace / "results")):
-            patch.setattr(paths, name, folder)
+        workspace = use_workspace(patch, tmp_path_factory.mktemp("evaluated"))
+        for folder in ("artifacts", "results"):
+            shutil.copytree(built_in / folder, workspace / folder)
         config = load_config("smoke", overrides={"metrics.bootstrap_samples": 200})
-        test = build_dataset(config, progress=False, teacher=HashTeacher()).splits["test"]
+        test = built.splits["test"]
         write_predictions(test, "smollm2-135m-lora", lambda r: r["reference"])  # perfect
         write_predictions(test, "smollm2-135m-zeroshot", lambda r: "")  # says nothing
         return workspace, config, evaluate(config)

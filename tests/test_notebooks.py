@@ -315,6 +315,6 @@ def test_a_venv_from_another_clone_is_refused(tmp_path):
         paths.check_checkout(clone / "notebooks")
     paths.check_checkout(paths.NOTEBOOKS_DIR)  # the right clone passes
     # What a notebook of the other clone does first (papermill runs it in that clone's notebooks/).
-    done = subprocess.run([sys.executable, "-c", "from polypersona_utils.notebook_start import start_notebook; start_notebook('smoke')"],
-                          cwd=clone / "notebooks", capture_output=True, text=True)
+    start = "from polypersona_utils.notebook_start import start_notebook; start_notebook('smoke')"
+    done = subprocess.run([sys.executable, "-c", start], cwd=clone / "notebooks", capture_output=True, text=True)
     assert done.returncode != 0 and "a .venv made in another clone" in done.stderr

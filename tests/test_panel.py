@@ -17,7 +17,7 @@ CARD = {"persona_id": "gss2018-0001", "age": 40, "gender": "woman", "occupation"
         "political_identity": "Democrat, liberal", "values": ["a", "b"], "traits": ["c", "d"],
         "interests": ["e", "f"]}
 SPENDING = ["Too little", "About right", "Too much"]
-VARIABLES = ("age_band", "gender", "education", "party", "ideology", "race")  # GSS 2018: panel.subgroup_variables
+VARIABLES = ("age_band", "gender", "education", "party", "ideology", "race")  # GSS 2018: subgroup_variables
 
 
 def test_shared_prefix_scores_equal_one_full_forward_per_option(tiny_model_dir):
@@ -291,7 +291,8 @@ def test_check_results_recomputes_the_panel_tables_and_catches_a_changed_one(tmp
     where = config.paths()
     where.results.mkdir(parents=True)
     (where.results / DISTRIBUTIONS_FILE).write_text(distributions_csv(frame, VARIABLES))
-    for name, table in compute_panel_tables(StudyRun(config), read_distributions(where.results / DISTRIBUTIONS_FILE)).items():
+    distributions = read_distributions(where.results / DISTRIBUTIONS_FILE)
+    for name, table in compute_panel_tables(StudyRun(config), distributions).items():
         write_table(table, where.tables / name)
     assert check_panel(config) == []
     stored = where.tables / "panel_individual.csv"

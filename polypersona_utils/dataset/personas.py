@@ -2,8 +2,8 @@
 panel file.
 
 A card holds demographics, two values, two traits and two interests. For `source: survey` every field comes from one
-real respondent, read as the survey's YAML says (`dataset/surveys.py`; GSS 2018: `data/surveys/gss2018.yaml`, which writes
-out the codebooks and the value, trait and interest rules as tables a reader can check against the GSS
+real respondent, read as the survey's YAML says (`dataset/surveys.py`; GSS 2018: `data/surveys/gss2018.yaml`, which
+writes out the codebooks and the value, trait and interest rules as tables a reader can check against the GSS
 documentation). The survey's items are kept apart from the card, in `PersonaPanel.answers`, as references.
 """
 from __future__ import annotations

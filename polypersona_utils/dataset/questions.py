@@ -1,7 +1,8 @@
 """The question bank: a versioned YAML file (polypersona_utils/data/question_bank.yaml) and its schema.
 
 Schema: `version`, `domain_quotas` (responses per domain in the paper's 3,568), `option_sets` (name -> ordered list),
-`questions` (id, domain, type, text, options: <set name> for closed types, optional survey_item: a column of the profile's survey, `dataset/surveys.py`).
+`questions` (id, domain, type, text, options: <set name> for closed types, optional survey_item: a column of the
+profile's survey, `dataset/surveys.py`).
 """
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The dataset's splits: persona-disjoint assignment, the leakage checks, the files written (JSONL and a
-`datasets` DatasetDict), and a split read back as a run sees it (`load_split`)."""
+`datasets` DatasetDict) and their counts, a split read back as a run sees it (`load_split`), and the persona ids
+a dataset holds (`dataset_persona_ids`) or trains on as real respondents (`training_respondent_ids`)."""
 from __future__ import annotations
 
 import json

@@ -154,6 +154,5 @@ def make_teacher(references_config, seed: int) -> TeacherBackend:
     c = references_config
     if c.teacher_backend == "http":
         return HttpTeacher(c.http_url, c.http_model, c.max_new_tokens, c.temperature, c.top_p, seed)
-
     return LocalTeacher(c.teacher_model, c.teacher_revision, c.max_new_tokens, c.temperature, c.top_p, seed,
                         dtype=inference_dtype(c.dtype))

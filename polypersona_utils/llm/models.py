@@ -87,7 +87,6 @@ def gguf_path(spec: EmbeddedModel, cache_dir: Path) -> Path:
     """The embedded GGUF file: in its package, or joined from its chunk packages into the cache (once)."""
     if not spec.chunked:
         return _package_dir(spec.package) / spec.gguf_file
-
     _package_dir(spec.package)
     chunks, sha256 = package_chunks(spec.package)
     return assemble(chunks, sha256, cache_dir / "gguf" / spec.gguf_file)

@@ -16,6 +16,7 @@ from typing import Sequence
 from ..dataset.parsing import parse_option
 from ..dataset.prompts import record_messages
 from ..dataset.splits import load_split
+from ..llm import models
 from ..llm.backends import generate_local, openai_chat
 from ..llm.models import inference_dtype
 from ..llm.resumable import run_batches
@@ -81,8 +82,6 @@ class LocalGenerator:
 
     def model_and_tokenizer(self):
         if self.loaded is None:
-            from ..llm import models
-
             v = self.variant
             self.loaded = models.merged_model(v.model_id, v.revision, v.chat_template, v.adapter_dir,
                                               self.quantization, self.compute_dtype, self.dtype)

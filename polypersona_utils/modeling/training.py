@@ -25,6 +25,7 @@ from ..llm.models import inference_dtype
 from ..provenance import atomic_write_json, atomic_write_text, package_versions, read_jsonl, sha256_file, sha256_json
 from ..reporting.tables import profile_banner
 from .figures import loss_figure
+from .option_training import OptionLikelihoodTrainer
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,6 @@ def detect_plan(training) -> TrainingPlan:
     if torch.cuda.is_available():
         memory = torch.cuda.get_device_properties(0).total_memory / 2**30
         return plan_training(training, True, memory)
-
     return plan_training(training, False, cpu_bf16=inference_dtype("auto") == "bfloat16")
 
 
@@ -268,8 +268,6 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
                                 objective=config.training.objective)
         examples = answers_in(list(datasets["train"]))
     elif config.training.objective == "option_likelihood":
-        from .option_training import OptionLikelihoodTrainer
-
         trainer = OptionLikelihoodTrainer(model, tokenizer, peft_config, views["train"], config, include_persona,
                                           views["val"])
         examples = trainer.examples
@@ -313,7 +311,6 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     atomic_write_json(run_dir / "metrics.json", metrics)
     atomic_write_json(run_dir / "log_history.json", history)
     atomic_write_text(run_dir / "README.md", model_card(config, spec, run_name, fingerprint, metrics))
-
     loss_figure(history, config.paths().training_results / "figures" / f"loss_{run_name}", run_name)
     shutil.rmtree(checkpoints, ignore_errors=True)  # the finished adapter is in run_dir
     atomic_write_json(marker, {"fingerprint_sha256": key})  # written last: its presence means done

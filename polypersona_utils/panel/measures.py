@@ -280,7 +280,7 @@ def with_answer_columns(frame: pd.DataFrame) -> pd.DataFrame:
 def panel_tables(frame: pd.DataFrame, population: pd.DataFrame, samples: int, seed: int, min_respondents: int,
                  variables: tuple[str, ...]) -> dict[str, pd.DataFrame]:
     """Every panel table of this module; `frame` and `population` carry `with_answer_columns`; `variables` are the
-    subgroup columns of `frame` compared within (panel.subgroup_variables)."""
+    subgroup columns of `frame` compared within (`synthetic.subgroup_variables`)."""
     human = human_split_half(frame, population, seed, variables)
     alignment = panel_alignment(frame, human, samples, seed, variables)
     return {"panel_alignment": alignment,

@@ -101,7 +101,7 @@ def compute_panel_tables(run: StudyRun, frame: pd.DataFrame) -> dict[str, pd.Dat
 
 
 def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.DataFrame:
-    """Per scored variant, the mean order effect (`panel.order_effect`); for served models (their rows count the
+    """Per scored variant, the mean order effect (`synthetic.order_effect`); for served models (their rows count the
     samples that named no option) also the share of such samples, of two orders x `http_samples` a row."""
     table = pd.DataFrame([{"variant": name, "mean_total_variation": order_effect(rows)}
                           for name, rows in scored.items()], columns=["variant", "mean_total_variation"])

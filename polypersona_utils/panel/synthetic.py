@@ -1,12 +1,13 @@
 """A synthetic panel scored against a held-out panel of real survey respondents (notebook 06).
 
 The held-out panel is real respondents disjoint from every persona of the profile's dataset (so from every training
-persona), drawn with `seeds.panel`; each is asked every linked survey item they answered. For each model variant the
-panel holds, per (respondent, item), the model's probability of each option (`option_scoring`: a forward pass over
-the study's one prompt; a served model, `backend: http`, gives them from its token log-probabilities or, without
-them, as the smoothed shares of `panel.http_samples` sampled answers: `panel.served`), averaged over the option order given by the bank and its
-reverse (models favour a position; the size of that effect is kept), and one answer sampled from it at the generation
-temperature (seeded per respondent and item, so the panel has the spread a real one has). Written to
+persona), drawn with `seeds.panel` (`study.StudyRun.panel`); each is asked every linked survey item they answered.
+For each model variant the panel holds, per (respondent, item), the model's probability of each option
+(`option_scoring`: a forward pass over the study's one prompt; a served model, `backend: http`, gives them from its
+token log-probabilities or, without them, as the smoothed shares of `panel.http_samples` sampled answers:
+`panel.served`), averaged over the option order given by the bank and its reverse (models favour a position; the
+size of that effect is kept), and one answer sampled from it at the generation temperature (seeded per respondent
+and item, so the panel has the spread a real one has). Written to
 `artifacts/<profile>/[runs/<run>/]panel/<variant>.jsonl`, one line per (respondent, item) with `persona_id`,
 `question_id`, `options` (bank order), `probabilities` (same order, summing to 1), `probabilities_reversed_order`,
 `sampled_option`, `real_option`.
@@ -26,6 +27,7 @@ from ..llm import models
 from ..llm.option_scoring import option_log_probs
 from ..llm.resumable import run_batches
 from ..provenance import sha256_file, sha256_json, write_jsonl
+from ..study import StudyRun
 from .served import ServedPanel, requests_per_pair
 
 log = logging.getLogger(__name__)
@@ -72,9 +74,10 @@ def respondent_distributions(model, tokenizer, respondent: PanelRespondent, ques
     return {qid: (given, reversed_) for qid, (given, reversed_) in out.items()}
 
 
-def score_panel(run, variant, respondents: list[PanelRespondent], out: Path, progress: bool = True
+def score_panel(run: StudyRun, variant, respondents: list[PanelRespondent], out: Path, progress: bool = True
                 ) -> list[dict]:
-    """Every (respondent, item) of the panel scored by `variant`, written to `out` and returned. Resumable: respondents are
+    """Every (respondent, item) of `respondents` (the run's panel) scored by `variant`, with the run's settings and
+    linked questions, written to `out` and returned. Resumable: respondents are
     logged as they are scored (`cache/panel/<variant>.jsonl`, keyed by everything that decides their numbers), so
     an interrupted run continues where it stopped and a rerun with the same inputs scores nothing again."""
     config, questions = run.config, run.linked_questions
