@@ -44,6 +44,12 @@ def use_workspace(patch: pytest.MonkeyPatch, folder: Path) -> Path:
     return folder
 
 
+def copy_workspace(source: Path, target: Path) -> None:
+    """A workspace's artifacts/ and results/ copied into another (file dates kept, so make sees the same order)."""
+    for folder in ("artifacts", "results"):
+        shutil.copytree(source / folder, target / folder, dirs_exist_ok=True)
+
+
 @pytest.fixture
 def tmp_roots(tmp_path, monkeypatch):
     """Make a temporary folder the workspace (artifacts/ and results/) so tests never touch a user's outputs."""
@@ -107,8 +113,7 @@ def smoke_data(tmp_roots, smoke_build):
     """The smoke dataset (artifacts and results as `build_dataset` leaves them) copied into this test's workspace;
     its records are the test's own copy."""
     workspace, built = smoke_build
-    for folder in ("artifacts", "results"):
-        shutil.copytree(workspace / folder, tmp_roots / folder, dirs_exist_ok=True)
+    copy_workspace(workspace, tmp_roots)
     data_dir = paths.data_dir("smoke")
     return dataclasses.replace(built, splits=copy.deepcopy(built.splits), counts=copy.deepcopy(built.counts),
                                data_dir=data_dir, files={name: data_dir / path.name for name, path in built.files.items()})

@@ -1,7 +1,5 @@
 """The evaluation on hand-made predictions: perfect answers score 1, empty ones 0, baselines and intervals are
 there, and check_results catches a table that no longer follows from the stored answers."""
-import shutil
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,13 +26,12 @@ def write_predictions(records, variant, answer_of):
 def evaluated_workspace(tmp_path_factory, smoke_build):
     """The smoke dataset, two variants' hand-made predictions and their evaluation, made once for this module in a
     workspace of its own (the evaluation takes seconds); each test gets a copy."""
-    from conftest import use_workspace
+    from conftest import copy_workspace, use_workspace
 
     built_in, built = smoke_build
     with pytest.MonkeyPatch.context() as patch:
         workspace = use_workspace(patch, tmp_path_factory.mktemp("evaluated"))
-        for folder in ("artifacts", "results"):
-            shutil.copytree(built_in / folder, workspace / folder)
+        copy_workspace(built_in, workspace)
         config = load_config("smoke", overrides={"metrics.bootstrap_samples": 200})
         test = built.splits["test"]
         write_predictions(test, "smollm2-135m-lora", lambda r: r["reference"])  # perfect
@@ -45,9 +42,10 @@ def evaluated_workspace(tmp_path_factory, smoke_build):
 @pytest.fixture
 def evaluated(evaluated_workspace, tmp_roots):
     """The module's evaluation, its files copied into this test's workspace."""
+    from conftest import copy_workspace
+
     workspace, config, tables = evaluated_workspace
-    for folder in ("artifacts", "results"):
-        shutil.copytree(workspace / folder, tmp_roots / folder, dirs_exist_ok=True)
+    copy_workspace(workspace, tmp_roots)
     return config, {name: table.copy() for name, table in tables.items()}
 
 

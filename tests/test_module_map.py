@@ -4,7 +4,7 @@ from polypersona_utils import paths
 from polypersona_utils.make_plan import import_graph, package_modules  # the graph make reads its prerequisites from
 
 MAX_MODULE_LINES = 400
-# The stages in the order data flows through them (polypersona_utils/__init__.py says the same in words).
+# The stages in the order data flows through them (the package docstring lists them so: checked below).
 STAGES = ("reporting", "llm", "dataset", "modeling", "evaluation", "panel", "runs")
 # Top-level modules that only the command line and make run; no module of a stage imports them.
 ENTRY_POINTS = {"cli", "__main__", "make_plan", "notebook_start"}
@@ -73,6 +73,9 @@ def test_no_import_cycle_in_the_package():
 def test_the_stages_are_layered():
     graph = import_graph()
     assert {m.split(".")[0] for m in graph if "." in m} == set(STAGES)
+    listed = [line.split()[0] for line in (paths.PACKAGE_DIR / "__init__.py").read_text().splitlines()
+              if line.startswith("    ") and line.split()[0] in STAGES]
+    assert listed == list(STAGES)  # the package docstring draws the same order
     assert layer_breaks(graph) == []
 
 
