@@ -45,7 +45,9 @@ def train(args) -> int:
 
 def check_results(args) -> int:
     """The main run and every other run with stored answers (ablation runs: metrics and maybe a panel;
-    learning-curve runs: a panel only), each table recomputed and compared with the stored one."""
+    learning-curve runs: a panel only), each table recomputed and compared with the stored one within the
+    tolerances `reporting.checks` declares: one line per table with its largest difference, and every cell beyond
+    its tolerance named by table, row and column."""
     from . import paths
     from .config import load_run
     from .evaluation.scoring import check_results as check_metrics
@@ -57,16 +59,23 @@ def check_results(args) -> int:
         for folder in (sorted(runs.glob("*/")) if runs.exists() else []) if (folder / "overrides.json").exists()]
     failed = False
     for config in configs:
+        name = config.paths().name
         scored = (config.paths().results / "per_example_scores.csv").exists()
         if not scored and not (config.paths().results / DISTRIBUTIONS_FILE).exists():
-            print(f"results/{config.paths().name}: no stored answers (an unfinished run); nothing to check")
+            print(f"results/{name}: no stored answers (an unfinished run); nothing to check")
             continue
-        mismatched = (check_metrics(config) if scored else []) + check_panel(config)
-        if mismatched:
+        print(f"results/{name}:")
+        checks = (check_metrics(config) if scored else []) + check_panel(config)
+        for check in checks:
+            print(f"  {check.line()}")
+        problems = [problem for check in checks for problem in check.problems]
+        if problems:
             failed = True
-            print(f"results/{config.paths().name}: recomputed tables differ from the stored ones: {mismatched}")
+            print(f"results/{name}: {len(problems)} recomputed values beyond their tolerance:")
+            print("\n".join(f"    {problem}" for problem in problems[:20])
+                  + (f"\n    ... and {len(problems) - 20} more" if len(problems) > 20 else ""))
         else:
-            print(f"results/{config.paths().name}: every table recomputed from the stored answers matches")
+            print(f"results/{name}: every table recomputed from the stored answers matches within its tolerance")
     return 1 if failed else 0
 
 

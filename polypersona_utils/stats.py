@@ -2,6 +2,8 @@
 differences on the same records."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 
@@ -56,24 +58,44 @@ def paired_differences(frame: pd.DataFrame, columns, seed: int, n_samples: int, 
     return pd.DataFrame(rows)
 
 
-def bca_interval(statistic, n: int, replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+class Interval(NamedTuple):
+    """A bootstrap interval and the method that gave it (`bca_interval`)."""
+    low: float
+    high: float
+    method: str
+
+
+# The methods an `Interval` names, as the tables write them.
+BCA = "BCa"
+NORMAL = "normal"  # BCa undefined (the estimate lies beyond every draw): estimate +- z * the draws' standard deviation
+CONSTANT = "constant"  # every draw gives the same value: the interval is that value
+NO_INTERVAL = "none"  # no draw gives a value (nor does the estimate): nothing to report
+
+
+def bca_interval(statistic, n: int, replicates: np.ndarray, level: float = 0.95) -> Interval:
     """Bias-corrected and accelerated interval (scipy.stats.bootstrap, method BCa) of a statistic of `n`
     resampled units, on bootstrap draws made elsewhere (`replicates`: the statistic on each draw, so that every
     table and every paired difference uses the same draws). `statistic(weights)` takes a (k, n) matrix of how often
     each unit is counted and returns k values; scipy calls it on the leave-one-out samples for the acceleration.
     A percentile interval of a biased statistic (a correlation, a regression slope over subgroup cells) can exclude
-    its own estimate; BCa corrects for that bias (`tests/test_stats.py` checks its coverage by simulation). When
-    every draw gives the same value (a persona-blind panel's slope), the interval is that value."""
+    its own estimate; BCa corrects for that bias (`tests/test_stats.py` checks its coverage by simulation).
+
+    Where BCa is undefined, a stated fallback, named in the result's `method`: when every draw gives the same value
+    (a persona-blind panel's slope) the interval is that value (`constant`); when the estimate lies beyond every
+    draw (a correlation of 0.95 over subgroup cells, which resampling can only attenuate, so the bias correction is
+    infinite and scipy returns NaN), the normal interval around the estimate with the draws' standard deviation
+    (`normal`): it exists and contains its estimate."""
+    import warnings
     from types import SimpleNamespace
 
-    from scipy.stats import bootstrap
+    from scipy.stats import bootstrap, norm
 
     replicates = np.asarray(replicates, float)
     finite = replicates[np.isfinite(replicates)]
     if finite.size == 0:
-        return float("nan"), float("nan")
+        return Interval(float("nan"), float("nan"), NO_INTERVAL)
     if np.ptp(finite) == 0:
-        return float(finite[0]), float(finite[0])
+        return Interval(float(finite[0]), float(finite[0]), CONSTANT)
 
     def on_indices(indices, axis=-1):
         indices = np.asarray(indices, int)
@@ -81,6 +103,13 @@ def bca_interval(statistic, n: int, replicates: np.ndarray, level: float = 0.95)
         weights = np.stack([np.bincount(row, minlength=n) for row in flat]).astype(float)
         return np.asarray(statistic(weights), float).reshape(indices.shape[:-1])
 
-    result = bootstrap((np.arange(n),), on_indices, n_resamples=0, vectorized=True, method="BCa",
-                       confidence_level=level, bootstrap_result=SimpleNamespace(bootstrap_distribution=finite))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    with warnings.catch_warnings():  # a degenerate BCa warns, then gives NaN: handled below
+        warnings.simplefilter("ignore")
+        result = bootstrap((np.arange(n),), on_indices, n_resamples=0, vectorized=True, method="BCa",
+                           confidence_level=level, bootstrap_result=SimpleNamespace(bootstrap_distribution=finite))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if np.isfinite(low) and np.isfinite(high):
+        return Interval(low, high, BCA)
+    estimate = float(np.asarray(statistic(np.ones((1, n))), float)[0])
+    spread = norm.ppf(0.5 + level / 2) * float(np.std(finite, ddof=1))
+    return Interval(estimate - spread, estimate + spread, NORMAL)

@@ -89,12 +89,14 @@ def test_intervals_bracket_the_mean(evaluated):
 
 def test_check_results_reproduces_and_catches_a_changed_table(evaluated):
     config, _ = evaluated
-    assert check_results(config) == []
+    assert [check.problems for check in check_results(config) if check.problems] == []
     table = paths.tables_dir("smoke") / "model_comparison.csv"
     frame = pd.read_csv(table)
     frame.loc[0, "rouge1"] += 0.01
     frame.to_csv(table, index=False, float_format="%.4f")
-    assert check_results(config) == ["model_comparison"]
+    failed = [check for check in check_results(config) if check.problems]
+    assert [check.table for check in failed] == ["model_comparison"]
+    assert "column rouge1" in failed[0].problems[0] and "row 1 (variant=" in failed[0].problems[0]
 
 
 def test_retrieval_baseline_uses_only_training_answers():

@@ -1,9 +1,10 @@
 """BCa intervals (`stats.bca_interval`): coverage near nominal by simulation where the truth is known, and
 intervals that contain their own estimate where the percentile interval does not."""
 import numpy as np
+import pytest
 
 from polypersona_utils.panel.measures import bootstrap_weights
-from polypersona_utils.stats import bca_interval
+from polypersona_utils.stats import BCA, CONSTANT, NORMAL, bca_interval
 
 
 def weighted_correlation(x, y):
@@ -27,7 +28,7 @@ def test_bca_intervals_of_a_correlation_cover_at_their_nominal_rate():
         y = rho * x + np.sqrt(1 - rho**2) * rng.standard_normal(n)
         statistic = weighted_correlation(x, y)
         replicates = statistic(bootstrap_weights(n, 400, int(rng.integers(1 << 30))))
-        low, high = bca_interval(statistic, n, replicates)
+        low, high, _ = bca_interval(statistic, n, replicates)
         hits += low <= rho <= high
     assert 0.91 <= hits / 300 <= 0.99, hits / 300
 
@@ -44,6 +45,22 @@ def test_a_bca_interval_contains_its_estimate_and_a_constant_statistic_gives_a_p
     statistic = weighted_correlation(x, y)
     estimate = float(statistic(np.ones((1, n)))[0])
     replicates = statistic(bootstrap_weights(n, 1000, 0))
-    low, high = bca_interval(statistic, n, replicates)
-    assert low <= estimate <= high < np.percentile(replicates, 97.5)
-    assert bca_interval(lambda w: np.zeros(len(w)), n, np.zeros(50)) == (0.0, 0.0)
+    low, high, method = bca_interval(statistic, n, replicates)
+    assert method == BCA and low <= estimate <= high < np.percentile(replicates, 97.5)
+    assert bca_interval(lambda w: np.zeros(len(w)), n, np.zeros(50)) == (0.0, 0.0, CONSTANT)
+
+
+def test_where_bca_is_undefined_the_interval_is_the_stated_normal_fallback():
+    """The share of units a draw contains is 1 for the sample and below 1 for almost every draw: the estimate lies
+    beyond every draw, BCa's bias correction is infinite (scipy gives NaN). The fallback is the normal interval
+    around the estimate with the draws' standard deviation, computed here by hand."""
+    n = 30
+
+    def share_drawn(weights):
+        return (weights > 0).mean(axis=1)
+    replicates = share_drawn(bootstrap_weights(n, 500, 0))
+    assert replicates.max() < 1.0
+    low, high, method = bca_interval(share_drawn, n, replicates)
+    half = 1.959964 * np.std(replicates, ddof=1)
+    assert method == NORMAL
+    assert (low, high) == pytest.approx((1.0 - half, 1.0 + half), abs=1e-6)

@@ -16,8 +16,9 @@ from ..dataset.respondents import linked_items
 from ..dataset.splits import load_split
 from ..modeling.generation import variants
 from ..provenance import atomic_write_json, atomic_write_text, provenance_record, read_jsonl, sha256_file
+from ..reporting.checks import TableCheck, check_tables
 from ..reporting.readme import write_section
-from ..reporting.tables import tables_that_differ, write_table, written_tables
+from ..reporting.tables import write_table, written_tables
 from ..stats import paired_differences, persona_bootstrap_indices, with_intervals
 from . import metrics
 from .baselines import BASELINE, CELL_BASELINE, demographic_cell_baseline, retrieval_baseline
@@ -159,13 +160,13 @@ def evaluate(config, split: str = "test") -> dict[str, pd.DataFrame]:
     return tables
 
 
-def check_results(config) -> list[str]:
-    """Recompute every table from the stored answers (per_example_scores.csv, text columns only) and list the
-    tables whose CSV differs from the stored one. Empty list: the results are reproduced."""
+def check_results(config) -> list[TableCheck]:
+    """Recompute every table from the stored answers (per_example_scores.csv, text columns only) and compare each
+    with the stored one within the declared tolerances (`reporting.checks`)."""
     where = config.paths()
     stored = pd.read_csv(where.results / "per_example_scores.csv", keep_default_na=False,
                          na_values={"parsed_option": [""]})
     answers = stored[list(ANSWER_COLUMNS)].copy()
     answers["parsed_option"] = answers.parsed_option.astype(object).where(answers.parsed_option.notna(), None)
     tables = compute_tables(config, add_scores(answers, config.metrics))
-    return tables_that_differ(tables, where.tables)
+    return check_tables(tables, where.tables)

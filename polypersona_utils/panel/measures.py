@@ -223,7 +223,8 @@ def effect_statistic(answers: pd.DataFrame, min_respondents: int, variables: tup
 def panel_effects(frame: pd.DataFrame, samples: int, seed: int, min_respondents: int, variables: tuple[str, ...],
                   real_effects: dict) -> pd.DataFrame:
     """Per variant: subgroup-effect correlation and slope over item x subgroup cells (the panel's synthetic effects
-    against the survey's real ones, `effect_cells`), with BCa intervals on respondent-bootstrap draws."""
+    against the survey's real ones, `effect_cells`), with BCa intervals on respondent-bootstrap draws (each column's
+    `*_ci_method` says which method gave it: `stats.bca_interval`)."""
     rows = []
     for variant, answers in frame.groupby("variant", sort=False):
         answers = answers.reset_index(drop=True)
@@ -231,12 +232,13 @@ def panel_effects(frame: pd.DataFrame, samples: int, seed: int, min_respondents:
         statistic = effect_statistic(answers, min_respondents, variables, real_effects)
         correlation, slope = statistic(np.ones((1, n)))[0]
         replicates = statistic(bootstrap_weights(n, samples, seed))
-        (c_lo, c_hi), (s_lo, s_hi) = [bca_interval(lambda w, j=j: statistic(w)[:, j], n, replicates[:, j])
-                                      for j in (0, 1)]
+        (c_lo, c_hi, c_method), (s_lo, s_hi, s_method) = [
+            bca_interval(lambda w, j=j: statistic(w)[:, j], n, replicates[:, j]) for j in (0, 1)]
         cells = len(effect_cells(answers, None, min_respondents, variables, real_effects)[0])
         rows.append({"variant": variant, "cells": cells,
                      "correlation": correlation, "correlation_lo": c_lo, "correlation_hi": c_hi, "slope": slope,
-                     "slope_lo": s_lo, "slope_hi": s_hi})
+                     "slope_lo": s_lo, "slope_hi": s_hi, "correlation_ci_method": c_method,
+                     "slope_ci_method": s_method})
     return pd.DataFrame(rows)
 
 

@@ -12,7 +12,7 @@ from ..stats import bca_interval
 from .measures import LOG_FLOOR, bootstrap_weights, effect_statistic
 from .stacking import CARD_REGRESSIONS, gain_statistic, stacked
 
-COLUMNS = ["variant", "reference", "measure", "difference", "difference_lo", "difference_hi"]
+COLUMNS = ["variant", "reference", "measure", "difference", "difference_lo", "difference_hi", "ci_method"]
 
 
 def pair_loss_statistic(answers: pd.DataFrame, people: dict[str, int]):
@@ -64,9 +64,10 @@ def paired_rows(statistics: dict[str, dict], pairs: list[tuple[str, str, str]], 
     for variant, reference, measure in pairs:
         a, b = statistics[variant][measure], statistics[reference][measure]
         difference = lambda w, a=a, b=b: a(w) - b(w)  # noqa: E731
-        low, high = bca_interval(difference, len(people), difference(weights))
+        low, high, method = bca_interval(difference, len(people), difference(weights))
         rows.append({"variant": variant, "reference": reference, "measure": measure,
-                     "difference": float(difference(ones)[0]), "difference_lo": low, "difference_hi": high})
+                     "difference": float(difference(ones)[0]), "difference_lo": low, "difference_hi": high,
+                     "ci_method": method})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -26,7 +26,7 @@ LEGENDS = {
     "panel_alignment": "per variant and subgroup, 1 - W1/W1max of mean synthetic vs real shares (higher is closer); "
                        "human-split-half rows are the ceiling",
     "panel_individual": "per variant, log-loss (lower is better) and accuracy of each held-out respondent's real answer",
-    "panel_effects": "per variant, how its subgroup differences track the survey's: correlation and slope (1 matches), BCa",
+    "panel_effects": "per variant, how its subgroup differences track the survey's: correlation and slope (1 matches); each interval's method in `*_ci_method` (BCa, or the stated fallback)",
     "panel_paired": "model minus reference on the same respondent-bootstrap draws (log-loss: negative is better; slope: "
                     "positive)",
     "panel_models": "each later model family minus the first, variant for variant, on the same respondent-bootstrap "
@@ -36,6 +36,9 @@ LEGENDS = {
     "panel_subpop_units": "SubPOP's W1 / (options - 1) over subgroup x item cells (lower is closer)",
     "panel_calibration": "per variant and probability bin, predicted probability against observed share",
     "panel_order_effect": "per variant, mean total variation between the given and the reversed option order",
+    "panel_verdict": "per variant and reference, best first: log-loss, paired differences to the population marginal "
+                     "and to the same-card statistician (baseline-logistic), subgroup-effect slope, worth per 100 real "
+                     "respondents at the middle sample size",
     "panel_worth": "per predictor, sample size n and estimator: coverage of 95 % intervals, width, bias, and the "
                    "effective sample size of prediction-powered estimates (worth_per_100: real respondents per 100 sampled)",
 }
@@ -56,20 +59,6 @@ def write_table(table: pd.DataFrame, stem: Path, caption: str = "", float_format
 def written_tables(folder: Path, names) -> dict[str, pd.DataFrame]:
     """The tables `names` as `write_table` left them in `folder` (the CSVs, read back exactly)."""
     return {name: pd.read_csv(Path(folder) / f"{name}.csv", float_precision="round_trip") for name in names}
-
-
-def tables_that_differ(tables: dict[str, pd.DataFrame], folder: Path) -> list[str]:
-    """Names of the tables whose CSV, written as `write_table` writes it, differs from the one in `folder`."""
-    import tempfile
-
-    different = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, table in tables.items():
-            write_table(table, Path(tmp) / name, caption="")
-            expected = Path(folder) / f"{name}.csv"
-            if not expected.exists() or expected.read_text() != (Path(tmp) / f"{name}.csv").read_text():
-                different.append(name)
-    return different
 
 
 def profile_banner(config) -> str:
