@@ -109,7 +109,9 @@ class ReferencesConfig:
     # mode: import. One Polypersona-format file (JSON list or JSONL; the project splits it) or a mapping
     # {train: ..., val: ..., test: ...} (any subset) whose given splits are kept as they are
     import_path: Optional[str | dict[str, str]] = None
-    drop_duplicates: bool = False  # import: keep the first of repeated (persona, question) pairs, count the rest
+    # import of one file the project splits: keep the first of repeated (persona, question) pairs, count the rest.
+    # Refused for given splits, which keep every record where the release put it (the dataset card counts repeats)
+    drop_duplicates: bool = False
     teacher_backend: Literal["local", "http"] = "local"
     teacher_model: str = "smollm2-135m-instruct"  # embedded name, local directory or hub id
     teacher_revision: Optional[str] = None  # required for a hub id
@@ -190,10 +192,15 @@ class LoraConfig:
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    # LoRA on the top `top_layers` decoder layers only (null: every layer). The frozen layers below then need no
+    # backward pass; it changes what is learned, so the learning curve measures it (issue 32)
+    top_layers: Optional[int] = None
 
     def validate(self) -> None:
         if self.r < 1 or self.alpha < 1:
             raise ValueError("r and alpha: must be at least 1")
+        if self.top_layers is not None and self.top_layers < 1:
+            raise ValueError("top_layers: at least 1, or null for every layer")
         if not 0 <= self.dropout < 1:
             raise ValueError("dropout: must be in [0, 1)")
         if not self.target_modules:
@@ -294,8 +301,11 @@ class PanelWorthConfig:
     # an option enters when its expected count among the cell's sampled members, and that of the other options,
     # reach this: the textbook condition (np >= 5) for the normal-approximation intervals every estimator uses
     min_expected_answers: float = 5.0
-    # predictors beside every model variant (the references that exist in the run; the statistician's regressions)
-    references: list[str] = field(default_factory=lambda: ["baseline-logistic", "anchor-logistic-all"])
+    # predictors beside every model variant (those of the run's references and anchors that exist in it): every one,
+    # so that the verdict table gives each reference the worth it gives each model
+    references: list[str] = field(default_factory=lambda: [
+        "baseline-population", "baseline-cell-smoothed", "baseline-logistic", "baseline-boosting",
+        "anchor-logistic-all", "anchor-boosting-all"])
     # a control: the first predictor's probabilities shuffled among each cell's respondents (worth nothing in truth;
     # what it shows is the floor a real gain must clear)
     control: bool = True

@@ -10,6 +10,7 @@ from ..provenance import atomic_write_text
 from ..reporting.plots import pyplot, save_figure
 from ..reporting.tables import profile_banner, write_table
 from .demographics import demographics_comparison
+from .splits import given_split_overlaps
 
 
 def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.DataFrame, counts: dict,
@@ -33,12 +34,14 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
                 f"persona panel against all {survey.title} respondents (percent)", float_format="%.1f")
     dataset_figure(counts_long, demographics, survey.title, figures / "dataset_overview")
     total = sum(counts["records"].values())
+    given = any("given_split" in r for rows in splits.values() for r in rows)
+    overlaps = given_split_overlaps(splits) if given else []
     dropped = counts.get("dropped_no_teacher_answer", 0)
     if config.references.mode == "import":
         source = "imported from " + ", ".join(f"`{v}`" + ("" if k == "all" else f" ({k})")
                                               for k, v in config.references.import_files().items())
-        notes = {k: v for k, v in counts.items() if k.startswith(("options from", "persona field", "dropped_dup",
-                                                                 "personas_in_several"))}
+        notes = {k: v for k, v in counts.items() if k.startswith(("options from", "persona field", "dropped_dup"))
+                 or ": closed reference: " in k}
         imported = ["Import: " + ("; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(notes.items()))
                                   or "every record as given") + ".", ""]
     else:
@@ -48,9 +51,10 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
     lines = [
         f"# Dataset card: {profile}", "", profile_banner(config), "",
         f"{total} records from {len(cards)} personas (persona source: {source}, "
-        f"references: `{config.references.mode}`). Splits are persona-disjoint: "
-        f"{config.splits.persona_disjoint and not isinstance(config.references.import_path, dict)}. "
-        f"Teacher answers dropped as empty or unparseable: {dropped}.", "", *imported,
+        f"references: `{config.references.mode}`). "
+        + (given_splits_sentence(overlaps) if given else
+           f"Splits are persona-disjoint: {config.splits.persona_disjoint}. ")
+        + f"Teacher answers dropped as empty or unparseable: {dropped}.", "", *imported,
         f"Of these, {counts.get('training_respondent_records', 0)} training records are the real answers of "
         f"{counts.get('training_respondents', 0)} training respondents (`real_answers`: {survey.title} respondents outside "
         f"the persona panel, each with every linked item they answered, options in "
@@ -58,6 +62,7 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
         "; in the train split only, never in the held-out panel, left out of ablation runs).", "",
         "## Records by split", "", pd.DataFrame([counts["records"], counts["personas"]],
                                                  index=["records", "personas"]).to_markdown(), "",
+        *overlaps_section(overlaps),
         "## Records by domain", "", by_domain.to_markdown(index=False), "",
         "## Records by question type", "", by_type.to_markdown(index=False), "",
         "## Records by reference source", "",
@@ -68,6 +73,33 @@ def write_dataset_card(config, splits: dict[str, list[dict]], counts_long: pd.Da
         "Figure: `figures/dataset_overview.png`. Provenance: `provenance/01_build_dataset.json`.", "",
     ]
     atomic_write_text(paths.results_dir(profile) / "dataset_card.md", "\n".join(lines))
+
+
+def given_splits_sentence(overlaps: list[dict]) -> str:
+    """The card's first paragraph on splits given by the imported files (`splits.given_split_overlaps`)."""
+    if not overlaps:
+        return "Splits are the imported files' own, kept as given; they share no persona and repeat no pair. "
+    some = lambda n, noun: f"{n} {noun}" + ("" if n == 1 else "s")  # noqa: E731
+    parts = [f"{row['where']} share {some(row['personas'], 'persona')} and "
+             f"{some(row['pairs'], '(persona, question) pair')}" if "&" in row["where"]
+             else f"{some(row['pairs'], 'pair')} asked more than once {row['where']}" for row in overlaps]
+    return ("Splits are the imported files' own, kept as given with the overlaps they were released with: "
+            + "; ".join(parts) + " (below). ")
+
+
+def overlaps_section(overlaps: list[dict]) -> list[str]:
+    """The card's table of what given splits share (`splits.given_split_overlaps`); nothing when they share none."""
+    if not overlaps:
+        return []
+    table = pd.DataFrame(overlaps, columns=["where", "personas", "pairs", "records"])
+    return ["## Overlaps kept as given", "",
+            "The imported splits are kept where the files put them, so what they share stays: a persona in two "
+            "splits, a persona asked the same question again (in another split or in the same one, under another "
+            "record id). Nothing is moved or dropped: every released test record stays in the test split and can "
+            "be scored by `make score`. `X & Y`: personas in both splits, (persona, question) pairs in both, and "
+            "the records of both splits with those pairs; `within X`: personas asked a question more than once in "
+            "X, those pairs, and their records. Held-out scores on these splits are the release's, not "
+            "persona-disjoint ones.", "", table.to_markdown(index=False), ""]
 
 
 def dataset_figure(counts_long: pd.DataFrame, demographics: pd.DataFrame, survey_title: str, stem: Path) -> None:

@@ -11,6 +11,7 @@ from .parsing import parse_option
 from .personas import PersonaError, imported_card
 from .questions import CLOSED_TYPES, QUESTION_TYPES, Question
 from .records import make_record
+from .splits import SPLITS
 
 
 class RecordImportError(ValueError):
@@ -36,9 +37,25 @@ def import_records(path: Path, bank, drop_duplicates: bool = False, seen: dict |
     is kept as the reference, for the text metrics, and the option the study's parser finds in it, or none, is the
     record's `reference_option` (`reference_kind` says which; `stats` counts each per `split`). The
     messages are rebuilt by the one prompt. `seen` carries ids and (persona, question) pairs across the files of
-    one import: a repeat is an error naming both places, or with `drop_duplicates` the first is kept and the rest
-    counted. Every error names the file, the line and the record id."""
+    one import. An id is unique across the import (the splits and `make score` find records by id). A repeated
+    (persona, question) pair:
+    - in a file the project splits (`split` "all" or none): an error naming both places, or with
+      `drop_duplicates` the first is kept and the rest counted;
+    - in a given split (`split` train, val or test: the released files' own): kept where the file put it, within
+      the split or across splits, and counted in `stats`; the record's `given_split` says where it was given, and
+      `splits.check_leakage` lets such records share personas and pairs (the dataset card counts them,
+      `splits.given_split_overlaps`). `drop_duplicates` is refused for given splits: dropping would remove
+      records the release evaluates (a released prediction of a dropped test record could not be scored).
+    Every error names the file, the line, the record id and the field, and says what to do."""
     path = Path(path)
+    given = split in SPLITS
+    if given and drop_duplicates:
+        raise RecordImportError(
+            f"references.drop_duplicates: true, but {path} is given as the {split} split "
+            f"(references.import_path.{split}): given splits are kept as released, repeated (persona, question) "
+            "records included (the dataset card counts them), so that every released record can be trained on or "
+            "scored; remove references.drop_duplicates, or give one file (references.import_path: <file>) for the "
+            "project to split and de-duplicate")
     try:
         raw = read_json_rows(path)
     except UserFileError as exc:
@@ -70,7 +87,10 @@ def import_records(path: Path, bank, drop_duplicates: bool = False, seen: dict |
         if qtype not in QUESTION_TYPES:
             raise RecordImportError(f"{where}: field 'question_type' must be one of {QUESTION_TYPES}, got {qtype!r}")
         if ("id", rid) in seen:
-            raise RecordImportError(f"{where}: field 'id': {rid!r} already at {seen['id', rid]}")
+            raise RecordImportError(f"{where}: field 'id': {rid!r} is already the id of the record at "
+                                    f"{seen['id', rid]}; ids must be unique across the imported files (the splits "
+                                    "and make score find records by id): give one of them another id, or remove "
+                                    "it if it is the same record twice")
         seen["id", rid] = f"{path.name}: line {number}"
         persona = dict(values["persona"]) if isinstance(values["persona"], dict) else values["persona"]
         if isinstance(persona, dict) and not persona.get("persona_id") and _field(row, "persona_id"):
@@ -97,18 +117,29 @@ def import_records(path: Path, bank, drop_duplicates: bool = False, seen: dict |
                           or "q-" + sha256_json(text)[:10])
         pair = ("pair", card.persona_id, text)
         if pair in seen:
-            if drop_duplicates:
+            first, first_split = seen[pair]
+            if given:  # the release's own placement: kept, counted (and in the dataset card)
+                stats[f"{split}: repeated (persona, question) record kept"
+                      + ("" if first_split == split else f", first in {first_split}")] += 1
+            elif drop_duplicates:
                 stats["dropped_duplicate_pairs"] += 1
                 continue
-            raise RecordImportError(f"{where}: persona {card.persona_id} is asked question {question_id} again (first "
-                                    f"at {seen[pair]}); set references.drop_duplicates: true to keep the first")
-        seen[pair] = f"{path.name}: line {number} (record {rid})"
+            else:
+                raise RecordImportError(
+                    f"{where}: field 'question': persona {card.persona_id} is asked question {question_id} again "
+                    f"(first at {first}); set references.drop_duplicates: true to keep the first, or give the "
+                    "files as splits (references.import_path: {train: ..., val: ..., test: ...}) to keep both "
+                    "where they are")
+        else:
+            seen[pair] = (f"{path.name}: line {number} (record {rid})", split)
         if options:
             stats[f"options from the {source}"] += 1
         stats.update(f"persona field not used: {name}" for name in unused)
         question = Question(question_id, str(values["domain"]), qtype, text, options)
         record = make_record(card.to_dict(), question, str(values["reference"]), "imported")
         record["id"] = rid
+        if given:
+            record["given_split"] = split
         if closed is not None:
             record["reference_option"], record["reference_kind"] = closed
         records.append(record)

@@ -1,4 +1,5 @@
-"""The dataset's splits: persona-disjoint assignment, the leakage checks, the files written (JSONL and a
+"""The dataset's splits: persona-disjoint assignment, the leakage checks (the released files' own splits pass with
+the overlaps they were released with, counted by `given_split_overlaps`), the files written (JSONL and a
 `datasets` DatasetDict) and their counts, a split read back as a run sees it (`load_split`), and the persona ids
 a dataset holds (`dataset_persona_ids`) or trains on as real respondents (`training_respondent_ids`)."""
 from __future__ import annotations
@@ -18,7 +19,8 @@ TRAINING_RESPONDENTS_FILE = "training_respondents.json"
 
 
 class LeakageError(AssertionError):
-    """The splits share a persona (when persona-disjoint) or a (persona, question) pair."""
+    """Splits the study made share a persona (when persona-disjoint) or a (persona, question) pair, or an id
+    repeats."""
 
 
 def training_respondent_ids(data_dir: Path) -> set[str]:
@@ -55,22 +57,54 @@ def split_records(records: list[dict], fractions: tuple[float, float, float], se
 
 
 def check_leakage(splits: dict[str, list[dict]], persona_disjoint: bool = True) -> None:
-    """Raise LeakageError if a persona is in two splits (when disjoint) or a (persona, question) pair repeats."""
-    pairs = Counter((r["persona_id"], r["question"]) for rows in splits.values() for r in rows)
-    repeated = [pair for pair, count in pairs.items() if count > 1]
+    """Raise LeakageError if a record id repeats, a (persona, question) pair repeats, or (when persona-disjoint) a
+    persona is in two splits. Records kept in the split their file gave them (`given_split`: imported with
+    `references.import_path` by split, the released files' own splits) may share personas and pairs with each
+    other: the release made those overlaps, and the dataset card counts them (`given_split_overlaps`). A pair or
+    persona that a record the study placed takes part in is still leakage."""
+    given: dict[tuple, list[bool]] = {}
+    for name, rows in splits.items():
+        for r in rows:
+            given.setdefault((r["persona_id"], r["question"]), []).append(r.get("given_split") == name)
+    repeated = [pair for pair, kept in given.items() if len(kept) > 1 and not all(kept)]
     if repeated:
-        raise LeakageError(f"(persona, question) pair occurs {pairs[repeated[0]]} times: {repeated[0]}")
+        raise LeakageError(f"(persona, question) pair occurs {len(given[repeated[0]])} times: {repeated[0]}")
     ids = Counter(r["id"] for rows in splits.values() for r in rows)
     if max(ids.values(), default=1) > 1:
         raise LeakageError(f"record id repeated: {ids.most_common(1)[0][0]}")
     if persona_disjoint:
         owners: dict[str, set[str]] = {}
+        as_given: dict[str, bool] = {}
         for name, rows in splits.items():
             for r in rows:
                 owners.setdefault(r["persona_id"], set()).add(name)
-        shared = sorted(pid for pid, names in owners.items() if len(names) > 1)
+                as_given[r["persona_id"]] = as_given.get(r["persona_id"], True) and r.get("given_split") == name
+        shared = sorted(pid for pid, names in owners.items() if len(names) > 1 and not as_given[pid])
         if shared:
             raise LeakageError(f"persona {shared[0]} is in splits {sorted(owners[shared[0]])}")
+
+
+def given_split_overlaps(splits: dict[str, list[dict]]) -> list[dict]:
+    """What given splits share, as the dataset card shows it: one row per pair of splits that share personas
+    (`where`: "val & test"; `personas` in both, (persona, question) `pairs` in both, `records` of both splits with
+    those pairs) and one per split that asks a persona the same question more than once (`where`: "within test";
+    `personas` so asked, `pairs` asked more than once, `records` with those pairs). Empty when nothing is shared."""
+    personas = {name: Counter(r["persona_id"] for r in splits.get(name, [])) for name in SPLITS}
+    pairs = {name: Counter((r["persona_id"], r["question"]) for r in splits.get(name, [])) for name in SPLITS}
+    rows = []
+    for i, first in enumerate(SPLITS):
+        for second in SPLITS[i + 1:]:
+            both = set(personas[first]) & set(personas[second])
+            shared = set(pairs[first]) & set(pairs[second])
+            if both:
+                rows.append({"where": f"{first} & {second}", "personas": len(both), "pairs": len(shared),
+                             "records": sum(pairs[first][p] + pairs[second][p] for p in shared)})
+    for name in SPLITS:
+        again = {p: n for p, n in pairs[name].items() if n > 1}
+        if again:
+            rows.append({"where": f"within {name}", "personas": len({pid for pid, _ in again}),
+                         "pairs": len(again), "records": sum(again.values())})
+    return rows
 
 
 def run_view(records: list[dict], split: str, config, training_respondents: set[str] = frozenset()

@@ -4,10 +4,11 @@ profile's test split with the study's metric suite, without training or generati
     make score PROFILE=default PREDICTIONS=answers.jsonl NAME=my-model
 
 The predictions file holds one object per line (or one JSON list) with the record `id` and the `prediction` text,
-as notebook 03 writes them. Closed answers are mapped to options by the study's parser. Outputs go to
-`results/<profile>/scored/<NAME>/`: `per_example_scores.csv` (the study's columns: `id`, `reference`,
-`prediction`, the metric columns), the tables of notebook 04 for this variant beside the train-retrieval baseline,
-and a README saying whose answers these are and which test records had none.
+as notebook 03 writes them; a `reference`, as the released predictions carry, must be the test record's. Closed
+answers are mapped to options by the study's parser. Outputs go to `results/<profile>/scored/<NAME>/`:
+`per_example_scores.csv` (the study's columns: `id`, `reference`, `prediction`, the metric columns), the tables of
+notebook 04 for this variant beside the train-retrieval baseline, and a README saying whose answers these are and
+which test records had none.
 """
 from __future__ import annotations
 
@@ -27,10 +28,12 @@ from .scoring import add_scores, answers_frame, compute_tables, metric_settings
 RESERVED_SUFFIXES = ("-lora", "-zeroshot")
 
 
-def read_predictions(path: Path, test_ids: set[str]) -> list[dict]:
+def read_predictions(path: Path, test_ids: set[str], references: dict[str, str] | None = None) -> list[dict]:
     """Rows `{id, prediction}`; a row without either field, a repeated id or ids not in the test split raise
-    UserFileError naming the file and the line."""
-    rows, seen, unknown = [], {}, []
+    UserFileError naming the file and the line. A row may carry the `reference` its answer was scored against (the
+    released predictions do): with `references` (test id -> the split's reference), one that is not the split's
+    (whitespace aside) is an error too, so that the scores are against the references the answers were made for."""
+    rows, seen, unknown, differ = [], {}, [], []
     for number, row in read_json_rows(path):
         where = f"{path}: line {number}"
         if not isinstance(row, dict):
@@ -46,10 +49,22 @@ def read_predictions(path: Path, test_ids: set[str]) -> list[dict]:
         seen[rid] = number
         if rid not in test_ids:
             unknown.append(f"{rid} (line {number})")
+        elif references is not None and isinstance(row.get("reference"), str) \
+                and row["reference"].split() != str(references[rid]).split():
+            differ.append(f"{rid} (line {number})")
         rows.append({"id": rid, "prediction": row["prediction"]})
     if unknown:
         raise UserFileError(f"{path}: {len(unknown)} id(s) not in the profile's test split: "
-                            f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}")
+                            f"{', '.join(unknown[:10])}{' ...' if len(unknown) > 10 else ''}. Score answers to "
+                            f"this profile's test records, or build a profile from the test file these answers were "
+                            f"made for (references.mode: import, references.import_path: {{val: ..., test: ...}}: "
+                            f"its splits are kept as given, every record included)")
+    if differ:
+        raise UserFileError(f"{path}: field 'reference': {len(differ)} of {len(rows)} row(s) carry a reference that "
+                            f"is not the test split's: {', '.join(differ[:10])}{' ...' if len(differ) > 10 else ''}. "
+                            f"These answers were scored against other references: build the profile from the test "
+                            f"file they were made for (references.import_path.test), or remove the rows' "
+                            f"'reference' field to score them against this split's references anyway")
     return rows
 
 
@@ -61,7 +76,7 @@ def score_predictions(config, predictions_path: Path, name: str) -> dict[str, pd
                          f"ending with {RESERVED_SUFFIXES} (the study's own variants)")
     test, train = load_split(config, "test"), load_split(config, "train")
     by_id = {r["id"]: r for r in test}
-    rows = read_predictions(Path(predictions_path), set(by_id))
+    rows = read_predictions(Path(predictions_path), set(by_id), {rid: r["reference"] for rid, r in by_id.items()})
     for row in rows:
         options = by_id[row["id"]]["options"]
         row["parsed_option"] = parse_option(row["prediction"], options) if options else None
