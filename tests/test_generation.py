@@ -130,3 +130,15 @@ def test_records_with_identical_prompts_get_their_own_answers_and_ids(smoke_data
     assert [r["id"] for r in rows] == sorted(r["id"] for r in records)
     logged = read_jsonl(paths.cache_dir(config.profile) / "predictions" / f"{variant.name}.jsonl")
     assert len(logged) == len(records)
+
+
+
+def test_tables_name_the_base_each_variant_is_evaluated_on():
+    """A QLoRA profile evaluates every local variant on the NF4 base (the zero-shot one too: the GGUF re-quantised),
+    an unquantised one on the GGUF de-quantised; the tables say which."""
+    zeroshot = Variant("m-zeroshot", "smollm2-135m-instruct", None, None, None)
+    lora = Variant("m-lora", "smollm2-135m-instruct", None, None, "artifacts/adapters/m")
+    served = Variant("s-zeroshot", "big", None, None, None, http_url="http://127.0.0.1:1/v1")
+    assert (zeroshot.base_label("nf4"), lora.base_label("nf4")) == ("NF4 (GGUF re-quantised)",
+                                                                    "NF4 (GGUF re-quantised) + LoRA")
+    assert lora.base_label("none") == "GGUF de-quantised, 16/32-bit + LoRA" and served.base_label("nf4") == "served"

@@ -163,8 +163,13 @@ def test_make_reproduce_runs_the_whole_smoke_study_then_does_nothing(workspace):
     assert not individual.isna().any().any() and (individual.respondents == 16).all()
     panel_rows = read_jsonl(paths.artifacts_dir("smoke") / "panel" / "smollm2-135m-lora.jsonl")
     assert all(abs(sum(r["probabilities"]) - 1) < 1e-4 and r["sampled_option"] in r["options"] for r in panel_rows)
-    assert "## The synthetic panel against held-out real respondents" in (
-        paths.results_dir("smoke") / "README.md").read_text()
+    readme = (paths.results_dir("smoke") / "README.md").read_text()
+    assert "## The synthetic panel against held-out real respondents" in readme
+    # the README opens with the verdict table, then the headline figure
+    lines = readme.splitlines()
+    assert lines[0] == "## Verdict" and lines[4].startswith("| variant | kind | base | log-loss |")
+    assert next(line for line in lines if line.startswith("![")).endswith("(figures/panel_verdict.png)")
+    assert (paths.results_dir("smoke") / "figures" / "panel_verdict.png").exists()
     table = (paths.tables_dir("smoke") / "ablations.csv").read_text()
     assert all(run in table for run in STANDARD_ABLATIONS) and "main" in table
     differences = (paths.tables_dir("smoke") / "ablation_differences.csv").read_text()

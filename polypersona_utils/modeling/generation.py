@@ -33,6 +33,15 @@ class Variant:
     include_persona: bool = True
     http_url: str | None = None  # served by an OpenAI-compatible endpoint (model `model_id`) instead of loaded
 
+    def base_label(self, quantization: str) -> str:
+        """What tables say of the base this variant is evaluated on: the profile's `training.quantization` for
+        every local variant, so that a QLoRA profile's zero-shot variant is the GGUF re-quantised to NF4 (not yet the
+        model as shipped: issue 33) and its fine-tuned one the NF4 base its adapter was trained on."""
+        if self.http_url:
+            return "served"
+        base = "NF4 (GGUF re-quantised)" if quantization == "nf4" else "GGUF de-quantised, 16/32-bit"
+        return base + (" + LoRA" if self.adapter_dir else "")
+
     def identity(self) -> dict:
         """What decides this variant's answers (cache keys). `http_url` only when set, so that local variants keep
         the keys of runs made before served models existed."""

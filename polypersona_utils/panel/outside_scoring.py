@@ -10,7 +10,7 @@ once, the options as the bank orders them, probabilities summing to 1 within 1e-
 probabilities written to 6 decimals). Any other file is refused with
 the line and the field, and nothing is written. Every panel table (notebook 06's, `panel.report.compute_panel_tables`)
 is computed for NAME beside the committed variants and written to `results/<profile>/scored-panels/<NAME>/`:
-`tables/`, a README with the verdict, and a provenance record.
+`tables/`, `figures/`, a README with the verdict, and a provenance record.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from ..provenance import atomic_write_json, atomic_write_text, provenance_record
 from ..reporting.tables import write_table
 from ..study import StudyRun
 from ..user_files import UserFileError
+from .figures import panel_figures
 from .files import read_panel_file
 from .readme import verdict_section
 from .references import ANCHORS, REFERENCE_VARIANTS
@@ -95,6 +96,8 @@ def score_panel_file(config, path: Path, name: str) -> dict[str, pd.DataFrame]:
     for table_name, table in tables.items():
         write_table(table, out / "tables" / table_name, caption=f"{table_name.replace('_', ' ')} ({name})")
     respondents = stored.persona_id.nunique()
+    panel_figures(pd.concat([stored, frame], ignore_index=True), tables, out / "figures", name,
+                  config.survey.label_order(), config.panel.min_cell_respondents)  # the figures its README shows
     atomic_write_text(out / "README.md", f"# `{name}` on the held-out panel of `{config.profile}`\n\n"
                       f"Scored from `{Path(path).name}` beside the study's committed variants "
                       "(`make score-panel`); tables in `tables/`.\n\n" + verdict_section(tables, respondents))

@@ -10,11 +10,115 @@ import pandas as pd
 from .references import ANCHORS, REFERENCE_VARIANTS
 
 
-def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: dict | None = None) -> str:
-    """The results README's first paragraph: the best variant on log-loss and on subgroup effects, and each model
-    against the persona-blind marginal, the best reference fitted on the same respondents and the best anchor, by
-    paired differences (model minus reference, on the same respondent-bootstrap draws); where the study has more
-    than one model family, which one is better on each measure (`family_sentences`)."""
+def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: dict | None = None,
+                    curve_figure: bool = False) -> str:
+    """The results README's first section: the verdict table (`panel_verdict`, `verdict_table`), at most three
+    sentences each with one finding (`verdict_findings`), the headline figure (and the learning curve's, where the
+    profile has one), then, under their own headings, each model against each reference in words, the model
+    families and what the panel is worth."""
+    verdict = tables["panel_verdict"]
+    parts = ["## Verdict", "", verdict_table(verdict, respondents), "",
+             " ".join(verdict_findings(verdict, tables.get("panel_worth"))), "",
+             "![Each variant minus the population marginal and minus the same-card statistician: paired log-loss "
+             "differences](figures/panel_verdict.png)", ""]
+    if curve_figure:
+        parts += ["![The panel against the number of real respondents trained on](figures/learning_curve.png)", ""]
+    parts += ["### Each model against each reference", "", " ".join(reference_sentences(tables))]
+    if "panel_models" in tables and len(tables["panel_models"]):
+        parts += ["", "### Model families", "", family_sentences(tables["panel_models"], costs or {})]
+    if "panel_worth" in tables:
+        parts += ["", "### What the panel is worth in real respondents", "",
+                  worth_sentences(tables["panel_worth"], respondents), "",
+                  "![What the panel is worth: coverage and effective sample size](figures/panel_worth.png)"]
+    parts += ["", "![Per item and party group, real answers against every variant](figures/panel_by_party.png)"]
+    return "\n".join(parts) + "\n"
+
+
+def bracket(row, name: str, signed: bool = False, digits: int = 3) -> str:
+    """`0.898 [0.860, 0.936]` (or signed: `+0.024 [+0.011, +0.038]`) from columns name, name_lo, name_hi."""
+    value, low, high = row[name], row[f"{name}_lo"], row[f"{name}_hi"]
+    if pd.isna(value):
+        return "-"
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    return f"{f.format(value)} [{f.format(low)}, {f.format(high)}]"
+
+
+def verdict_table(verdict: pd.DataFrame, respondents: int) -> str:
+    """`panel_verdict` as the README's first table, one row per variant and reference, best log-loss first."""
+    worth = "worth_per_100" in verdict
+    against = [name for name in ("marginal", "statistician") if f"vs_{name}" in verdict]
+    titles = {"marginal": "minus population marginal", "statistician": "minus same-card statistician"}
+    head = (["variant", "kind", "base", "log-loss"] + [titles[name] for name in against] + ["subgroup-effect slope"]
+            + ([f"worth per 100 (n = {int(verdict.worth_n.dropna().iloc[0])})"] if worth else []))
+    lines = [f"On {respondents} held-out real respondents (every row scored on the same respondent-item pairs; "
+             "log-loss in nats a pair, lower is better; differences paired on the same respondent-bootstrap draws, "
+             "negative is better; slope 1 would match the real subgroup differences):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, row in verdict.iterrows():
+        cells = [f"`{row.variant}`", row.kind, row.base if "base" in row else "-", bracket(row, "log_loss")]
+        cells += ["itself" if row[f"vs_{name}_ci_method"] == "constant" and row[f"vs_{name}"] == 0
+                  else bracket(row, f"vs_{name}", signed=True) for name in against]
+        cells += [bracket(row, "slope")]
+        cells += [f"{row.worth_per_100:.1f} [{row.worth_lo:.1f}, {row.worth_hi:.1f}]"
+                  if pd.notna(row.get("worth_per_100")) else "-"] if worth else []
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = ("Base: the weights a model variant is evaluated on (`tables/panel_verdict`: NF4 is QLoRA's 4-bit base, "
+             "the embedded GGUF quantised again). Intervals: log-loss, persona bootstrap; differences and slope, BCa on the same draws (`tables/"
+             "panel_verdict`, `panel_effects`: the method of each interval)")
+    if worth:
+        notes += ("; worth: the prediction-powered estimate's effective sample size per 100 real respondents "
+                  "sampled, mean over the seeded samples with its Monte Carlo interval (`tables/panel_worth`)")
+    return "\n".join(lines + ["", notes + "."])
+
+
+def compared(row, name: str) -> str:
+    """`better than` / `worse than` / `not told apart from` by the paired interval of `vs_<name>`."""
+    if row[f"vs_{name}_hi"] < 0:
+        return "better than"
+    if row[f"vs_{name}_lo"] > 0:
+        return "worse than"
+    return "not told apart from"
+
+
+def verdict_findings(verdict: pd.DataFrame, worth: pd.DataFrame | None = None) -> list[str]:
+    """At most three sentences, each one finding with its number: the best model against the marginal and the
+    statistician; its subgroup differences against theirs; what it is worth beside a real sample, and the shuffled
+    control (`worth`: `panel_worth`, where measured)."""
+    models = verdict[verdict.kind == "model"]
+    if models.empty:
+        return []
+    best = models.iloc[0]  # the table is ordered by log-loss
+    rows = verdict.set_index("variant")
+    said = [f"`{best.variant}`, the best model variant, predicts the held-out answers"]
+    for name, words in (("marginal", "the persona-blind population marginal"),
+                        ("statistician", "the statistician on the same card (`baseline-logistic`)")):
+        if f"vs_{name}" in verdict:
+            said.append(f"{compared(best, name)} {words} ({bracket(best, f'vs_{name}', signed=True)} nats a pair)")
+    findings = [said[0] + " " + " and ".join(said[1:]) + "." if len(said) > 1 else said[0] + "."]
+    slope = f"Its subgroups differ {best.slope:.3f} [{best.slope_lo:.3f}, {best.slope_hi:.3f}] as much as the real ones"
+    if "baseline-logistic" in rows.index:
+        slope += f" (the same-card statistician's: {bracket(rows.loc['baseline-logistic'], 'slope')})"
+    top = verdict.iloc[0]
+    findings.append(slope + f"; the best row overall is `{top.variant}` (log-loss {top.log_loss:.3f}, slope "
+                    f"{top.slope:.3f}).")
+    if "worth_per_100" in verdict and pd.notna(best.get("worth_per_100")):
+        n = int(best.worth_n)
+        statistician = (f", the statistician {rows.loc['baseline-logistic', 'worth_per_100']:.1f}"
+                        if "baseline-logistic" in rows.index and pd.notna(rows.loc["baseline-logistic",
+                                                                                    "worth_per_100"]) else "")
+        control = worth[(worth.n == n) & (worth.estimator == "ppi") & worth.predictor.str.startswith("shuffled-")] \
+            if worth is not None else pd.DataFrame()
+        floor = (f", and a control related to no answer (`{control.predictor.iloc[0]}`) "
+                 f"{control.worth_per_100.iloc[0]:.1f}" if len(control) else "")
+        findings.append(f"Beside a random sample of {n} real respondents it is worth {best.worth_per_100:.1f} real "
+                        f"respondents per 100 (prediction-powered estimates of the answer shares){statistician}"
+                        f"{floor}.")
+    return findings
+
+
+def reference_sentences(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Each model against the persona-blind marginal, the best reference fitted on the same respondents and the
+    best anchor, by paired differences (model minus reference, on the same respondent-bootstrap draws)."""
     individual = tables["panel_individual"].set_index("variant")
     effects = tables["panel_effects"].set_index("variant")
     paired = tables["panel_paired"]
@@ -24,33 +128,21 @@ def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: di
         return (f"{row.difference:+.3f} [{row.difference_lo:+.3f}, {row.difference_hi:+.3f}] against "
                 f"`{reference}`")
 
-    best_loss = individual.log_loss.idxmin()
-    best_slope = effects.slope.idxmax() if effects.slope.notna().any() else None  # no cell large enough: none
-    sentences = [f"On {respondents} held-out real respondents the best predictor of each person's answer is "
-                 f"`{best_loss}` (log-loss {individual.loc[best_loss, 'log_loss']:.3f})"
-                 + (f", and the variant whose subgroups differ most as the survey's do is `{best_slope}` "
-                    f"(subgroup-effect slope {effects.loc[best_slope, 'slope']:.3f}; 1 would match the real "
-                    "differences)." if best_slope is not None else ".")]
     same_data = [v for v in REFERENCE_VARIANTS if v in individual.index]
     anchors = [v for v in ANCHORS if v in individual.index]
+    sentences = []
     for model in dict.fromkeys(paired.variant):
         rows = paired[paired.variant == model]
         loss = rows[rows.measure == "log_loss"].set_index("reference")
         slope = rows[rows.measure == "subgroup_effect_slope"].set_index("reference")
-        compared = ["baseline-population", min(same_data, key=lambda v: individual.loc[v, "log_loss"])]
-        compared += [min(anchors, key=lambda v: individual.loc[v, "log_loss"])] if anchors else []
+        compared_with = ["baseline-population", min(same_data, key=lambda v: individual.loc[v, "log_loss"])]
+        compared_with += [min(anchors, key=lambda v: individual.loc[v, "log_loss"])] if anchors else []
         strongest = max(same_data, key=lambda v: effects.loc[v, "slope"])
         sentences.append(f"`{model}`: log-loss {individual.loc[model, 'log_loss']:.3f}, "
-                         + ", ".join(against(loss, r) for r in dict.fromkeys(compared))
+                         + ", ".join(against(loss, r) for r in dict.fromkeys(compared_with))
                          + f"; subgroup-effect slope {effects.loc[model, 'slope']:.3f}, "
                          + against(slope, strongest) + " (paired differences, model minus reference).")
-    families = ("\n\n" + family_sentences(tables["panel_models"], costs or {})
-                if "panel_models" in tables and len(tables["panel_models"]) else "")
-    worth = ("\n\n" + worth_sentences(tables["panel_worth"], respondents) + "\n\n"
-             + "![What the panel is worth: coverage and effective sample size](figures/panel_worth.png)"
-             if "panel_worth" in tables else "")
-    return ("## Verdict\n\n" + " ".join(sentences) + families + worth + "\n\n"
-            + "![Per item and party group, real answers against every variant](figures/panel_by_party.png)\n")
+    return sentences
 
 
 HIGHER_IS_BETTER = {"log_loss": False}  # every other measure of `panel_models`: higher is better
@@ -76,7 +168,7 @@ def family_sentences(models: pd.DataFrame, costs: dict[str, dict[str, float]]) -
         ([f"{c['train_s_per_record']:.2f} s per training record"] if "train_s_per_record" in c else [])
         + ([f"{c['score_s_per_pair']:.3f} s per panel pair scored"] if "score_s_per_pair" in c else []))
         for family, c in costs.items() if c]
-    return ("**Model families** (`tables/panel_models`: paired differences on the same respondent-bootstrap draws; "
+    return ("(`tables/panel_models`: paired differences on the same respondent-bootstrap draws; "
             "log-loss lower is better, subgroup-effect slope and stacking gain higher): " + " ".join(sentences)
             + (" Cost on this machine (notebook 02's training and notebook 06's scoring of the fine-tuned model, "
                "from this run): " + "; ".join(cost) + "." if cost else ""))
@@ -96,7 +188,7 @@ def worth_sentences(worth: pd.DataFrame, respondents: int) -> str:
                  f"{100 * at.loc[(p, 'synthetic'), 'bias']:.1f} points" for p in predictors
                  if not p.startswith("shuffled-")]
     classical = at.loc[(predictors[0], "classical")]
-    return (f"**What the panel is worth in real respondents** (`tables/panel_worth`, `figures/panel_worth`): given "
+    return (f"(`tables/panel_worth`, `figures/panel_worth`): given "
             f"the real answers of a random {n} of the {respondents} and a predictor's probabilities for every card, "
             f"prediction-powered (PPI++) estimates of the answer shares, overall and in subgroups "
             f"({int(classical.estimands)} estimands), are as precise as a classical sample of: " + ", ".join(ppi)

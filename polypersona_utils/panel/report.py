@@ -9,7 +9,8 @@ import pandas as pd
 
 from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from ..reporting.readme import write_section
-from ..reporting.tables import tables_that_differ, write_table
+from ..reporting.checks import TableCheck, check_tables
+from ..reporting.tables import write_table
 from ..study import StudyRun
 from .figures import panel_figures
 from .measures import panel_tables, population_effects, with_answer_columns
@@ -18,6 +19,7 @@ from .readme import panel_section, verdict_section
 from .references import ANCHORS, REFERENCE_VARIANTS, model_variants, reference_distributions
 from .stacking import panel_stacking, stacked
 from .synthetic import order_effect, panel_frame, sampled_option, score_panel, subgroup_variables
+from .verdict import panel_verdict
 from .worth import panel_worth, worth_predictors
 
 DISTRIBUTIONS_FILE = "panel_distributions.csv"
@@ -97,6 +99,10 @@ def compute_panel_tables(run: StudyRun, frame: pd.DataFrame) -> dict[str, pd.Dat
     if not config.run:  # an ablation run's panel (`panel.ablation_respondents`) is smaller than the samples drawn
         tables["panel_worth"] = panel_worth(answers, worth_predictors(present, config.panel.worth.references),
                                             variables, config.panel.worth, config.seeds.worth)
+    bases = {v.name: v.base_label(config.training.quantization) for v in run.variants}
+    tables["panel_verdict"] = panel_verdict(answers, samples, seed, least, variables, real_effects,
+                                            tables["panel_individual"], tables["panel_effects"],
+                                            tables.get("panel_worth"), config.panel.worth.draws, bases)
     return tables
 
 
@@ -141,7 +147,8 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     write_section(where.results, "panel", panel_section(config, tables, len(panel), len(train), survey.title,
                                                         [len(questions[q].options) for r in panel for q in r.answers]))
     pairs = sum(len(r.answers) for r in panel)
-    write_section(where.results, "verdict", verdict_section(tables, len(panel), family_costs(config, seconds, pairs)))
+    write_section(where.results, "verdict", verdict_section(tables, len(panel), family_costs(config, seconds, pairs),
+                                                            (where.figures / "learning_curve.png").exists()))
     atomic_write_json(where.results / "provenance" / "06_panel.json", provenance_record(
         config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
         step="06_panel", respondents=len(panel), training_respondents=len(train), settings=panel_settings(config),
@@ -189,9 +196,12 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     where = config.paths()
     frame = read_distributions(where.results / DISTRIBUTIONS_FILE)
     frame["variant"] = frame.variant.replace(RENAMED)
+    run = StudyRun(config)
+    items = {qid: question.survey_item for qid, question in run.linked_questions.items()}
+    frame["survey_item"] = frame.question_id.map(lambda qid: items.get(qid) or qid)  # figure titles
     survey = config.survey
     atomic_write_text(where.results / DISTRIBUTIONS_FILE, distributions_csv(frame, subgroup_variables(survey)))
-    tables = compute_panel_tables(StudyRun(config), frame)
+    tables = compute_panel_tables(run, frame)
     for name, table in tables.items():
         write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({where.name})")
     tables["panel_order_effect"] = pd.read_csv(where.tables / "panel_order_effect.csv")
@@ -202,18 +212,20 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     write_section(where.results, "panel", panel_section(config, tables, respondents, stored["training_respondents"],
                                                         survey.title, counts))
     write_section(where.results, "verdict", verdict_section(
-        tables, respondents, family_costs(config, stored.get("scoring_seconds", {}), stored.get("pairs", 0))))
+        tables, respondents, family_costs(config, stored.get("scoring_seconds", {}), stored.get("pairs", 0)),
+        (where.figures / "learning_curve.png").exists()))
     atomic_write_json(where.results / "provenance" / "06_panel_refresh.json", provenance_record(
         config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
         step="06_panel_refresh", tables=sorted(tables), settings=panel_settings(config)))
     return tables
 
 
-def check_panel(config) -> list[str]:
-    """Tables recomputed from the stored distributions that differ from the stored ones (empty: reproduced)."""
+def check_panel(config) -> list[TableCheck]:
+    """Every panel table recomputed from the stored distributions, compared with the stored one within the declared
+    tolerances (`reporting.checks`); none when the run stored no distributions."""
     where = config.paths()
     stored = where.results / DISTRIBUTIONS_FILE
     if not stored.exists():
         return []
     tables = compute_panel_tables(StudyRun(config), read_distributions(stored))
-    return tables_that_differ(tables, where.tables)
+    return check_tables(tables, where.tables)

@@ -9,12 +9,14 @@ results README's section.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .. import paths
+from ..panel.figures import WIDTH, dodged, key, tick_size, variant_styles, wrapped
 from ..panel.references import ANCHORS
 from ..provenance import atomic_write_json, provenance_record, sha256_file
-from ..reporting.plots import pyplot, save_figure
+from ..reporting.plots import legible_size, pyplot, save_figure, text_size
 from ..reporting.readme import write_section
 from ..reporting.tables import write_table
 
@@ -69,27 +71,59 @@ def anchor_values(config) -> dict[str, dict[str, float]]:
 
 
 def curve_figure(curve: pd.DataFrame, stem, title: str, anchors: dict[str, dict[str, float]] | None = None) -> None:
-    """One panel per measure against training respondents (symmetric log scale: 0 stays on the axis); the main
-    run's anchors as horizontal lines."""
+    """`draw_curve` saved as PNG and PDF at `stem`."""
     plt = pyplot()
-    measures = list(MEASURES)
-    fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures), 3.4))
-    for ax, measure in zip(axes, measures):
-        part = curve[curve.measure == measure]
-        for variant, line in part.groupby("variant", sort=False):
-            line = line.sort_values("training_respondents")
-            ax.errorbar(line.training_respondents, line.value, yerr=[line.value - line.low, line.high - line.value],
-                        marker="o", capsize=3, label=variant)
-        for name, value in (anchors or {}).get(measure, {}).items():
-            ax.axhline(value, linestyle="--", linewidth=1, color="grey")
-            ax.annotate(name, (ax.get_xlim()[0], value), fontsize=6, va="bottom", color="grey")
-        ax.set_xscale("symlog", linthresh=10)
-        ax.set_xlabel("training respondents (plus the persona subset)")
-        ax.set_title(measure.replace("_", " ") + (" (lower is better)" if measure == "log_loss" else ""))
-    axes[0].legend(fontsize=7)
-    fig.suptitle(title, y=1.04)
+    fig = draw_curve(curve, title, anchors)
     save_figure(fig, stem)
     plt.close(fig)
+
+
+ANCHOR_STYLES = ("--", ":")  # the main run's anchors, one line style each
+
+
+def draw_curve(curve: pd.DataFrame, title: str, anchors: dict[str, dict[str, float]] | None = None):
+    """One panel per measure (two a row, to be read at page width) against training respondents (symmetric log
+    scale: 0 stays on the axis), each variant its own colour and marker, set slightly apart along the axis so that
+    no interval hides another; the main run's anchors as horizontal lines named in the legend, below the panels."""
+    plt = pyplot()
+    measures = list(MEASURES)
+    variants = list(dict.fromkeys(curve.variant))
+    styles = variant_styles(plt, variants)
+    names = sorted({name for values in (anchors or {}).values() for name in values})
+    size = legible_size(WIDTH)
+    with text_size(plt, size):
+        rows = -(-len(measures) // 2)
+        fig, axes = plt.subplots(rows, 2, figsize=(WIDTH, 2.9 * rows + 1.2), squeeze=False, layout="constrained")
+        for ax in axes.flat[len(measures):]:
+            ax.set_visible(False)
+        spread = dict(zip(variants, 1 + dodged(len(variants), 0.18)))  # multiplicative: the axis is logarithmic
+        for ax, measure in zip(axes.flat, measures):
+            part = curve[curve.measure == measure]
+            for variant, line in part.groupby("variant", sort=False):
+                line = line.sort_values("training_respondents")
+                keep = np.isfinite(line.value.to_numpy(float))
+                line = line[keep]
+                if line.empty:
+                    continue
+                n = line.training_respondents.to_numpy(float)  # 0 sits in the linear part: a shift, not a factor
+                x = np.where(n > 0, n * spread[variant], (spread[variant] - 1) * 12)
+                ax.errorbar(x, line.value, yerr=[line.value - line.low, line.high - line.value], capsize=2,
+                            linewidth=1, markersize=5, **styles[variant])
+            for name, style in zip(names, ANCHOR_STYLES * len(names)):
+                value = (anchors or {}).get(measure, {}).get(name)
+                if value is not None and np.isfinite(value):
+                    ax.axhline(value, linestyle=style, linewidth=1, color="0.35")
+            ax.set_xscale("symlog", linthresh=10)
+            ax.set_xlim(-3, 1.6 * max(curve.training_respondents.max(), 10))
+            ax.set_xlabel("training respondents")
+            ax.set_title(measure.replace("_", " ") + (" (lower is better)" if measure == "log_loss" else ""))
+        handles = [key(plt, v, styles[v]["color"], styles[v]["marker"], linestyle="-") for v in variants]
+        handles += [key(plt, f"{name} (main run, every respondent outside the panel)", "0.35", "",
+                        linestyle=style) for name, style in zip(names, ANCHOR_STYLES * len(names))]
+        fig.legend(handles=handles, loc="outside lower center", ncol=2)
+        fig.suptitle(wrapped(title, WIDTH, size + 1))
+        tick_size(fig, size)
+    return fig
 
 
 def curve_section(curve: pd.DataFrame, config, minutes: dict[str, float]) -> str:
