@@ -41,7 +41,8 @@ RUNS_DIR := $(RESULTS)/runs
 # with ABLATION_RUNS="...".
 ABLATIONS := $(RESULTS)/ablations.md
 ABLATION_KNOBS = LORA_R=$(LORA_R) HELDOUT=$(HELDOUT) NO_PERSONA=$(NO_PERSONA) QUANT=$(QUANT) EPOCHS=$(EPOCHS) \
-                 FULL=$(FULL) OBJECTIVE=$(OBJECTIVE) RESPONDENTS=$(RESPONDENTS) PACKING=$(PACKING)
+                 FULL=$(FULL) OBJECTIVE=$(OBJECTIVE) RESPONDENTS=$(RESPONDENTS) PACKING=$(PACKING) \
+                 TOP_LAYERS=$(TOP_LAYERS)
 
 # Execute notebooks/$(1).ipynb on PROFILE; keep the executed copy, name it when a cell fails.
 define run_notebook
@@ -141,10 +142,10 @@ define run_ablation
 endef
 
 ## ablation: one ablation run, e.g. make ablation NAME=rank32 LORA_R=32 (knobs: LORA_R HELDOUT NO_PERSONA QUANT EPOCHS
-## FULL OBJECTIVE RESPONDENTS PACKING; NOTEBOOKS="02_train 06_panel" runs those notebooks instead of 02-04)
+## FULL OBJECTIVE RESPONDENTS PACKING TOP_LAYERS; NOTEBOOKS="02_train 06_panel" runs those notebooks instead of 02-04)
 .PHONY: ablation
 ablation: $(DATA) | $(INSTALLED)
-	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<run> [LORA_R=..] [HELDOUT=..] [NO_PERSONA=1] [QUANT=none] [EPOCHS=..] [FULL=1] [OBJECTIVE=option_likelihood] [RESPONDENTS=..] [PACKING=respondent] [NOTEBOOKS=..]"; exit 2; }
+	@test -n "$(NAME)" || { echo "usage: make ablation NAME=<run> [LORA_R=..] [HELDOUT=..] [NO_PERSONA=1] [QUANT=none] [EPOCHS=..] [FULL=1] [OBJECTIVE=option_likelihood] [RESPONDENTS=..] [PACKING=respondent] [TOP_LAYERS=..] [NOTEBOOKS=..]"; exit 2; }
 	$(call run_ablation,$(NAME),$(ABLATION_KNOBS),$(NOTEBOOKS))
 
 $(RUNS_DIR)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipynb notebooks/04_metrics.ipynb \
@@ -155,8 +156,8 @@ $(RUNS_DIR)/%/manifest.json: notebooks/02_train.ipynb notebooks/03_generate.ipyn
 
 # Knobs belong to one named run; the standard set always runs as the package defines it.
 ifneq ($(filter ablations reproduce,$(MAKECMDGOALS)),)
-ifneq ($(strip $(LORA_R)$(HELDOUT)$(NO_PERSONA)$(QUANT)$(EPOCHS)$(FULL)$(OBJECTIVE)$(RESPONDENTS)$(PACKING)),)
-$(error LORA_R, HELDOUT, NO_PERSONA, QUANT, EPOCHS, FULL, OBJECTIVE, RESPONDENTS and PACKING change one named run: make ablation NAME=<run> ...; \
+ifneq ($(strip $(LORA_R)$(HELDOUT)$(NO_PERSONA)$(QUANT)$(EPOCHS)$(FULL)$(OBJECTIVE)$(RESPONDENTS)$(PACKING)$(TOP_LAYERS)),)
+$(error LORA_R, HELDOUT, NO_PERSONA, QUANT, EPOCHS, FULL, OBJECTIVE, RESPONDENTS, PACKING and TOP_LAYERS change one named run: make ablation NAME=<run> ...; \
   unset them for make ablations and make reproduce)
 endif
 endif

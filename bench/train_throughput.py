@@ -9,11 +9,20 @@ baseline  the paper's QLoRA recipe written by hand with TRL's defaults: the NF4 
 project   what notebook 02 runs: `training.detect_plan`, `training.sft_config` and `training.lora_config` on the
           default profile (no checkpointing on CPU, no LoRA dropout, bf16 autocast where native), trained by
           `answer_loss.AnswerLossSFTTrainer` (the output head at answer positions only).
---real-answers: real answers per second over the same respondents' answers, one epoch each:
-per-record  the per-record path (`training.packing: record`): `AnswerLossSFTTrainer` on one prompt-completion
-            example per answer, `per_device_batch_size` answers a step.
-packed      notebook 02's path (`training.packing: respondent`): `packed_trainer.PackedTrainer` on one packed row
-            per respondent (the card read once for all their items), `per_device_batch_size` respondents a step.
+--real-answers: real answers per second over the same respondents' answers, one epoch each, one row a lever:
+per-record        the baseline: the per-record path (`training.packing: record`) with the study's prompt (every
+                  item asked whole): `AnswerLossSFTTrainer` on one prompt-completion example per answer,
+                  `per_device_batch_size` answers a step.
+packed            packed by respondent (`training.packing: respondent`), the same prompt:
+                  `packed_trainer.PackedTrainer` on one packed row per respondent (the card read once for all their
+                  items), `per_device_batch_size` respondents a step.
+packed-preamble   + the GSS preamble said once per respondent (`prompts.SHARED_PREAMBLES` set to it in that row's
+                  process: the prompt issue 32's rerun switches the study to).
+packed-top<k>     + LoRA on the top k decoder layers only (`lora.top_layers`; --top-layers, default 8 of 30): no
+                  backward pass below them.
+packed-top<k>-unquantised  + the base unquantised instead of NF4 (`training.quantization: none`): bf16 where the
+                  processor computes it natively, else float32 (`training.plan_training`).
+The JSON line's ratio is the fastest lever row against per-record; each row's own ratio is in `rows`.
 Examples: real GSS respondents' answers to the linked items through the study's prompt (`prompts.prompt_completion`),
 the kind of record that makes up four fifths of the default training split; nothing has to be built first. Each
 row runs in its own process (clean peak memory); trained (non-padding) tokens per second, and model FLOP
@@ -33,7 +42,22 @@ from pathlib import Path
 import common  # bench/common.py: this folder is first on sys.path when a script runs
 
 ROWS = ("baseline", "project")
-REAL_ANSWER_ROWS = ("per-record", "packed")
+REAL_ANSWER_ROWS = ("per-record", "packed", "packed-preamble", "packed-top", "packed-top-unquantised")
+
+
+def row_settings(row: str, top_layers: int) -> tuple[dict, bool]:
+    """(the default profile's overrides for `row`, whether it says the GSS preamble once per respondent)."""
+    packed = {"training.packing": "respondent"}
+    return {"per-record": ({"training.packing": "record"}, False),
+            "packed": (packed, False),
+            "packed-preamble": (packed, True),
+            "packed-top": (packed | {"lora.top_layers": top_layers}, True),
+            "packed-top-unquantised": (packed | {"lora.top_layers": top_layers, "training.quantization": "none",
+                                          "training.compute_dtype": "bfloat16"}, True)}[row]
+
+
+def row_label(row: str, top_layers: int) -> str:
+    return row.replace("-top", f"-top{top_layers}")
 
 
 def training_examples(config, count: int) -> list[dict]:
@@ -68,27 +92,32 @@ def respondents_records(config, count: int) -> list[dict]:
             for qid, answer in r.answers.items()]
 
 
-def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:
-    """One epoch over `respondents` respondents' answers on the per-record or the packed path."""
+def run_real_answers_row(row: str, respondents: int, work: Path, top_layers: int) -> dict:
+    """One epoch over `respondents` respondents' answers with `row`'s settings (`row_settings`)."""
     import torch
     from datasets import Dataset
 
     from polypersona_utils.config import load_config
+    from polypersona_utils.dataset import prompts
     from polypersona_utils.dataset.prompts import prompt_completion
     from polypersona_utils.llm import models
     from polypersona_utils.modeling import training
     from polypersona_utils.modeling.packed_trainer import PackedTrainer, answers_in, packed_rows
 
     torch.manual_seed(0)
-    config = load_config("default")
+    overrides, preamble_once = row_settings(row, top_layers)
+    if preamble_once:  # this row's process only
+        prompts.SHARED_PREAMBLES = (prompts.GSS_SPENDING_PREAMBLE,)
+    config = load_config("default", overrides=overrides)
+    packed = config.training.packing == "respondent"
     spec = config.models[0]
     records = respondents_records(config, respondents)
     tokenizer = models.load_tokenizer(spec.model_id)
     plan = training.detect_plan(config.training)
     model = models.load_causal_lm(spec.model_id, None, plan.quantization, plan.compute_dtype, "cpu")
     args = training.sft_config(config, plan, work / row, progress=False, evaluate=False,
-                               packed=row == "packed", overrides={"save_strategy": "no", "num_train_epochs": 1})
-    if row == "packed":
+                               packed=packed, overrides={"save_strategy": "no", "num_train_epochs": 1})
+    if packed:
         rows = packed_rows(records, tokenizer, "sft", True, config.training.max_seq_length)
         assert answers_in(rows) == len(records)
         trainer = PackedTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
@@ -103,9 +132,11 @@ def run_real_answers_row(row: str, respondents: int, work: Path) -> dict:
     trainer.train()
     seconds = time.perf_counter() - start
     tokens = max(h.get("num_tokens", 0) for h in trainer.state.log_history)
-    return {"row": row, "answers": len(records), "respondents": respondents, "steps": trainer.state.global_step,
-            "tokens": tokens, "seconds": seconds, "answers_per_s": len(records) / seconds,
-            "tokens_per_s": tokens / seconds}
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    return {"row": row_label(row, top_layers), "answers": len(records), "respondents": respondents,
+            "steps": trainer.state.global_step, "tokens": tokens, "seconds": seconds,
+            "answers_per_s": len(records) / seconds, "tokens_per_s": tokens / seconds,
+            "trainable_parameters": trainable, "overrides": overrides, "preamble_once": preamble_once}
 
 
 def real_answers_main(args) -> None:
@@ -115,20 +146,22 @@ def real_answers_main(args) -> None:
     with tempfile.TemporaryDirectory() as work:
         for row in REAL_ANSWER_ROWS:
             out = subprocess.run([sys.executable, __file__, "--real-answers", "--row", row, "--respondents",
-                                  str(args.respondents), "--work", work], capture_output=True, text=True,
-                                 check=True).stdout
+                                  str(args.respondents), "--top-layers", str(args.top_layers), "--work", work],
+                                 capture_output=True, text=True, check=True).stdout
             results[row] = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
     print(f"one epoch over {args.respondents} GSS 2018 respondents' real answers, SmolLM2-135M, the default "
           "profile's training settings")
-    print(f"{'row':<12}{'answers':>8}{'steps':>7}{'tokens':>8}{'seconds':>9}{'answers/s':>11}{'x':>7}{'peak MiB':>10}")
+    print(f"{'row':<20}{'answers':>8}{'steps':>7}{'tokens':>8}{'seconds':>9}{'answers/s':>11}{'x':>7}"
+          f"{'peak MiB':>10}")
     base = results["per-record"]["answers_per_s"]
     for r in results.values():
-        print(f"{r['row']:<12}{r['answers']:>8}{r['steps']:>7}{r['tokens']:>8}{r['seconds']:>9.1f}"
-              f"{r['answers_per_s']:>11.2f}{r['answers_per_s'] / base:>7.2f}{r['peak_rss_mib']:>10.0f}")
+        r["ratio"] = r["answers_per_s"] / base
+        print(f"{r['row']:<20}{r['answers']:>8}{r['steps']:>7}{r['tokens']:>8}{r['seconds']:>9.1f}"
+              f"{r['answers_per_s']:>11.2f}{r['ratio']:>7.2f}{r['peak_rss_mib']:>10.0f}")
     if args.json:
-        print(json.dumps(common.result("training on real answers", "answers_per_s", base,
-                                       results["packed"]["answers_per_s"], respondents=args.respondents,
-                                       rows=results)))
+        best = max(results.values(), key=lambda r: r["answers_per_s"])
+        print(json.dumps(common.result("training on real answers", "answers_per_s", base, best["answers_per_s"],
+                                       project_row=best["row"], respondents=args.respondents, rows=results)))
 
 
 def run_row(row: str, steps: int, work: Path) -> dict:
@@ -182,11 +215,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--real-answers", action="store_true", help="answers per second, per-record against packed")
     parser.add_argument("--respondents", type=int, default=12, help="--real-answers: respondents trained on")
+    parser.add_argument("--top-layers", type=int, default=8, help="--real-answers: k of the packed-top<k> rows")
     parser.add_argument("--row", choices=ROWS + REAL_ANSWER_ROWS, help=argparse.SUPPRESS)  # internal: one row
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row and args.real_answers:
-        result = run_real_answers_row(args.row, args.respondents, args.work)
+        result = run_real_answers_row(args.row, args.respondents, args.work, args.top_layers)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return

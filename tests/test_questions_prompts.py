@@ -100,3 +100,24 @@ def test_an_option_set_given_twice_is_an_error_not_the_last_one_silently(tmp_pat
     path.write_text(text.replace(line, line + "\n  frequency5: [Always, Often, Sometimes, Rarely, Never]"))
     with pytest.raises(QuestionBankError, match=r"bank.yaml: .*duplicate key 'frequency5' \(first on line 20\)"):
         load_question_bank(path)
+
+
+def test_a_shared_preamble_is_said_before_the_items_own_lines(monkeypatch):
+    """A listed preamble (the GSS's sentence before its spending items) comes first, so that one respondent's
+    prompts share it; the item's own words follow as its question. A question without it is asked word for word as
+    before, and so is every question while none is listed (the study's prompt today)."""
+    from polypersona_utils.dataset import prompts
+
+    preamble = prompts.GSS_SPENDING_PREAMBLE
+    whole = build_messages(PERSONA, "healthcare", f"{preamble} Are we?", "likert", ("A", "B"))[1]["content"]
+    assert f"Survey domain: healthcare\n\nQuestion: {preamble} Are we?" in whole
+    monkeypatch.setattr(prompts, "SHARED_PREAMBLES", (preamble,))
+    item = "Are we spending too much money, too little money, or about the right amount on the nation's health?"
+    user = build_messages(PERSONA, "healthcare", f"{preamble} {item}", "likert", ("Too little", "Too much"))[1]["content"]
+    assert user == ("Persona card:\n" + persona_card_text(PERSONA) + f"\n\n{preamble}\n\nSurvey domain: healthcare"
+                    f"\n\nQuestion: {item}\n\nAnswer with exactly one of these options: Too little / Too much.")
+    other = build_messages(PERSONA, "finance", "Is it fair?", "yesno", ("Yes", "No"))[1]["content"]
+    assert other == ("Persona card:\n" + persona_card_text(PERSONA) + "\n\nSurvey domain: finance\n\nQuestion: Is it "
+                     "fair?\n\nAnswer with exactly one of these options: Yes / No.")
+    glued = build_messages(PERSONA, "finance", preamble + "x?", "open")[1]["content"]  # not the sentence alone
+    assert f"Survey domain: finance\n\nQuestion: {preamble}x?" in glued

@@ -182,6 +182,10 @@ def test_cuda_plan_without_a_gpu():
     assert (cpu.device, cpu.quantization, cpu.gradient_checkpointing, cpu.bf16_autocast) == ("cpu", "nf4", False, False)
     # bf16 autocast on a CPU only where it computes bf16 natively, and only for a bf16 compute dtype
     assert plan_training(paper, cuda_available=False, cpu_bf16=True).bf16_autocast
+    # a CPU without native bf16 computes in float32 (emulated bf16 ran 8x slower), one with it as configured
+    assert (cpu.compute_dtype, plan_training(paper, cuda_available=False, cpu_bf16=True).compute_dtype) == (
+        "float32", "bfloat16")
+    assert "no native bf16" in cpu.reason
     fp32 = dataclasses.replace(paper, compute_dtype="float32")
     assert not plan_training(fp32, cuda_available=False, cpu_bf16=True).bf16_autocast
     args = sft_kwargs(load_config("paper"), big, paths.ARTIFACTS_ROOT / "unused", progress=False)
@@ -305,3 +309,36 @@ def test_generation_parameter_change_does_not_retrain(smoke_data, tiny_model_dir
     assert not train_model(downstream, downstream.models[0], progress=False).trained_now
     upstream = tiny_config(tiny_model_dir, **{"lora.r": 4})
     assert train_model(upstream, upstream.models[0], progress=False).trained_now
+
+
+def test_lora_on_the_top_layers_adapts_only_those_and_reloads_onto_them(tiny_model_dir, tmp_path):
+    """`lora.top_layers: 1` on a 2-layer model: LoRA weights on layer 1 only (the frozen layer 0 then needs no
+    backward pass); the saved adapter names the same layers, so loading it adapts layer 1 alone; more layers than
+    the model has is refused by name."""
+    import re
+
+    from peft import PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from polypersona_utils.config import ConfigError
+    from polypersona_utils.modeling.training import lora_config
+
+    from conftest import tiny_config
+
+    config = tiny_config(tiny_model_dir, **{"lora.top_layers": 1})
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    model = get_peft_model(base, lora_config(config, base))
+    layers = {int(re.search(r"layers\.(\d+)\.", n).group(1)) for n, p in model.named_parameters() if p.requires_grad}
+    assert layers == {1}
+    model.save_pretrained(tmp_path / "adapter")
+    loaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tmp_path / "adapter")
+    assert {int(re.search(r"layers\.(\d+)\.", n).group(1)) for n, _ in loaded.named_parameters() if "lora_" in n} == {1}
+    every = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           lora_config(tiny_config(tiny_model_dir), AutoModelForCausalLM.from_pretrained(tiny_model_dir)))
+    assert {int(re.search(r"layers\.(\d+)\.", n).group(1)) for n, p in every.named_parameters() if p.requires_grad} \
+        == {0, 1}
+    with pytest.raises(ConfigError, match="top_layers: at least 1"):
+        tiny_config(tiny_model_dir, **{"lora.top_layers": 0})
+    with pytest.raises(ValueError, match="lora.top_layers: 3, but LlamaForCausalLM has 2 decoder layers"):
+        lora_config(tiny_config(tiny_model_dir, **{"lora.top_layers": 3}),
+                    AutoModelForCausalLM.from_pretrained(tiny_model_dir))

@@ -14,6 +14,23 @@ SYSTEM_PROMPT_NO_PERSONA = (
     "You are taking part in a survey. Answer every question in the first person, as a typical adult "
     "living in the United States would."
 )
+# The sentence the GSS says before each of its national-spending items (every linked item of the default profile).
+GSS_SPENDING_PREAMBLE = ("We are faced with many problems in this country, none of which can be solved easily or "
+                         "inexpensively.")
+# Sentences a survey says before a whole battery of items, said by the prompt before the item's own lines (domain,
+# question, options), so that a respondent's prompts on that battery share it: packed training's common root and
+# the panel's scoring tree then read it once per respondent, not once per item (2.28x per-record against 1.97x
+# packed without it: bench/README.md). Empty: the study asks every item whole, as its committed results were made;
+# the rerun of issue 32 adds GSS_SPENDING_PREAMBLE here and commits the results it gives.
+SHARED_PREAMBLES: tuple[str, ...] = ()
+
+
+def split_preamble(question: str) -> tuple[str | None, str]:
+    """(the shared preamble `question` opens with, or None; the rest of the question)."""
+    for preamble in SHARED_PREAMBLES:
+        if question.startswith(preamble + " "):
+            return preamble, question[len(preamble) + 1:]
+    return None, question
 
 
 def persona_card_text(persona: Mapping) -> str:
@@ -63,11 +80,15 @@ def build_messages(
 ) -> list[dict[str, str]]:
     """[system, user] for generation, plus the assistant turn when `answer` is given (training records).
 
-    `include_persona=False` is the persona-removed ablation: same question, no card.
+    `include_persona=False` is the persona-removed ablation: same question, no card. A question opening with one of
+    `SHARED_PREAMBLES` has it said first, before the domain (the preamble, then the item's own words).
     """
     parts = []
     if include_persona:
         parts.append("Persona card:\n" + persona_card_text(persona))
+    preamble, question = split_preamble(question)
+    if preamble:
+        parts.append(preamble)
     parts.append(f"Survey domain: {domain.replace('_', ' ')}")
     parts.append(f"Question: {question}")
     parts.append(answer_instruction(question_type, options))

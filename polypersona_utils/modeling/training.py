@@ -74,14 +74,18 @@ def plan_training(training, cuda_available: bool, gpu_memory_gib: float | None =
     """CUDA: bf16 compute and activation checkpointing, per-device batch fitted to memory at the same effective
     batch. CPU: the configured precision (4-bit works here too), no checkpointing (memory is not the limit), and
     bf16 autocast when the compute dtype is bf16 and the processor computes bf16 natively (`cpu_bf16`): a sixth of
-    a step on the default profile (bench/train_step_profile.py --autocast); emulated bf16 would be slower."""
+    a step on the default profile (bench/train_step_profile.py --autocast). A processor without native bf16
+    computes in float32 instead: emulated bf16 matrix multiplies ran 8x slower than float32 on an AMD EPYC with
+    AVX2 only (2026-12-07), which made a smoke training step take a minute."""
     effective = training.per_device_batch_size * training.gradient_accumulation_steps
     if not cuda_available:
         autocast = cpu_bf16 and training.compute_dtype == "bfloat16"
-        return TrainingPlan("cpu", training.quantization, training.compute_dtype, autocast, False,
+        compute = training.compute_dtype if cpu_bf16 else "float32"
+        why = "" if compute == training.compute_dtype else f" (not {training.compute_dtype}: no native bf16)"
+        return TrainingPlan("cpu", training.quantization, compute, autocast, False,
                             training.per_device_batch_size, training.gradient_accumulation_steps,
-                            f"no CUDA device: CPU path, {training.quantization} base, {training.compute_dtype} "
-                            f"compute{' under bf16 autocast (native bf16)' if autocast else ''}, batch "
+                            f"no CUDA device: CPU path, {training.quantization} base, {compute} compute{why}"
+                            f"{' under bf16 autocast (native bf16)' if autocast else ''}, batch "
                             f"{training.per_device_batch_size} x {training.gradient_accumulation_steps}")
     per_device = training.per_device_batch_size
     if gpu_memory_gib is not None:  # small cards: fewer examples per step, more accumulation, same effective batch
@@ -143,11 +147,19 @@ def sft_kwargs(config, plan: TrainingPlan, output_dir: Path, progress: bool, eva
 
 
 def lora_config(config, model):
-    """The profile's LoRA settings on this architecture's projections."""
+    """The profile's LoRA settings on this architecture's projections, on every decoder layer or on the top
+    `lora.top_layers` (peft's `layers_to_transform`; the adapter's config records them, so loading it adapts the
+    same layers)."""
     from peft import LoraConfig
 
+    layers, top = model.config.num_hidden_layers, config.lora.top_layers
+    if top is not None and top > layers:
+        raise ValueError(f"lora.top_layers: {top}, but {type(model).__name__} has {layers} decoder layers")
+    where = {} if top is None else {"layers_to_transform": list(range(layers - top, layers)),
+                                    "layers_pattern": "layers"}
     return LoraConfig(r=config.lora.r, lora_alpha=config.lora.alpha, lora_dropout=config.lora.dropout,
-                      target_modules=resolve_target_modules(model, config.lora.target_modules), task_type="CAUSAL_LM")
+                      target_modules=resolve_target_modules(model, config.lora.target_modules), task_type="CAUSAL_LM",
+                      **where)
 
 
 def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True,
@@ -195,7 +207,9 @@ def adapter_settings(config, include_persona: bool | None = None) -> dict:
     training = {k: v for k, v in asdict(config.training).items() if k not in ("save_steps", "report_to")
                 and not (k == "objective" and v == "sft") and not (k == "packing" and v == "record")}
     return {  # keyed by the configuration's dotted names
-        "lora": asdict(config.lora), "training": training, "seeds.training": config.seeds.training,
+        # lora.top_layers unset keeps the fingerprints adapters were trained under before it existed
+        "lora": {k: v for k, v in asdict(config.lora).items() if not (k == "top_layers" and v is None)},
+        "training": training, "seeds.training": config.seeds.training,
         "ablation.include_persona": config.ablation.include_persona if include_persona is None else include_persona,
         "ablation.heldout_domain": config.ablation.heldout_domain,
         "ablation_runs": asdict(config.ablation_runs) if config.run else None,  # the main run uses whole splits

@@ -55,7 +55,7 @@ KNOBS = {  # make variables -> parameter keys (`make ablation NAME=... LORA_R=32
     "LORA_R": "lora.r", "HELDOUT": "ablation.heldout_domain", "NO_PERSONA": "ablation.include_persona",
     "QUANT": "training.quantization", "EPOCHS": "training.epochs", "FULL": "ablation_runs",
     "OBJECTIVE": "training.objective", "RESPONDENTS": "ablation.training_respondents",
-    "PACKING": "training.packing",
+    "PACKING": "training.packing", "TOP_LAYERS": "lora.top_layers",
 }
 
 
@@ -84,8 +84,8 @@ def overrides_for(config, name: str, knobs: dict[str, str]) -> dict:
             out["ablation.include_persona"] = value.lower() not in ("1", "true", "yes")
         elif knob == "EPOCHS":
             out["training.epochs"] = float(value)
-        elif knob == "RESPONDENTS":
-            out["ablation.training_respondents"] = int(value)
+        elif knob in ("RESPONDENTS", "TOP_LAYERS"):
+            out[KNOBS[knob]] = int(value)
         elif knob == "QUANT":
             out.update({"training.quantization": value} | ({"training.compute_dtype": "float32"}
                                                               if value == "none" else {}))
