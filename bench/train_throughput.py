@@ -17,7 +17,7 @@ packed            packed by respondent (`training.packing: respondent`), the sam
                   `packed_trainer.PackedTrainer` on one packed row per respondent (the card read once for all their
                   items), `per_device_batch_size` respondents a step.
 packed-preamble   + the GSS preamble said once per respondent (`prompts.SHARED_PREAMBLES` set to it in that row's
-                  process: the prompt issue 32's rerun switches the study to).
+                  process only; the study's prompt asks every item whole).
 packed-top<k>     + LoRA on the top k decoder layers only (`lora.top_layers`; --top-layers, default 8 of 30): no
                   backward pass below them.
 packed-top<k>-unquantised  + the base unquantised instead of NF4 (`training.quantization: none`): bf16 where the

@@ -37,8 +37,7 @@ def tables():
     out = panel_tables(answers, population, 200, 1, 5, VARIABLES)
     out["panel_paired"] = panel_paired(answers, 200, 1, 5, VARIABLES, real, ["model", "model-zeroshot"],
                                        ["baseline-population", "baseline-logistic"])
-    out["panel_verdict"] = panel_verdict(answers, 200, 1, 5, VARIABLES, real, out["panel_individual"],
-                                         out["panel_effects"], bases={"model": "NF4 + LoRA",
+    out["panel_verdict"] = panel_verdict(answers, 200, 1, out["panel_individual"], out["panel_effects"], bases={"model": "NF4 + LoRA",
                                                                       "model-zeroshot": "NF4"})
     return out
 

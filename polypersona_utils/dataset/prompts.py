@@ -21,7 +21,7 @@ GSS_SPENDING_PREAMBLE = ("We are faced with many problems in this country, none 
 # question, options), so that a respondent's prompts on that battery share it: packed training's common root and
 # the panel's scoring tree then read it once per respondent, not once per item (2.28x per-record against 1.97x
 # packed without it: bench/README.md). Empty: the study asks every item whole, as its committed results were made;
-# the rerun of issue 32 adds GSS_SPENDING_PREAMBLE here and commits the results it gives.
+# listing GSS_SPENDING_PREAMBLE here changes every prompt, so it goes with a rerun of every committed result.
 SHARED_PREAMBLES: tuple[str, ...] = ()
 
 

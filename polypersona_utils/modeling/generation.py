@@ -35,8 +35,8 @@ class Variant:
 
     def base_label(self, quantization: str) -> str:
         """What tables say of the base this variant is evaluated on: the profile's `training.quantization` for
-        every local variant, so that a QLoRA profile's zero-shot variant is the GGUF re-quantised to NF4 (not yet the
-        model as shipped: issue 33) and its fine-tuned one the NF4 base its adapter was trained on."""
+        every local variant, so that a QLoRA profile's zero-shot variant is the GGUF re-quantised to NF4 and its
+        fine-tuned one the NF4 base its adapter was trained on."""
         if self.http_url:
             return "served"
         base = "NF4 (GGUF re-quantised)" if quantization == "nf4" else "GGUF de-quantised, 16/32-bit"

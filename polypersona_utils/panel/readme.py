@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .references import ANCHORS, REFERENCE_VARIANTS
+from .verdict import middle_size
 
 
 def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: dict | None = None,
@@ -176,8 +177,7 @@ def family_sentences(models: pd.DataFrame, costs: dict[str, dict[str, float]]) -
 
 def worth_sentences(worth: pd.DataFrame, respondents: int) -> str:
     """The verdict's second paragraph: what each predictor is worth in real respondents at the middle sample size."""
-    sizes = sorted(worth.n.unique())
-    n = 100 if 100 in sizes else sizes[len(sizes) // 2]
+    n = middle_size(worth)
     at = worth[worth.n == n].set_index(["predictor", "estimator"])
     predictors = list(dict.fromkeys(worth.predictor))
     ppi = [f"`{p}` {at.loc[(p, 'ppi'), 'effective_n']:.1f}" + (" (the control: related to no answer)"

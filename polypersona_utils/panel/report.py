@@ -100,8 +100,7 @@ def compute_panel_tables(run: StudyRun, frame: pd.DataFrame) -> dict[str, pd.Dat
         tables["panel_worth"] = panel_worth(answers, worth_predictors(present, config.panel.worth.references),
                                             variables, config.panel.worth, config.seeds.worth)
     bases = {v.name: v.base_label(config.training.quantization) for v in run.variants}
-    tables["panel_verdict"] = panel_verdict(answers, samples, seed, least, variables, real_effects,
-                                            tables["panel_individual"], tables["panel_effects"],
+    tables["panel_verdict"] = panel_verdict(answers, samples, seed, tables["panel_individual"], tables["panel_effects"],
                                             tables.get("panel_worth"), config.panel.worth.draws, bases)
     return tables
 

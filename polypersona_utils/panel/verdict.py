@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from .paired import paired_rows, variant_statistics
+from .paired import pair_loss_statistic, paired_rows
 from .references import ANCHORS, REFERENCE_VARIANTS
 
 MARGINAL = "baseline-population"  # the persona-blind population shares
@@ -45,8 +45,7 @@ def worth_columns(worth: pd.DataFrame, draws: int, level: float = 0.95) -> pd.Da
                          "worth_hi": ppi.worth_per_100 + half, "worth_n": n})
 
 
-def panel_verdict(answers: pd.DataFrame, samples: int, seed: int, min_respondents: int, variables: tuple[str, ...],
-                  real_effects: dict, individual: pd.DataFrame, effects: pd.DataFrame,
+def panel_verdict(answers: pd.DataFrame, samples: int, seed: int, individual: pd.DataFrame, effects: pd.DataFrame,
                   worth: pd.DataFrame | None = None, draws: int = 0, bases: dict[str, str] | None = None
                   ) -> pd.DataFrame:
     """The verdict table (module docstring), rows ordered by log-loss, best first. `answers` carry
@@ -55,7 +54,11 @@ def panel_verdict(answers: pd.DataFrame, samples: int, seed: int, min_respondent
     variants = list(dict.fromkeys(answers.variant))
     present = {name: reference for name, reference in AGAINST.items() if reference in variants}
     people = {p: i for i, p in enumerate(sorted(answers.persona_id.unique()))}
-    statistics = variant_statistics(answers, variants, people, min_respondents, variables, real_effects)
+    statistics = {}
+    for variant, part in answers.groupby("variant", sort=False):
+        if set(part.persona_id) != set(people):
+            raise ValueError(f"panel_verdict: variant {variant} does not cover the panel's respondents")
+        statistics[variant] = {"log_loss": pair_loss_statistic(part.reset_index(drop=True), people)}
     pairs = [(v, reference, "log_loss") for reference in present.values() for v in variants]
     paired = paired_rows(statistics, pairs, people, samples, seed).set_index(["variant", "reference"])
     loss = individual.set_index("variant")
