@@ -35,7 +35,6 @@ ADAPTERS := $(ARTIFACTS)/adapters/manifest.json
 GENERATED := $(ARTIFACTS)/predictions/manifest.json
 METRICS := $(RESULTS)/manifest.json
 PANEL := $(RESULTS)/provenance/06_panel.json
-LEARNING_CURVE := $(RESULTS)/provenance/07_learning_curve.json
 RUNS_DIR := $(RESULTS)/runs
 # The standard set comes from the package (ablations.standard_ablations, printed when make starts); give a subset
 # with ABLATION_RUNS="...".
@@ -176,13 +175,27 @@ $(ABLATIONS): notebooks/05_ablations.ipynb $(METRICS) $(ABLATION_RUNS:%=$(RUNS_D
 ablation-panels: $(ABLATION_PANELS) | $(INSTALLED)
 	@$(MAKE) --no-print-directory ablations PROFILE=$(PROFILE)
 
-## learning-curve: the panel against the number of real respondents trained on (runs respondents-K, notebooks 02
-## and 06 each, then 07; outside reproduce: it costs more than the CPU budget) -> results/PROFILE/tables/learning_curve.*
+## learning-curve: the panel against the number of real survey respondents trained on: every point of the profile's
+## learning_curve with no result made with its present settings (notebooks 02 and 06 each; a committed point is read,
+## not rerun; an interrupted point resumes from its checkpoint), then 07 -> results/PROFILE/tables/learning_curve.*
 .PHONY: learning-curve
-learning-curve: $(LEARNING_CURVE)
-$(LEARNING_CURVE): notebooks/07_learning_curve.ipynb $(LEARNING_CURVE_RUNS:%=$(RUNS_DIR)/%/provenance/06_panel.json) \
-                   $(LEARNING_CURVE_SOURCES) | $(INSTALLED)
+learning-curve: $(DATA) | $(INSTALLED)
+	@for run in $$($(PY) -m polypersona_utils missing-points $(PROFILE)); do \
+	  echo "learning-curve point $$run"; \
+	  $(MAKE) --no-print-directory ablation PROFILE=$(PROFILE) NAME=$$run NOTEBOOKS="02_train 06_panel" || exit 1; \
+	done
 	$(call run_notebook,07_learning_curve)
+
+## new-items: the panel on linked items held out of training: every fold run of the profile's new_items points with
+## no result made with its present settings (notebooks 02 and 06 each, as the curve's points), then 08
+## -> results/PROFILE/tables/panel_new_items.*
+.PHONY: new-items
+new-items: $(DATA) | $(INSTALLED)
+	@for run in $$($(PY) -m polypersona_utils missing-points $(PROFILE) --new-items); do \
+	  echo "new-items fold $$run"; \
+	  $(MAKE) --no-print-directory ablation PROFILE=$(PROFILE) NAME=$$run NOTEBOOKS="02_train 06_panel" || exit 1; \
+	done
+	$(call run_notebook,08_new_items)
 
 # A run's panel: notebook 02 (which reuses a finished adapter) and 06. A standard run's adapter is made by its
 # notebooks 02-04 (its manifest), so its panel runs 06 alone.

@@ -9,10 +9,10 @@ modules at the top; `tests/test_module_map.py` checks it):
     modeling    notebooks 02-03: LoRA/QLoRA training (both objectives, packed by respondent) and generation
     evaluation  notebook 04: text and survey metrics against baselines, answers scored from elsewhere
     panel       notebook 06: the synthetic panel against held-out real respondents and a statistician's references
-    runs        notebooks 05 and 07: ablation runs and the learning curve, and their reports
+    runs        notebooks 05, 07 and 08: ablation runs, the learning curve and new-items folds, and their reports
 
-Shared at the top: `paths` (every location), `config` and `config_sections` (a profile's settings and the survey
-and question bank they name, loaded once), `study` (`StudyRun`: a run's respondents, panel and variants, made once
+Shared at the top: `paths` (every location), `config`, `config_sections` and `config_runs` (a profile's settings and
+the survey and question bank they name, loaded once), `study` (`StudyRun`: a run's respondents, panel and variants, made once
 and passed down), `provenance` (atomic writes, hashes), `stats` (persona-bootstrap intervals), `yaml_files`,
 `user_files`; and the entry points: `notebook_start` (every notebook's first call), `make_plan` (what make asks when
 it starts) and `cli` (`python -m polypersona_utils <command>`).

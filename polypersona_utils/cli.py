@@ -32,6 +32,17 @@ def run_overrides(args) -> int:
     return 0
 
 
+def missing_points(args) -> int:
+    """The learning-curve points to run: those with no panel result made with their present settings."""
+    from .config import load_config
+    from .runs.learning_curve import missing_points as missing
+    from .runs.new_items import new_items_runs
+
+    config = load_config(args.profile)
+    print(" ".join(missing(config, new_items_runs(config) if args.new_items else None)))
+    return 0
+
+
 def train(args) -> int:
     import logging
 
@@ -45,13 +56,15 @@ def train(args) -> int:
 
 def check_results(args) -> int:
     """The main run and every other run with stored answers (ablation runs: metrics and maybe a panel;
-    learning-curve runs: a panel only), each table recomputed and compared with the stored one within the
+    learning-curve points and new-items folds: a panel only; the main run's new-items tables from every fold's
+    held-out pairs), each table recomputed and compared with the stored one within the
     tolerances `reporting.checks` declares: one line per table with its largest difference, and every cell beyond
     its tolerance named by table, row and column."""
     from . import paths
     from .config import load_run
     from .evaluation.scoring import check_results as check_metrics
     from .panel.report import DISTRIBUTIONS_FILE, check_panel
+    from .runs.new_items import check_new_items
 
     runs = paths.results_dir(args.profile) / "runs"
     configs = [load_run(args.profile)] + [
@@ -66,6 +79,7 @@ def check_results(args) -> int:
             continue
         print(f"results/{name}:")
         checks = (check_metrics(config) if scored else []) + check_panel(config)
+        checks += [] if config.run else check_new_items(config)
         for check in checks:
             print(f"  {check.line()}")
         problems = [problem for check in checks for problem in check.problems]
@@ -169,6 +183,9 @@ def parser() -> argparse.ArgumentParser:
             profile, ("folder", {"type": Path, "help": "where the stamps live"}))
     command("run-overrides", run_overrides, "a run's parameter overrides (JSON) from its name and make's knobs",
             profile, ("name", {}), ("knobs", {"nargs": "*", "metavar": "KNOB=VALUE"}))
+    command("missing-points", missing_points, "the learning-curve points (or new-items folds) with no result made "
+            "with their present settings (what make learning-curve and make new-items run)", profile,
+            ("--new-items", {"action": "store_true", "help": "the new-items fold runs instead of the curve's points"}))
     command("train", train, "train every model of a profile (notebook 02's work; for accelerate launch)", profile)
     command("check-results", check_results, "recompute every table from the stored answers and compare", profile)
     command("score", score, "score answers produced elsewhere on the test split (make score)", profile,

@@ -4,7 +4,7 @@ Every YAML key is a dataclass field; an unknown key, a wrong type or an impossib
 naming the file and the dotted key (the alignment-handbook recipe pattern, without nanoGPT's `exec`).
 `overrides` ({"training.epochs": 1}) change single values after loading, for ablation reruns.
 
-The sections' dataclasses are in `config_sections`; here the whole profile (`Config`, with the survey and question
+The sections' dataclasses are in `config_sections` (and `config_runs`: ablations, the learning curve, new items); here the whole profile (`Config`, with the survey and question
 bank it names, each loaded once) and the one loader.
 """
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any, Literal, Optional
 import yaml
 
 from . import paths
-from .config_sections import (AblationConfig, AblationRunsConfig, GenerationConfig, LoraConfig, MetricsConfig,
-                              ModelSpec, PanelConfig, PersonasConfig, QuestionsConfig, RealAnswersConfig,
-                              ReferencesConfig, SeedsConfig, SplitsConfig, TrainingConfig)
+from .config_runs import AblationConfig, AblationRunsConfig, CurvePoint, NewItemsConfig
+from .config_sections import (GenerationConfig, LoraConfig, MetricsConfig, ModelSpec, PanelConfig, PersonasConfig,
+                              QuestionsConfig, RealAnswersConfig, ReferencesConfig, SeedsConfig, SplitsConfig,
+                              TrainingConfig)
 from .dataset.questions import load_question_bank
 from .dataset.surveys import check_links, load_survey
 from .yaml_files import load_yaml
@@ -53,6 +54,8 @@ class Config:
     panel: PanelConfig = field(default_factory=PanelConfig)
     ablation: AblationConfig = field(default_factory=AblationConfig)
     ablation_runs: AblationRunsConfig = field(default_factory=AblationRunsConfig)
+    learning_curve: list[CurvePoint] = field(default_factory=list)  # `make learning-curve`: one run per point
+    new_items: NewItemsConfig = field(default_factory=NewItemsConfig)  # `make new-items`: a run per point and fold
     run: str = ""  # name of an ablation run: its outputs go under <profile>/runs/<run>/
     source_file: Optional[str] = None  # set by load_config, never read from YAML
 
@@ -64,9 +67,19 @@ class Config:
             raise ValueError(f"ablation_runs.model: must name one of the models {names}, "
                              f"got {self.ablation_runs.model!r}")
 
+        for key, points in (("learning_curve", self.learning_curve), ("new_items.points", self.new_items.points)):
+            for index, point in enumerate(points):
+                if point.model is not None and point.model not in names:
+                    raise ValueError(f"{key}[{index}].model: must name one of the models {names}, "
+                                     f"got {point.model!r}")
         if self.run and not all(c.isalnum() or c in "-_." for c in self.run):
             raise ValueError(f"run: letters, digits, '-', '_' and '.' only, got {self.run!r}")
         check_links(self.survey, self.bank, self.questions.bank_path)
+        linked = [q.question_id for q in self.bank.questions if q.survey_item and q.is_closed]
+        unknown = [qid for qid in self.ablation.heldout_items if qid not in linked]
+        if unknown:
+            raise ValueError(f"ablation.heldout_items: {unknown[0]!r} is not a linked item of the question bank "
+                             f"({linked})")
         for key, domain in (("ablation.heldout_domain", self.ablation.heldout_domain),
                             ("ablation_runs.heldout_domain", self.ablation_runs.heldout_domain)):
             if domain is not None and domain not in self.bank.domains:  # the bank declares its domains
@@ -194,9 +207,25 @@ def load_run(profile: str | Path, run: str = "", overrides: dict[str, Any] | Non
     """A run's identity, (profile, run, overrides), as its configuration; `config.paths(split)` says where it reads
     and writes. The one way notebooks, ablations and the command line turn a run into settings and places."""
     config = load_config(profile, overrides={**(overrides or {}), **({"run": run} if run else {})})
-    if not run:
-        return config
-    chosen = config.ablation_runs.model or config.models[0].name  # a run compares settings, not models
+    return one_model(config) if run else config
+
+
+def run_of(config: Config, run: str, overrides: dict[str, Any]) -> Config:
+    """`config` (however it was loaded, overrides included) as the run `run` with `overrides` on top: what
+    `load_run` gives for a profile file."""
+    data = {k: v for k, v in config.to_dict().items() if k != "source_file"}
+    for key, value in {**overrides, "run": run}.items():
+        _apply_override(data, key, value)
+    try:
+        built = _build(Config, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{config.source_file}: {exc}") from None
+    return one_model(dataclasses.replace(built, source_file=config.source_file))
+
+
+def one_model(config: Config) -> Config:
+    """A run trains and scores one model (`ablation_runs.model`, else the first): a run compares settings."""
+    chosen = config.ablation_runs.model or config.models[0].name
     return dataclasses.replace(config, models=[m for m in config.models if m.name == chosen])
 
 

@@ -89,18 +89,10 @@ class RealAnswersConfig:
     # mixed: each such record shows its options in the bank's order or reversed (seeded), so that the position of
     # an option carries nothing the model could learn in place of its content
     option_order: Literal["given", "mixed"] = "mixed"
-    # `make learning-curve`: one ablation run per size, trained on the persona subset of `ablation_runs` plus that
-    # many of the training respondents, each scored on the ablation panel (notebooks 02 and 06, then 07)
-    learning_curve: list[int] = field(default_factory=list)
 
     def validate(self) -> None:
         if self.training_respondents < 0:
             raise ValueError("training_respondents: must be 0 or more")
-        # heldout_domain is checked against the profile's question bank in Config.validate, where the bank is known.
-        wrong = [k for k in self.learning_curve if not 0 <= k <= self.training_respondents]
-        if wrong or len(set(self.learning_curve)) != len(self.learning_curve):
-            raise ValueError(f"learning_curve: distinct sizes between 0 and training_respondents "
-                             f"({self.training_respondents}), got {self.learning_curve}")
 
 
 @dataclass(frozen=True)
@@ -346,46 +338,3 @@ class PanelConfig:
         if self.http_samples < 1 or self.http_top_logprobs < 1 or self.http_concurrency < 1 or self.http_retries < 0:
             raise ValueError("http_samples, http_top_logprobs and http_concurrency must be at least 1, http_retries 0 "
                              "or more")
-
-
-@dataclass(frozen=True)
-class AblationConfig:
-    """What an ablation run changes beyond ordinary parameters (notebook 05, `make ablation`)."""
-
-    heldout_domain: Optional[str] = None  # train on the other nine domains, test on this one
-    include_persona: bool = True  # False: the persona card is removed at training and test time
-    # How many of the profile's training respondents (`real_answers`) the run trains on, a seeded subset (the
-    # learning curve); ablation runs otherwise train on the persona subset alone. The main run uses all of them.
-    training_respondents: int = 0
-
-    def validate(self) -> None:
-        if self.training_respondents < 0:
-            raise ValueError("training_respondents: must be 0 or more")
-
-
-@dataclass(frozen=True)
-class AblationRunsConfig:
-    """The records every ablation run uses (the main run always uses whole splits): a fixed, seeded subset of each
-    split's personas, the same for every run, so runs compare like for like with the `rank16` reference run.
-    None keeps the whole split."""
-
-    train_personas: Optional[int] = None
-    val_personas: Optional[int] = None
-    test_personas: Optional[int] = None
-    # the standard held-out-domain run (`heldout-<domain>`); a domain of the profile's question bank
-    heldout_domain: str = "healthcare"  # the paper's largest domain after demographics
-    # the standard rank runs: `lora.r` times each factor (half, twice and four times the profile's rank)
-    rank_factors: list[float] = field(default_factory=lambda: [0.5, 2, 4])
-    # which kinds of run the standard set holds besides the reference (`ablations.standard_ablations`)
-    kinds: list[Literal["rank", "heldout", "no-persona", "lora-16bit"]] = field(
-        default_factory=lambda: ["rank", "heldout", "no-persona", "lora-16bit"])
-    # the one model every ablation and learning-curve run trains and scores (a name under `models`); None: the first
-    model: Optional[str] = None
-
-    def validate(self) -> None:
-        for name in ("train_personas", "val_personas", "test_personas"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name}: must be at least 1 or null (whole split), got {value}")
-        if any(not 0 < f != 1 for f in self.rank_factors) or len(set(self.rank_factors)) != len(self.rank_factors):
-            raise ValueError(f"rank_factors: distinct positive factors other than 1, got {self.rank_factors}")

@@ -26,14 +26,16 @@ from .runs.learning_curve import learning_curve_runs
 # Make's name of each step -> the notebook that runs it.
 STEP_NOTEBOOKS = {"data": "01_build_dataset", "train": "02_train", "generate": "03_generate",
                   "metrics": "04_metrics", "panel": "06_panel", "ablations": "05_ablations",
-                  "learning_curve": "07_learning_curve"}
+                  "learning_curve": "07_learning_curve", "new_items": "08_new_items"}
 
 
 def step_settings(config: Config) -> dict[str, dict]:
     """Each step's settings, from the step's own function (the one its fingerprint or provenance uses)."""
     return {"data": dataset_settings(config), "train": training_settings(config),
             "generate": generation_settings(config), "metrics": evaluation_settings(config),
-            "panel": panel_settings(config), "ablation_runs": subset_settings(config)}
+            "panel": panel_settings(config), "ablation_runs": subset_settings(config),
+            "learning_curve": config.select(("learning_curve",)),  # the points (each run's own stamp under runs/)
+            "new_items": config.select(("new_items",))}
 
 
 def write_stamp(path: Path, settings: dict) -> bool:

@@ -8,12 +8,14 @@ the functions that need them, so that no function rebuilds them from the config.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cached_property
 
 from .config import Config
 from .dataset.questions import Question, QuestionBank
-from .dataset.respondents import PanelRespondent, draw_respondents, linked_by_id, survey_respondents
-from .dataset.splits import dataset_persona_ids, load_split
+from .dataset.respondents import (PanelRespondent, draw_respondents, held_out_panel, linked_by_id,
+                                  survey_respondents)
+from .dataset.splits import curve_respondents, dataset_persona_ids, load_split
 from .dataset.surveys import Survey
 from .modeling.generation import Variant, variants
 
@@ -42,16 +44,27 @@ class StudyRun:
 
     @cached_property
     def panel(self) -> list[PanelRespondent]:
-        """The held-out panel: `panel.respondents` (an ablation run: `panel.ablation_respondents`) eligible
-        respondents drawn with `seeds.panel`, none of them a persona of the dataset (so none a training persona)."""
+        """The held-out panel: `panel.respondents` (an ablation run on the dataset's respondents:
+        `panel.ablation_respondents`) eligible respondents drawn with `seeds.panel`, none of them a persona of the
+        dataset (so none a training persona); a learning-curve run is scored on the whole panel, a new-items fold on
+        the whole panel's answers to the items it held out."""
         config = self.config
-        size = config.panel.ablation_respondents if config.run else config.panel.respondents
-        return draw_respondents(self.eligible, dataset_persona_ids(config.paths().data), size, config.seeds.panel)
+        small = config.run and config.ablation.respondent_pool == "dataset"
+        size = config.panel.ablation_respondents if small else config.panel.respondents
+        panel = held_out_panel(self.eligible, dataset_persona_ids(config.paths().data), size, config.seeds.panel)
+        heldout = set(config.ablation.heldout_items)
+        if not heldout:
+            return panel
+        # a new-items fold is scored on the items it held out of training, and only on them
+        asked = [replace(r, answers={q: a for q, a in r.answers.items() if q in heldout}) for r in panel]
+        return [r for r in asked if r.answers]
 
     @cached_property
     def training_respondents(self) -> list[PanelRespondent]:
         """The respondents of the run's train split, with all their linked answers: what the references are fitted
-        on."""
+        on (a learning-curve run: its survey respondents)."""
+        if self.config.run and self.config.ablation.respondent_pool == "survey":
+            return curve_respondents(self.config, self.eligible)
         train_ids = {r["persona_id"] for r in load_split(self.config, "train")}
         return draw_respondents(self.eligible, set(), None, self.config.seeds.panel, only=train_ids)
 

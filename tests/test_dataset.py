@@ -104,7 +104,7 @@ def test_split_seed_changes_the_split_not_the_records(tmp_roots, hash_teacher):
 def test_user_panel_build(tmp_roots, hash_teacher):
     config = load_config("smoke", overrides={"personas.source": "file", "personas.n_personas": 3,
                                              "personas.path": str(FIXTURES / "panel.csv"),
-                                             "real_answers.training_respondents": 0, "real_answers.learning_curve": []})
+                                             "real_answers.training_respondents": 0, "learning_curve": []})
     result = build_dataset(config, progress=False, teacher=hash_teacher)
     records = [r for v in result.splits.values() for r in v]
     assert {r["persona_id"] for r in records} == {"nurse-01", "farmer-02", "student-03"}
@@ -127,7 +127,7 @@ def test_import_of_polypersona_format(tmp_roots, tmp_path, hash_teacher):
                                               "reference", "messages", "options")}
                            for v in built.splits.values() for r in v])
     config = load_config("smoke", overrides={"references.mode": "import", "references.import_path": str(exported),
-                                             "real_answers.training_respondents": 0, "real_answers.learning_curve": []})
+                                             "real_answers.training_respondents": 0, "learning_curve": []})
     imported = build_dataset(config, progress=False)
     rows = [r for v in imported.splits.values() for r in v]
     assert len(rows) == sum(len(v) for v in built.splits.values())

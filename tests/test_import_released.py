@@ -50,7 +50,7 @@ def released_files(tmp_path):
 def test_released_files_import_with_their_splits_ids_and_options(tmp_roots, released_files):
     config = load_config("smoke", overrides={"references.mode": "import", "references.import_path": released_files,
                                              "real_answers.training_respondents": 0,
-                                             "real_answers.learning_curve": []})
+                                             "learning_curve": []})
     result = build_dataset(config, progress=False)
     assert {n: [r["id"] for r in rows] for n, rows in result.splits.items()} == {
         "train": ["t1", "t2", "t3", "t4"], "val": ["v1"], "test": ["s1"]}  # given splits kept, the repeat t4 too
@@ -72,7 +72,7 @@ def test_released_files_import_with_their_splits_ids_and_options(tmp_roots, rele
 
 def test_a_repeated_pair_in_one_file_names_both_places_unless_duplicates_are_dropped(tmp_roots, released_files):
     one_file = {"references.mode": "import", "references.import_path": released_files["train"],
-                "real_answers.training_respondents": 0, "real_answers.learning_curve": []}
+                "real_answers.training_respondents": 0, "learning_curve": []}
     with pytest.raises(RecordImportError, match=r"train.json: line 4 \(record t4\): field 'question': persona p2 is "
                                                 r"asked question orig-t4 again \(first at train.json: line 3 \(record "
                                                 r"t3\)\); set references.drop_duplicates: true"):
@@ -87,7 +87,7 @@ def test_a_repeated_pair_in_one_file_names_both_places_unless_duplicates_are_dro
 
 def test_given_splits_refuse_to_drop_duplicates_and_repeated_ids_with_what_to_do(tmp_roots, released_files, tmp_path):
     overrides = {"references.mode": "import", "references.import_path": released_files,
-                 "real_answers.training_respondents": 0, "real_answers.learning_curve": []}
+                 "real_answers.training_respondents": 0, "learning_curve": []}
     with pytest.raises(RecordImportError, match=r"references.drop_duplicates: true, but .*train.json is given as the "
                                                 r"train split .*remove references.drop_duplicates, or give one file"):
         build_dataset(load_config("smoke", overrides={**overrides, "references.drop_duplicates": True}),
@@ -174,7 +174,7 @@ def test_the_released_val_and_test_round_trip_and_every_released_prediction_is_s
                     for name, path in files.items()}
     config = load_config("smoke", overrides={"references.mode": "import", "references.import_path": files,
                                              "real_answers.training_respondents": 0,
-                                             "real_answers.learning_curve": []})
+                                             "learning_curve": []})
     result = build_dataset(config, progress=False)
     assert {n: sorted(r["id"] for r in rows) for n, rows in result.splits.items()} == {
         "train": [], "val": sorted(released_ids["val"]), "test": sorted(released_ids["test"])}

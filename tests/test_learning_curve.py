@@ -1,64 +1,151 @@
-"""The learning curve: its runs, what they train on, and the table, figure and README section built from their
-panel tables."""
+"""The learning curve: its points, the survey respondents they train on (never a panel respondent), which points
+are missing, and the table, figure and README section built from their panel tables."""
 import json
 
 import pandas as pd
 import pytest
 
 from polypersona_utils import paths
-from polypersona_utils.config import ConfigError, load_config
-from polypersona_utils.runs.learning_curve import collect, learning_curve_runs, run_learning_curve
+from polypersona_utils.config import ConfigError, load_config, load_run, run_of
+from polypersona_utils.dataset.splits import curve_respondents, run_view
+from polypersona_utils.panel.report import result_settings
+from polypersona_utils.provenance import write_jsonl
+from polypersona_utils.runs.learning_curve import (collect, largest_point_sentence, learning_curve_runs,
+                                                   missing_points, run_learning_curve)
+from polypersona_utils.study import StudyRun
 
-VARIANTS = ("smollm2-135m-lora", "baseline-population")
+VARIANTS = ("smollm2-135m-lora", "smollm2-135m-zeroshot", "baseline-logistic", "baseline-population")
 
 
-def fake_run_tables(config, size: int, log_loss: dict[str, float]) -> None:
-    """The panel tables notebook 06 writes for run `respondents-<size>`, with known numbers."""
-    tables = paths.RunPaths(config.profile, f"respondents-{size}").tables
-    tables.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame([{"variant": v, "respondents": 60, "log_loss": log_loss[v], "log_loss_lo": log_loss[v] - 0.05,
+def test_points_are_runs_named_by_their_definition():
+    config = load_config("default")
+    runs = learning_curve_runs(config)
+    assert list(runs)[:3] == ["curve-smollm2-135m-sft-512-top8-fp32", "curve-smollm2-135m-sft-512-fp32",
+                              "curve-smollm2-135m-sft-128-top8-fp32"]
+    assert "curve-smollm2-135m-options-all-top8-fp32" in runs and "curve-gemma3-270m-sft-all-top8-fp32" in runs
+    assert runs["curve-smollm2-135m-sft-512-top8-fp32"] == {
+        "ablation.respondent_pool": "survey", "ablation.training_respondents": 512,
+        "ablation_runs.model": "smollm2-135m", "training.packing": "respondent", "training.objective": "sft",
+        "training.epochs": 1.0, "lora.top_layers": 8, "training.quantization": "none",
+        "training.compute_dtype": "float32"}
+    gemma = load_run("default", "curve-gemma3-270m-sft-512-top8-fp32", runs["curve-gemma3-270m-sft-512-top8-fp32"])
+    assert [m.name for m in gemma.models] == ["gemma3-270m"]  # a point trains and scores its own model
+    assert run_of(config, "curve-gemma3-270m-sft-512-top8-fp32",
+                  runs["curve-gemma3-270m-sft-512-top8-fp32"]) == gemma  # a loaded config as a run: the same
+    twice = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 2}]})
+    with pytest.raises(ValueError, match="two points define the same run"):
+        learning_curve_runs(twice)
+    with pytest.raises(ConfigError, match=r"learning_curve\[0\].model: must name one of the models"):
+        load_config("smoke", overrides={"learning_curve": [{"model": "gpt-9"}]})
+    with pytest.raises(ConfigError, match="training_respondents: null .* only with respondent_pool: survey"):
+        load_config("smoke", overrides={"run": "x", "ablation.training_respondents": None})
+
+
+def fake_dataset(config, persona_ids: list[str]) -> None:
+    """A dataset folder holding only what the panel draw reads: the personas of each split."""
+    folder = paths.data_dir(config.profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_jsonl(folder / "train.jsonl", [{"persona_id": pid} for pid in persona_ids])
+    for split in ("val", "test"):
+        write_jsonl(folder / f"{split}.jsonl", [])
+
+
+def curve_run(k, profile="smoke"):
+    overrides = {"ablation.respondent_pool": "survey", "ablation.training_respondents": k}
+    return load_run(profile, f"curve-{k}", overrides)
+
+
+def test_curve_respondents_are_nested_and_never_on_the_panel(tmp_roots):
+    """The leakage check of the curve: no training respondent of any point is a panel respondent; a larger point
+    keeps a smaller one's respondents and their records; every record is a respondent's real answer."""
+    main = load_config("smoke")
+    eligible = StudyRun(main).eligible
+    fake_dataset(main, [r.persona_id for r in eligible[:5]])
+    panel = {r.persona_id for r in StudyRun(main).panel}
+    assert len(panel) == main.panel.respondents
+    small, large, everyone = curve_run(3), curve_run(40), curve_run(None)
+    assert {r.persona_id for r in StudyRun(small).panel} == panel  # a point is scored on the whole panel
+    chosen = [r.persona_id for r in curve_respondents(large)]
+    assert len(chosen) == 40 and chosen[:3] == [r.persona_id for r in curve_respondents(small)]
+    pool = curve_respondents(everyone)
+    assert len(pool) == len(eligible) - len(panel) and not panel & {r.persona_id for r in pool}
+    assert [r.persona_id for r in StudyRun(large).training_respondents] == chosen  # the references' respondents
+    records = run_view([], "train", large)
+    assert {r["persona_id"] for r in records} == set(chosen) and run_view([], "val", large) == []
+    answers = {r.persona_id: r.answers for r in curve_respondents(large)}
+    assert len(records) == sum(len(a) for a in answers.values())
+    assert all(r["reference"] == answers[r["persona_id"]][r["question_id"]] for r in records)
+    assert all(r["reference_source"] == "real_respondent" and r["messages"][-1]["content"] == r["reference"]
+               for r in records)
+    first = [r for r in records if r["persona_id"] in chosen[:3]]
+    assert first == run_view([], "train", small)  # the same records, options in the same order, at every size
+    orders = {tuple(r["options"]) for r in records}
+    assert len(orders) > 1  # mixed: some options reversed
+
+
+def test_a_point_is_missing_until_scored_with_its_present_settings(tmp_roots):
+    config = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 4}]})
+    runs = learning_curve_runs(config)
+    assert missing_points(config) == list(runs)
+    for name, overrides in runs.items():
+        folder = paths.RunPaths("smoke", name).results / "provenance"
+        folder.mkdir(parents=True)
+        (folder / "06_panel.json").write_text(json.dumps(
+            {"result_settings": result_settings(load_run("smoke", name, overrides))}))
+    assert missing_points(config) == []  # a committed point is read, not rerun
+    changed = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 4}],
+                                              "training.learning_rate": 1e-4})
+    assert missing_points(changed) == list(runs)  # scored with other settings: run again
+    more = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 8}]})
+    assert missing_points(more) == ["curve-smollm2-135m-sft-8"]
+
+
+def fake_point(config, name: str, respondents: int, log_loss: dict[str, float], difference: tuple) -> None:
+    """The panel tables and provenance notebook 06 writes for a point, with known numbers."""
+    folder = paths.RunPaths(config.profile, name)
+    folder.tables.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{"variant": v, "respondents": 16, "log_loss": log_loss[v], "log_loss_lo": log_loss[v] - 0.05,
                    "log_loss_hi": log_loss[v] + 0.05, "accuracy": 0.5, "accuracy_lo": 0.4, "accuracy_hi": 0.6}
-                  for v in VARIANTS]).to_csv(tables / "panel_individual.csv", index=False)
-    pd.DataFrame([{"variant": v, "cells": 30, "correlation": 0.1 * size, "correlation_lo": 0.0,
-                   "correlation_hi": 0.2 * size, "slope": 0.1, "slope_lo": 0.0, "slope_hi": 0.2}
-                  for v in VARIANTS]).to_csv(tables / "panel_effects.csv", index=False)
-
-
-def test_runs_and_the_size_check():
-    config = load_config("smoke", overrides={"real_answers.training_respondents": 4,
-                                             "real_answers.learning_curve": [0, 2, 4]})
-    assert learning_curve_runs(config) == {"respondents-0": {"ablation.training_respondents": 0},
-                                           "respondents-2": {"ablation.training_respondents": 2},
-                                           "respondents-4": {"ablation.training_respondents": 4}}
-    with pytest.raises(ConfigError, match="learning_curve: distinct sizes between 0 and training_respondents"):
-        load_config("smoke", overrides={"real_answers.learning_curve": [0, 3]})  # smoke has 2 respondents
-    with pytest.raises(ConfigError, match="learning_curve"):
-        load_config("smoke", overrides={"real_answers.learning_curve": [2, 2]})
-
-
-def test_learning_curve_runs_are_known_to_make_ablation_overrides():
-    from polypersona_utils.runs.ablations import overrides_for
-
-    config = load_config("smoke", overrides={"real_answers.learning_curve": [2]})
-    assert overrides_for(config, "respondents-2", {}) == {"ablation.training_respondents": 2}
+                  for v in VARIANTS]).to_csv(folder.tables / "panel_individual.csv", index=False)
+    pd.DataFrame([{"variant": v, "cells": 30, "correlation": 0.5, "correlation_lo": 0.0, "correlation_hi": 0.8,
+                   "slope": 0.1, "slope_lo": 0.0, "slope_hi": 0.2}
+                  for v in VARIANTS]).to_csv(folder.tables / "panel_effects.csv", index=False)
+    pd.DataFrame([{"variant": "smollm2-135m-lora", "reference": "baseline-logistic", "measure": measure,
+                   "difference": difference[0], "difference_lo": difference[1], "difference_hi": difference[2],
+                   "ci_method": "BCa"} for measure in ("log_loss", "subgroup_effect_slope")]
+                 + [{"variant": "smollm2-135m-lora", "reference": "baseline-population", "measure": "log_loss",
+                     "difference": 9.0, "difference_lo": 8.0, "difference_hi": 10.0, "ci_method": "BCa"}]
+                 ).to_csv(folder.tables / "panel_paired.csv", index=False)
+    (folder.results / "provenance").mkdir(parents=True, exist_ok=True)
+    (folder.results / "provenance" / "06_panel.json").write_text(json.dumps({"training_respondents": respondents}))
 
 
 def test_collect_writes_table_figure_and_section(tmp_roots):
-    config = load_config("smoke", overrides={"real_answers.training_respondents": 4, "real_answers.learning_curve": [0, 4]})
-    with pytest.raises(FileNotFoundError, match="respondents-0.*make learning-curve PROFILE=smoke"):
+    config = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": None}]})
+    with pytest.raises(FileNotFoundError, match="curve-smollm2-135m-sft-2.*make learning-curve PROFILE=smoke"):
         collect(config)
-    fake_run_tables(config, 0, {"smollm2-135m-lora": 1.30, "baseline-population": 0.90})
-    fake_run_tables(config, 4, {"smollm2-135m-lora": 0.95, "baseline-population": 0.89})
+    fake_point(config, "curve-smollm2-135m-sft-2", 2, dict(zip(VARIANTS, (1.30, 1.10, 0.95, 0.90))),
+               (0.35, 0.30, 0.40))
+    fake_point(config, "curve-smollm2-135m-sft-all", 1700, dict(zip(VARIANTS, (0.80, 1.10, 0.82, 0.90))),
+               (-0.02, -0.03, -0.01))
     curve = run_learning_curve(config)
     lora = curve[(curve.variant == "smollm2-135m-lora") & (curve.measure == "log_loss")]
-    assert lora.set_index("training_respondents").value.to_dict() == {0: 1.30, 4: 0.95}
-    assert set(curve.measure) == {"log_loss", "accuracy", "subgroup_effect_correlation", "subgroup_effect_slope"}
-    effect = curve[(curve.measure == "subgroup_effect_correlation") & (curve.training_respondents == 4)]
-    assert effect.high.tolist() == [0.8, 0.8]  # intervals carried from the run tables
+    assert lora.set_index("training_respondents").value.to_dict() == {2: 1.30, 1700: 0.80}  # all: the count run
+    paired = curve[curve.measure == "log_loss_minus_baseline-logistic"]
+    assert paired[["value", "low", "high"]].values.tolist() == [[0.35, 0.30, 0.40], [-0.02, -0.03, -0.01]]
+    assert "baseline-population" not in set(paired.variant)  # the statistician only, the fine-tuned model only
+    assert set(curve.measure) == {"log_loss", "accuracy", "subgroup_effect_correlation", "subgroup_effect_slope",
+                                  "log_loss_minus_baseline-logistic",
+                                  "subgroup_effect_slope_minus_baseline-logistic"}
     where = config.paths()
-    assert pd.read_csv(where.tables / "learning_curve.csv").shape == (16, 7)  # 2 runs x 2 variants x 4 measures
     assert (where.figures / "learning_curve.png").stat().st_size > 10_000
     readme = (where.results / "README.md").read_text()
-    assert "## Learning curve: real respondents in training" in readme and "0.950" in readme
+    sentence = largest_point_sentence(curve)
+    assert sentence.startswith("At 1,700 training respondents the fine-tuned panel (`curve-smollm2-135m-sft-all`) "
+                               "beats the statistician") and "-0.020 [-0.030, -0.010]" in sentence
+    assert sentence in readme and readme.index("1,700") < readme.index("| curve-smollm2-135m-sft-2 ")
     provenance = json.loads((where.results / "provenance" / "07_learning_curve.json").read_text())
-    assert provenance["runs"] == ["respondents-0", "respondents-4"]
+    assert provenance["runs"] == ["curve-smollm2-135m-sft-2", "curve-smollm2-135m-sft-all"]
+    level = curve.copy()
+    level.loc[level.measure == "log_loss_minus_baseline-logistic", "high"] = 0.01
+    assert " is level with the statistician" in largest_point_sentence(level)

@@ -11,6 +11,7 @@ from polypersona_utils.make_plan import (import_graph, module_imports, notebook_
                                          step_settings)
 from polypersona_utils.modeling.training import run_fingerprint
 from polypersona_utils.runs.learning_curve import learning_curve_runs
+from polypersona_utils.runs.new_items import new_items_runs
 
 
 def write(tmp_path, text):
@@ -33,11 +34,14 @@ def test_the_train_stamp_and_the_run_fingerprint_come_from_one_function(tmp_path
     fingerprint = run_fingerprint(config, config.models[0], {}, include_persona=True)
     assert {k: v for k, v in stamp.items() if k != "models"} == {
         k: v for k, v in fingerprint.items() if k not in ("model", "data")}
-    curve = [load_config("smoke", overrides={"run": "respondents-k", "ablation.training_respondents": k})
-             for k in (0, 2, 4)]
-    prints = [run_fingerprint(c, c.models[0], {}, include_persona=True) for c in curve]
+    subset = [load_config("smoke", overrides={"run": "respondents-k", "ablation.training_respondents": k})
+              for k in (0, 2, 4)]
+    prints = [run_fingerprint(c, c.models[0], {}, include_persona=True) for c in subset]
     assert prints[1] != prints[2] and prints[1]["ablation.training_respondents"] == 2  # a size is its own adapter
     assert "ablation.training_respondents" not in prints[0]  # runs without respondents keep their fingerprints
+    point = load_config("smoke", overrides={"run": "p", "ablation.respondent_pool": "survey",
+                                            "ablation.training_respondents": None})
+    assert run_fingerprint(point, point.models[0], {}, include_persona=True)["ablation.respondent_pool"] == "survey"
 
 
 def test_step_stamp_changes_only_with_its_own_settings(tmp_path, monkeypatch):
@@ -50,7 +54,8 @@ def test_step_stamp_changes_only_with_its_own_settings(tmp_path, monkeypatch):
         prepare("x", stamps)
         return {p.stem for p in stamps.glob("*.json") if before.get(p.name) != p.read_text()}
 
-    assert rewritten() == {"data", "train", "generate", "metrics", "panel", "ablation_runs"}
+    assert rewritten() == {"data", "train", "generate", "metrics", "panel", "ablation_runs", "learning_curve",
+                          "new_items"}
     assert rewritten() == set()  # nothing changed: no stamp rewritten, make sees nothing new
     params.write_text("profile: x\ngeneration:\n  temperature: 0.9\n")  # sampling: generation and the panel
     assert rewritten() == {"generate", "panel"}
@@ -67,9 +72,10 @@ def test_each_step_depends_on_the_modules_its_notebook_runs():
     train = notebook_modules("02_train", graph)
     assert "modeling.training" in train and not any(m.startswith(("evaluation.", "panel.")) for m in train)
     assert "evaluation.scoring" in notebook_modules("04_metrics", graph)
-    smoke = load_config("smoke", overrides={"real_answers.learning_curve": [0, 2]})
+    smoke = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 4}]})
     text = sources_makefile(smoke)
-    assert "TRAIN_SOURCES := " in text and "LEARNING_CURVE_RUNS := respondents-0 respondents-2\n" in text
+    assert "TRAIN_SOURCES := " in text
+    assert "LEARNING_CURVE_RUNS := curve-smollm2-135m-sft-2 curve-smollm2-135m-sft-4\n" in text
     assert "polypersona_utils/runs/learning_curve.py" in text.split("LEARNING_CURVE_SOURCES := ")[1].split("\n")[0]
 
 
@@ -96,7 +102,7 @@ def test_prepare_prints_the_standard_runs(profile, tmp_path):
     assert prepare(profile, tmp_path) == list(standard_ablations(config))
     # each standard and learning-curve run's overrides, stamped: a run defined differently in the code runs again
     stamped = {f.stem: json.loads(f.read_text()) for f in (tmp_path / "runs").glob("*.json")}
-    assert stamped == standard_ablations(config) | learning_curve_runs(config)
+    assert stamped == standard_ablations(config) | learning_curve_runs(config) | new_items_runs(config)
     makefile = (paths.PROJECT_ROOT / "Makefile").read_text()
     assert makefile.count("$(STAMPS)/runs/%.json") == 2  # the runs' manifest rule and their panel rule
 

@@ -203,41 +203,52 @@ def test_ablation_knobs_do_not_reach_the_standard_set(workspace):
     assert done.returncode != 0 and "change one named run: make ablation NAME=<run>" in done.stderr
 
 
-def test_make_learning_curve_plans_each_run_then_notebook_07(workspace):
-    planned = make("-n", "learning-curve", "PROFILE=smoke", capture=True).stdout
-    for run in ("respondents-0", "respondents-2"):  # params/smoke.yaml: learning_curve [0, 2]
-        assert f"polypersona_utils run-overrides smoke {run}" in planned
-        assert f"$nb.ipynb -p profile smoke -p run {run}" in planned.replace("$$nb", "$nb")
-    assert "for nb in 02_train 06_panel; do" in planned and "03_generate" not in planned.split("06_panel")[-1]
-    commands = [line for line in planned.splitlines() if "papermill" in line]  # not make's own messages
-    assert "notebooks/07_learning_curve.ipynb" in commands[-1]  # collected last
+@pytest.mark.slow
+def test_make_learning_curve_runs_each_missing_point_then_notebook_07_and_then_nothing(workspace):
+    """The smoke curve's one point (params/smoke.yaml: 2 survey respondents, LoRA on the top 2 layers) trained and
+    scored on the whole smoke panel by notebooks 02 and 06, then collected by notebook 07; a second call runs no
+    point (the point's result was made with the settings it has), as on a fresh clone of committed points."""
+    from polypersona_utils.config import load_config
+    from polypersona_utils.runs.learning_curve import learning_curve_runs
+
+    (point,) = learning_curve_runs(load_config("smoke"))
+    done = make("learning-curve", "PROFILE=smoke", capture=True)
+    assert f"learning-curve point {point}" in done.stdout
+    provenance = json.loads((paths.RunPaths("smoke", point).results / "provenance" / "06_panel.json").read_text())
+    assert provenance["training_respondents"] == 2 and provenance["respondents"] == 16  # the whole smoke panel
+    executed_without_error("07_learning_curve.ipynb")
+    curve = pd.read_csv(paths.tables_dir("smoke") / "learning_curve.csv")
+    assert set(curve.run) == {point} and set(curve.training_respondents) == {2}
+    paired = curve[curve.measure == "log_loss_minus_baseline-logistic"]
+    assert paired.variant.tolist() == ["smollm2-135m-lora"] and (paired.low <= paired.value).all()
+    assert (paths.figures_dir("smoke") / "learning_curve.png").exists()
+    assert "## Learning curve" in (paths.results_dir("smoke") / "README.md").read_text()
+    again = make("learning-curve", "PROFILE=smoke", capture=True)
+    assert "learning-curve point" not in again.stdout and "02_train" not in again.stdout
 
 
 @pytest.mark.slow
-def test_notebook_07_collects_the_learning_curve_runs_panel_tables(workspace):
-    """Notebook 07 run whole by papermill. Its runs are notebooks 02 and 06 on ablation runs, which the smoke study
-    above runs for every standard run; training and scoring two more (4 minutes) would add nothing, so each
-    learning-curve run here holds the main run's panel tables as stand-ins."""
+def test_make_new_items_runs_each_fold_then_notebook_08(workspace):
+    """The smoke profile's two folds trained on the other items and scored on their held-out items by notebooks 02
+    and 06, then put together by notebook 08; every panel pair is held out by exactly one fold."""
     from polypersona_utils.config import load_config
-    from polypersona_utils.runs.learning_curve import MEASURES, learning_curve_runs
+    from polypersona_utils.runs.new_items import fold_items, new_items_runs
 
-    runs = learning_curve_runs(load_config("smoke"))
-    for run in runs:  # the panel tables notebook 07 reads, nothing else (notebook 05 would take a run for finished)
-        folder = paths.RunPaths("smoke", run).tables
-        folder.mkdir(parents=True, exist_ok=True)
-        for table in {table for table, *_ in MEASURES.values()}:
-            shutil.copy(paths.tables_dir("smoke") / f"{table}.csv", folder)
-    executed = paths.RunPaths("smoke").executed / "07_learning_curve.ipynb"  # where make would put it
-    done = subprocess.run([sys.executable, "-m", "papermill", "--cwd", "notebooks", "notebooks/07_learning_curve.ipynb",
-                           str(executed), "-p", "profile", "smoke"], cwd=paths.PROJECT_ROOT, capture_output=True,
-                          text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    executed_without_error(executed.name)
-    curve = pd.read_csv(paths.tables_dir("smoke") / "learning_curve.csv")
-    assert sorted(curve.training_respondents.unique()) == sorted(o["ablation.training_respondents"]
-                                                                  for o in runs.values()) == [0, 2]
-    assert "smollm2-135m-lora" in set(curve.variant) and (paths.figures_dir("smoke") / "learning_curve.png").exists()
-    assert "learning curve" in (paths.results_dir("smoke") / "README.md").read_text().lower()
+    config = load_config("smoke")
+    done = make("new-items", "PROFILE=smoke", capture=True)
+    assert all(f"new-items fold {name}" in done.stdout for name in new_items_runs(config))
+    executed_without_error("08_new_items.ipynb")
+    stored = pd.read_csv(paths.results_dir("smoke") / "new_items_distributions.csv")
+    lora = stored[stored.variant == "smollm2-135m-lora"]
+    assert not lora.duplicated(["persona_id", "question_id"]).any()
+    assert set(lora.question_id) == {q for fold in fold_items(config) for q in fold}
+    table = pd.read_csv(paths.tables_dir("smoke") / "panel_new_items.csv")
+    assert {"smollm2-135m-lora", "uniform", "pooled-marginal", "pooled-logistic", "baseline-logistic"} <= set(
+        table.variant)
+    assert (table.log_loss_lo <= table.log_loss).all() and (paths.figures_dir("smoke") / "panel_new_items.png").exists()
+    assert "## New questions" in (paths.results_dir("smoke") / "README.md").read_text()
+    assert "new-items fold" not in make("new-items", "PROFILE=smoke", capture=True).stdout
+    assert make("check-results", "PROFILE=smoke", capture=True).returncode == 0
 
 
 def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):

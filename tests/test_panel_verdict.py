@@ -74,6 +74,23 @@ def test_the_readme_opens_with_the_verdict_table_then_the_headline_figure(tables
     assert "learning_curve.png" not in section and "learning_curve.png" in verdict_section(tables, 40, None, True)
 
 
+def test_the_verdict_opens_with_the_learning_curves_largest_point(tables):
+    """The first sentence: at the curve's largest size, the best fine-tuned point against the same-card
+    statistician, with the paired interval; then the main run's table."""
+    rows = [("curve-a-512", 512, 0.010, -0.004, 0.024), ("curve-a-all", 1700, 0.030, 0.012, 0.048),
+            ("curve-b-all", 1700, 0.020, 0.005, 0.035)]
+    curve = pd.DataFrame([{"run": run, "training_respondents": k, "variant": "m-lora",
+                           "measure": "log_loss_minus_baseline-logistic", "value": v, "low": lo, "high": hi}
+                          for run, k, v, lo, hi in rows])
+    lines = verdict_section(tables, 40, curve=curve).splitlines()
+    assert lines[:3] == ["## Verdict", "", "At 1,700 training respondents the fine-tuned panel (`curve-b-all`) is "
+                         "worse than the statistician who sees the same card (`baseline-logistic`, fitted on the same "
+                         "respondents): log-loss difference +0.020 [+0.005, +0.035] (paired, model minus "
+                         "statistician; negative favours the model; the learning curve below)."]
+    assert lines[4] == "The main run:" and lines[6].startswith("On 40 held-out real respondents")
+    assert verdict_section(tables, 40, curve=curve.iloc[:0]) == verdict_section(tables, 40)  # no point yet
+
+
 def test_at_most_three_findings_each_with_its_number(tables):
     findings = verdict_findings(tables["panel_verdict"])
     assert 1 <= len(findings) <= 3 and all(re.search(r"\d\.\d{3}", f) for f in findings)

@@ -104,14 +104,16 @@ def test_an_option_set_given_twice_is_an_error_not_the_last_one_silently(tmp_pat
 
 def test_a_shared_preamble_is_said_before_the_items_own_lines(monkeypatch):
     """A listed preamble (the GSS's sentence before its spending items) comes first, so that one respondent's
-    prompts share it; the item's own words follow as its question. A question without it is asked word for word as
-    before, and so is every question while none is listed (the study's prompt today)."""
+    prompts share it; the item's own words follow as its question (the study lists the GSS's). A question without
+    it is asked word for word, and so is every question while none is listed."""
     from polypersona_utils.dataset import prompts
 
     preamble = prompts.GSS_SPENDING_PREAMBLE
-    whole = build_messages(PERSONA, "healthcare", f"{preamble} Are we?", "likert", ("A", "B"))[1]["content"]
-    assert f"Survey domain: healthcare\n\nQuestion: {preamble} Are we?" in whole
-    monkeypatch.setattr(prompts, "SHARED_PREAMBLES", (preamble,))
+    assert prompts.SHARED_PREAMBLES == (preamble,)
+    with monkeypatch.context() as unlisted:
+        unlisted.setattr(prompts, "SHARED_PREAMBLES", ())
+        whole = build_messages(PERSONA, "healthcare", f"{preamble} Are we?", "likert", ("A", "B"))[1]["content"]
+        assert f"Survey domain: healthcare\n\nQuestion: {preamble} Are we?" in whole
     item = "Are we spending too much money, too little money, or about the right amount on the nation's health?"
     user = build_messages(PERSONA, "healthcare", f"{preamble} {item}", "likert", ("Too little", "Too much"))[1]["content"]
     assert user == ("Persona card:\n" + persona_card_text(PERSONA) + f"\n\n{preamble}\n\nSurvey domain: healthcare"

@@ -20,9 +20,8 @@ GSS_SPENDING_PREAMBLE = ("We are faced with many problems in this country, none 
 # Sentences a survey says before a whole battery of items, said by the prompt before the item's own lines (domain,
 # question, options), so that a respondent's prompts on that battery share it: packed training's common root and
 # the panel's scoring tree then read it once per respondent, not once per item (2.28x per-record against 1.97x
-# packed without it: bench/README.md). Empty: the study asks every item whole, as its committed results were made;
-# listing GSS_SPENDING_PREAMBLE here changes every prompt, so it goes with a rerun of every committed result.
-SHARED_PREAMBLES: tuple[str, ...] = ()
+# packed without it: bench/README.md). An empty tuple asks every item whole.
+SHARED_PREAMBLES: tuple[str, ...] = (GSS_SPENDING_PREAMBLE,)
 
 
 def split_preamble(question: str) -> tuple[str | None, str]:

@@ -120,14 +120,29 @@ def training_respondent_records(config, exclude: set[str]) -> list[dict]:
     chosen = sorted(np.random.default_rng([config.seeds.persona_sample, 1]).choice(len(pool), wanted, replace=False))
     questions = linked_by_id(config.bank)
     order_rng = np.random.default_rng([config.seeds.question_sample, 1])
+    mixed = config.real_answers.option_order == "mixed"
+    return [record for i in chosen for record in respondent_records(pool[i], questions, mixed, order_rng)]
+
+
+def survey_training_records(config, respondents) -> list[dict]:
+    """A learning-curve run's training records: each respondent's real answer to every linked item they answered,
+    options mixed as `real_answers.option_order` says, drawn per respondent with the question seed and the
+    respondent's position (a respondent gets the same records at every point that includes them)."""
+    questions = linked_by_id(config.bank)
+    mixed = config.real_answers.option_order == "mixed"
+    return [record for position, respondent in enumerate(respondents) for record in respondent_records(
+        respondent, questions, mixed, np.random.default_rng([config.seeds.question_sample, 2, position]))]
+
+
+def respondent_records(respondent, questions: dict[str, Question], mixed: bool, order_rng) -> list[dict]:
+    """One closed record per linked item `respondent` answered, with their real answer; with `mixed` the options
+    are in the bank's order or reversed (a coin from `order_rng` per record)."""
     records = []
-    for respondent in (pool[i] for i in chosen):
-        for question_id in sorted(respondent.answers):
-            question = questions[question_id]
-            if config.real_answers.option_order == "mixed" and order_rng.random() < 0.5:
-                question = dataclasses.replace(question, options=question.options[::-1])
-            records.append(make_record(respondent.card, question, respondent.answers[question_id],
-                                       "real_respondent"))
+    for question_id in sorted(respondent.answers):
+        question = questions[question_id]
+        if mixed and order_rng.random() < 0.5:
+            question = dataclasses.replace(question, options=question.options[::-1])
+        records.append(make_record(respondent.card, question, respondent.answers[question_id], "real_respondent"))
     return records
 
 

@@ -59,3 +59,22 @@ def draw_respondents(pool, exclude: set[str], size: int | None, seed: int, only:
         chosen = sorted(np.random.default_rng(seed).permutation(len(respondents))[:size])
         respondents = [respondents[i] for i in chosen]
     return respondents
+
+
+def held_out_panel(eligible, dataset_ids: set[str], size: int | None, seed: int) -> list[PanelRespondent]:
+    """The held-out panel: `size` (None: all) eligible respondents drawn with `seed`, none of them a persona of the
+    dataset (`dataset_ids`), so none a training persona or training respondent of the main run."""
+    return draw_respondents(eligible, dataset_ids, size, seed)
+
+
+def survey_training_respondents(eligible, panel_ids: set[str], size: int | None, seed
+                                ) -> list[PanelRespondent]:
+    """A learning-curve run's training respondents (`ablation.respondent_pool: survey`): the first `size` (None:
+    all) of one order, drawn with `seed`, of every eligible respondent outside the held-out panel (`panel_ids`), in
+    that order: a larger point keeps a smaller one's respondents, each at the same position."""
+    pool = [r for r in eligible if r.persona_id not in panel_ids]
+    if size is not None and size > len(pool):
+        raise ValueError(f"ablation.training_respondents: {size} asked, {len(pool)} eligible respondents are outside "
+                         "the held-out panel")
+    order = np.random.default_rng(seed).permutation(len(pool))
+    return [pool[i] for i in order[:size]]

@@ -12,6 +12,8 @@ import numpy as np
 
 from .. import paths
 from ..provenance import read_jsonl, write_jsonl
+from .records import survey_training_records
+from .respondents import held_out_panel, survey_respondents, survey_training_respondents
 
 SPLITS = ("train", "val", "test")
 # The persona ids of the training respondents (`real_answers`), written beside the splits.
@@ -112,7 +114,15 @@ def run_view(records: list[dict], split: str, config, training_respondents: set[
     """The records a run sees. An ablation run (`config.run` set) keeps the fixed persona subset of
     `ablation_runs`, plus `ablation.training_respondents` of the training respondents (`real_answers`; none unless
     asked: the ablations vary the paper's recipe on persona cards); then, with a held-out domain, training and
-    validation lose that domain and the test keeps only it. The main run sees whole splits."""
+    validation lose that domain and the test keeps only it. A learning-curve run (`ablation.respondent_pool:
+    survey`) trains on its survey respondents' records alone (a new-items fold: on the items it does not hold out)
+    and has no validation or test records. The main run sees whole splits."""
+    if config.run and config.ablation.respondent_pool == "survey":
+        if split != "train":
+            return []
+        heldout = set(config.ablation.heldout_items)  # a new-items fold trains on the other items only
+        return [r for r in survey_training_records(config, curve_respondents(config))
+                if r["question_id"] not in heldout]
     if config.run:
         asked, pool = config.ablation.training_respondents, sorted(training_respondents)
         if asked > len(pool):
@@ -137,6 +147,16 @@ def run_view(records: list[dict], split: str, config, training_respondents: set[
     if split == "test":
         return [r for r in records if r["domain"] == heldout]
     return [r for r in records if r["domain"] != heldout]
+
+
+def curve_respondents(config, eligible=None) -> list:
+    """A learning-curve run's training respondents (`respondents.survey_training_respondents`): drawn with the
+    split seed outside the whole held-out panel, which is drawn as the main run draws it."""
+    eligible = survey_respondents(config.survey, config.bank) if eligible is None else eligible
+    panel = held_out_panel(eligible, dataset_persona_ids(paths.data_dir(config.profile)), config.panel.respondents,
+                           config.seeds.panel)
+    return survey_training_respondents(eligible, {r.persona_id for r in panel}, config.ablation.training_respondents,
+                                       [config.seeds.split, 5])
 
 
 def load_split(config, split: str) -> list[dict]:

@@ -83,3 +83,31 @@ def openai_token_logprobs(url: str, model: str, messages: list[dict], max_tokens
         return None
     return [(step.token, step.logprob, {c.token: c.logprob for c in (step.top_logprobs or [])})
             for step in logprobs.content or []]
+
+
+def completion(url: str, model: str, prompt: str, timeout_s: float = 120.0, retries: int = 2, **settings):
+    """One text completion (the client's response object); RuntimeError naming the endpoint when it never answers,
+    EndpointError when it answers with an error after the retries."""
+    import openai
+
+    endpoint = url.rstrip("/") + "/completions"
+    try:
+        return openai_client(url, timeout_s, retries).completions.create(model=model, prompt=prompt, **settings)
+    except openai.APIConnectionError as exc:  # timeouts included
+        raise RuntimeError(f"endpoint {endpoint} did not answer: {exc}") from exc
+    except openai.APIStatusError as exc:
+        raise EndpointError(f"endpoint {endpoint} answered {exc.status_code}: {exc.message}", exc.status_code) \
+            from exc
+
+
+def openai_next_token(url: str, model: str, prompt: str, top_logprobs: int, timeout_s: float = 120.0,
+                      retries: int = 2) -> tuple[str, float, dict[str, float]] | None:
+    """The next token after `prompt` (raw text, the chat template already applied) from the completions endpoint:
+    (the greedy token, its log-probability, the `top_logprobs` most likely tokens as {text: log-probability});
+    None when the endpoint gives no log-probabilities or ends the text at once (its greedy token ends the turn)."""
+    response = completion(url, model, prompt, timeout_s, retries, max_tokens=1, temperature=0.0,
+                          logprobs=top_logprobs)
+    logprobs = response.choices[0].logprobs
+    if logprobs is None or not logprobs.tokens:
+        return None
+    return logprobs.tokens[0], logprobs.token_logprobs[0], dict(logprobs.top_logprobs[0] or {})

@@ -216,6 +216,8 @@ def adapter_settings(config, include_persona: bool | None = None) -> dict:
         # Only when set, so that runs without training respondents keep the fingerprints they were trained under
         **({"ablation.training_respondents": config.ablation.training_respondents}
            if config.run and config.ablation.training_respondents else {}),
+        **({"ablation.respondent_pool": "survey", "ablation.training_respondents": config.ablation.training_respondents}
+           if config.run and config.ablation.respondent_pool == "survey" else {}),
     }
 
 
@@ -243,7 +245,11 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     run_dir = config.paths().adapters / run_name
     data_dir = data_dir or paths.data_dir(config.profile)
     data_files = {split: data_dir / f"{split}.jsonl" for split in ("train", "val")}
+    respondents = training_respondent_ids(data_dir)
+    views = {split: run_view(read_jsonl(path), split, config, respondents) for split, path in data_files.items()}
     fingerprint = run_fingerprint(config, spec, data_files, include_persona)
+    if config.ablation.respondent_pool == "survey":  # its records come from the survey, not the dataset's files
+        fingerprint["data"] = {split: sha256_json(rows) for split, rows in views.items()}
     key = sha256_json(fingerprint)
     marker = run_dir / COMPLETE_MARKER
     if marker.exists() and json.loads(marker.read_text())["fingerprint_sha256"] == key:
@@ -264,8 +270,6 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
     model = models.load_causal_lm(spec.model_id, spec.revision, plan.quantization, plan.compute_dtype,
                                   device_map=device_map_for(plan))
     peft_config = lora_config(config, model)
-    respondents = training_respondent_ids(data_dir)
-    views = {split: run_view(read_jsonl(path), split, config, respondents) for split, path in data_files.items()}
     if config.training.packing == "respondent":
         from .packed_trainer import PackedTrainer, answers_in, packed_rows
 

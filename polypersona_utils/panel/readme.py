@@ -10,15 +10,38 @@ import pandas as pd
 from .references import ANCHORS, REFERENCE_VARIANTS
 from .verdict import middle_size
 
+STATISTICIAN = "baseline-logistic"  # the same-card statistician the learning curve compares every point with
+
+
+def largest_point_sentence(curve: pd.DataFrame | None) -> str | None:
+    """From the learning curve's table (`runs.learning_curve`): at its largest point (the best fine-tuned log-loss
+    among its runs of that size), does the fine-tuned panel beat the statistician who sees the same card, by how
+    much, with the paired interval. None without a curve."""
+    if curve is None:
+        return None
+    paired = curve[curve.measure == f"log_loss_minus_{STATISTICIAN}"]
+    if paired.empty:
+        return None
+    largest = paired[paired.training_respondents == paired.training_respondents.max()]
+    best = largest.loc[largest.value.idxmin()]
+    verdict = "beats" if best.high < 0 else "is worse than" if best.low > 0 else "is level with"
+    return (f"At {int(best.training_respondents):,} training respondents the fine-tuned panel (`{best.run}`) "
+            f"{verdict} the statistician who sees the same card (`{STATISTICIAN}`, fitted on the same respondents): "
+            f"log-loss difference {best.value:+.3f} [{best.low:+.3f}, {best.high:+.3f}] (paired, model minus "
+            "statistician; negative favours the model; the learning curve below).")
+
 
 def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: dict | None = None,
-                    curve_figure: bool = False) -> str:
-    """The results README's first section: the verdict table (`panel_verdict`, `verdict_table`), at most three
-    sentences each with one finding (`verdict_findings`), the headline figure (and the learning curve's, where the
-    profile has one), then, under their own headings, each model against each reference in words, the model
-    families and what the panel is worth."""
+                    curve_figure: bool = False, curve: pd.DataFrame | None = None) -> str:
+    """The results README's first section: where the profile has a learning curve (its table, `curve`), what its
+    largest point says against the same-card statistician (`largest_point_sentence`); then the main run's verdict
+    table (`panel_verdict`, `verdict_table`), at most three sentences each with one finding (`verdict_findings`),
+    the headline figure (and the learning curve's), then, under their own headings, each model against each
+    reference in words, the model families and what the panel is worth."""
     verdict = tables["panel_verdict"]
-    parts = ["## Verdict", "", verdict_table(verdict, respondents), "",
+    sentence = largest_point_sentence(curve)
+    parts = ["## Verdict", "", *([sentence, "", "The main run:", ""] if sentence else []),
+             verdict_table(verdict, respondents), "",
              " ".join(verdict_findings(verdict, tables.get("panel_worth"))), "",
              "![Each variant minus the population marginal and minus the same-card statistician: paired log-loss "
              "differences](figures/panel_verdict.png)", ""]

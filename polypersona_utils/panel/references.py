@@ -12,7 +12,8 @@ Fitted on the run's training respondents only (the respondents the model was tra
   iterations and depth chosen the same way.
 The anchors (`anchor-logistic-all`, `anchor-boosting-all`) are the same two methods fitted on every eligible
 respondent outside the panel (about 2,000 for GSS 2018): what the card can tell when data are plentiful. Only the
-main run fits them.
+main run fits them. A new-items fold adds references that never see its held-out items' answers (`ITEM_BLIND`,
+`panel.new_items`).
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import pandas as pd
 from ..dataset.demographics import CARD_SUBGROUPS, SUBGROUPS, demographic_frame
 
 FITTED = ("baseline-logistic", "baseline-boosting")
+# A new-items fold's references that never see the held-out items' answers (`panel.new_items`)
+ITEM_BLIND = ("uniform", "pooled-marginal", "pooled-logistic")
 REFERENCE_VARIANTS = ("baseline-population", "baseline-cell-smoothed", *FITTED)
 ANCHORS = {"anchor-logistic-all": "logistic", "anchor-boosting-all": "boosting"}
 CATEGORICAL = CARD_SUBGROUPS + ("occupation", "region", "income_bracket")
@@ -159,5 +162,5 @@ def reference_distributions(train: list, panel: list, questions: dict, cell_smoo
 
 def model_variants(variants) -> list[str]:
     """The variants that are models (not a reference, an anchor or the human split-half), in the given order."""
-    return [v for v in dict.fromkeys(variants)
-            if v not in REFERENCE_VARIANTS and v not in ANCHORS and not v.startswith("human")]
+    return [v for v in dict.fromkeys(variants) if v not in REFERENCE_VARIANTS and v not in ANCHORS
+            and v not in ITEM_BLIND and not v.startswith("human")]

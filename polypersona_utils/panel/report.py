@@ -2,11 +2,13 @@
 held-out real panel; tables, figures, the results README's panel section, and `check_panel` for check-results."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict
 
 import pandas as pd
 
+from ..modeling.training import training_settings
 from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file, write_jsonl
 from ..reporting.readme import write_section
 from ..reporting.checks import TableCheck, check_tables
@@ -14,9 +16,10 @@ from ..reporting.tables import write_table
 from ..study import StudyRun
 from .figures import panel_figures
 from .measures import panel_tables, population_effects, with_answer_columns
+from .new_items import item_blind_distributions
 from .paired import panel_models, panel_paired
 from .readme import panel_section, verdict_section
-from .references import ANCHORS, REFERENCE_VARIANTS, model_variants, reference_distributions
+from .references import ANCHORS, ITEM_BLIND, REFERENCE_VARIANTS, model_variants, reference_distributions
 from .stacking import panel_stacking, stacked
 from .synthetic import order_effect, panel_frame, sampled_option, score_panel, subgroup_variables
 from .verdict import panel_verdict
@@ -32,11 +35,20 @@ def panel_settings(config) -> dict:
                           "training.compute_dtype", "ablation", "metrics.bootstrap_samples"))
 
 
+def result_settings(config) -> dict:
+    """What a run's panel result depends on: notebook 02's training settings and notebook 06's panel settings, as
+    JSON reads them back (recorded in the panel's provenance; `runs.learning_curve.missing_points` compares them)."""
+    return json.loads(json.dumps({"training": training_settings(config), "panel": panel_settings(config)}))
+
+
 def reference_rows(run: StudyRun) -> dict[str, list[dict]]:
     """Each reference's and anchor's distributions over the panel's pairs, as panel rows."""
     config, panel, questions = run.config, run.panel, run.linked_questions
     distributions = reference_distributions(run.training_respondents, panel, questions, config.panel.cell_smoothing,
                                             config.seeds.training, run.anchor_pool)
+    if config.ablation.heldout_items:  # a new-items fold: references that never see the held-out answers
+        distributions |= item_blind_distributions(run.training_respondents, panel, questions,
+                                                  config.ablation.heldout_items, config.seeds.training)
     out = {}
     for variant, by_pair in distributions.items():
         rows = []
@@ -87,7 +99,7 @@ def compute_panel_tables(run: StudyRun, frame: pd.DataFrame) -> dict[str, pd.Dat
     answers, population = with_answer_columns(frame), with_answer_columns(population_frame(run))
     tables = panel_tables(answers, population, samples, seed, least, variables)
     present = list(dict.fromkeys(frame.variant))
-    references = [v for v in (*REFERENCE_VARIANTS, *ANCHORS) if v in present]
+    references = [v for v in (*REFERENCE_VARIANTS, *ANCHORS, *ITEM_BLIND) if v in present]
     real_effects = population_effects(population, variables)
     tables["panel_paired"] = panel_paired(answers, samples, seed, least, variables, real_effects,
                                           model_variants(present), references)
@@ -146,13 +158,35 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
     write_section(where.results, "panel", panel_section(config, tables, len(panel), len(train), survey.title,
                                                         [len(questions[q].options) for r in panel for q in r.answers]))
     pairs = sum(len(r.answers) for r in panel)
-    write_section(where.results, "verdict", verdict_section(tables, len(panel), family_costs(config, seconds, pairs),
-                                                            (where.figures / "learning_curve.png").exists()))
+    write_verdict(config, tables, len(panel), family_costs(config, seconds, pairs))
     atomic_write_json(where.results / "provenance" / "06_panel.json", provenance_record(
         config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
         step="06_panel", respondents=len(panel), training_respondents=len(train), settings=panel_settings(config),
-        scoring_seconds=seconds, pairs=pairs))
+        result_settings=result_settings(config), scoring_seconds=seconds, pairs=pairs))
     return tables
+
+
+def write_verdict(config, tables: dict[str, pd.DataFrame], respondents: int, costs: dict) -> None:
+    """The results README's verdict section; the main run's opens with the learning curve's largest point where
+    notebook 07 has written the curve's table."""
+    where = config.paths()
+    curve = where.tables / "learning_curve.csv"
+    write_section(where.results, "verdict", verdict_section(
+        tables, respondents, costs, (where.figures / "learning_curve.png").exists(),
+        pd.read_csv(curve) if curve.exists() and not config.run else None))
+
+
+def rewrite_verdict(config) -> None:
+    """The verdict section written again from the stored panel tables, scoring and fitting nothing: notebook 07
+    calls it once the curve's table has changed. Nothing when the run has no panel results."""
+    where = config.paths()
+    provenance = where.results / "provenance" / "06_panel.json"
+    if not provenance.exists():
+        return
+    stored = json.loads(provenance.read_text(encoding="utf-8"))
+    tables = {path.stem: pd.read_csv(path) for path in sorted(where.tables.glob("panel_*.csv"))}
+    write_verdict(config, tables, stored["respondents"],
+                  family_costs(config, stored.get("scoring_seconds", {}), stored.get("pairs", 0)))
 
 
 def model_families(config) -> list[str]:
@@ -164,8 +198,6 @@ def family_costs(config, scoring_seconds: dict[str, float], pairs: int) -> dict[
     """Per model family of a study with more than one: training seconds per training record (notebook 02's run,
     `training_metrics.json`) and scoring seconds per respondent-item pair of its fine-tuned variant (this panel
     run's, model loading included), where recorded."""
-    import json
-
     families = model_families(config)
     metrics = config.paths().training_results / "training_metrics.json"
     if len(families) < 2 or not metrics.exists():
@@ -190,8 +222,6 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     fitting nothing: for results made before a change to the panel's measures. Variants keep the distributions
     their run stored (its references are the ones that run fitted; `RENAMED` names are updated); the order-effect
     table, which needs both orders' probabilities, stays as stored."""
-    import json
-
     where = config.paths()
     frame = read_distributions(where.results / DISTRIBUTIONS_FILE)
     frame["variant"] = frame.variant.replace(RENAMED)
@@ -210,9 +240,8 @@ def refresh_panel(config) -> dict[str, pd.DataFrame]:
     counts = [len(o) for o in frame[frame.variant == frame.variant.iloc[0]].options]
     write_section(where.results, "panel", panel_section(config, tables, respondents, stored["training_respondents"],
                                                         survey.title, counts))
-    write_section(where.results, "verdict", verdict_section(
-        tables, respondents, family_costs(config, stored.get("scoring_seconds", {}), stored.get("pairs", 0)),
-        (where.figures / "learning_curve.png").exists()))
+    write_verdict(config, tables, respondents,
+                  family_costs(config, stored.get("scoring_seconds", {}), stored.get("pairs", 0)))
     atomic_write_json(where.results / "provenance" / "06_panel_refresh.json", provenance_record(
         config.to_dict(), asdict(config.seeds), {"distributions": sha256_file(where.results / DISTRIBUTIONS_FILE)},
         step="06_panel_refresh", tables=sorted(tables), settings=panel_settings(config)))

@@ -1,5 +1,6 @@
 """`results/<profile>/README.md`, the findings in words, written by one writer from the sections the notebooks
-contribute (06: the verdict, first, and the panel; 04: metrics; 07: learning curve; 05: ablations). Each notebook
+contribute (06: the verdict, first, and the panel; 04: metrics; 07: learning curve; 08: new questions; 05:
+ablations). Each notebook
 stores its section in `readme_sections.json` and the README is rendered from all stored sections in a fixed order,
 so rerunning one notebook never loses another's section."""
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from ..provenance import atomic_write_text
 
-SECTION_ORDER = ("verdict", "metrics", "panel", "learning_curve", "ablations")
+SECTION_ORDER = ("verdict", "metrics", "panel", "learning_curve", "new_items", "ablations")
 SECTIONS_FILE = "readme_sections.json"
 
 

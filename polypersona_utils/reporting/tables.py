@@ -22,7 +22,11 @@ LEGENDS = {
     "persona_demographics_vs_survey": "the persona panel's demographics against the survey's",
     "ablations": "per ablation run (and the main run, for scale), its metrics",
     "ablation_differences": "each run minus the reference run on the same test records, paired persona bootstrap",
-    "learning_curve": "per number of training respondents, the panel's measures of the model and the references",
+    "learning_curve": "per point and variant, the panel's measures against the number of training respondents, and "
+                      "the fine-tuned model minus baseline-logistic (fitted on the same respondents), paired",
+    "panel_new_items": "per point and variant, on linked items held out of training (every fold's held-out pairs): "
+                       "log-loss, accuracy, subgroup effects, and each model minus the item-blind references, paired",
+    "panel_new_items_worth": "what each variant is worth in real respondents on the held-out items (as panel_worth)",
     "panel_alignment": "per variant and subgroup, 1 - W1/W1max of mean synthetic vs real shares (higher is closer); "
                        "human-split-half rows are the ceiling",
     "panel_individual": "per variant, log-loss (lower is better) and accuracy of each held-out respondent's real answer",

@@ -14,6 +14,7 @@ This module defines the runs (what make plans and stamps); `ablation_report` col
 from __future__ import annotations
 
 from .learning_curve import learning_curve_runs
+from .new_items import new_items_runs
 
 
 def reference_run(config) -> str:
@@ -47,8 +48,9 @@ def standard_ablations(config) -> dict[str, dict]:
 
 
 def named_runs(config) -> dict[str, dict]:
-    """Every run with a name of its own (the standard ablations and the learning curve's): name -> overrides."""
-    return standard_ablations(config) | learning_curve_runs(config)
+    """Every run with a name of its own (the standard ablations, the learning curve's points and the new-items
+    folds): name -> overrides."""
+    return standard_ablations(config) | learning_curve_runs(config) | new_items_runs(config)
 
 
 KNOBS = {  # make variables -> parameter keys (`make ablation NAME=... LORA_R=32 HELDOUT=finance ...`)

@@ -1,20 +1,27 @@
 """The learning curve (notebook 07, `make learning-curve`): how the synthetic panel improves with the number of real
 respondents the model is trained on, beside the statistician's references fitted on the same respondents.
 
-One ablation run per size in `real_answers.learning_curve`, named `respondents-<k>`: the persona subset of
-`ablation_runs` plus a nested, seeded subset of k training respondents (`ablation.training_respondents`), trained
-(notebook 02) and scored on the ablation panel (notebook 06). This module names the runs and collects their panel
-tables into one long table (run, training respondents, variant, measure, value and interval), a figure and the
-results README's section.
+One run per point of the profile's `learning_curve` (`config_runs.CurvePoint`), named from its definition
+(`curve-smollm2-135m-sft-512-top8-fp32`): trained (notebook 02) on the real answers of k survey respondents drawn
+outside the held-out panel (`ablation.respondent_pool: survey`, packed by respondent) and scored on the whole panel
+(notebook 06). A point is its own folder under `results/<profile>/runs/`, committed once scored; `missing_points`
+says which points have no panel result made with the settings they now have, and `make learning-curve` runs only
+those. This module names the points and collects their panel tables into one long table (point, training
+respondents, variant, measure, value and interval, with the paired difference of the fine-tuned model minus the
+same-card statistician), a figure and the results README's section.
 """
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 
 from .. import paths
 from ..panel.figures import WIDTH, dodged, key, tick_size, variant_styles, wrapped
+from ..panel.readme import STATISTICIAN, largest_point_sentence
 from ..panel.references import ANCHORS
+from ..panel.report import result_settings, rewrite_verdict
 from ..provenance import atomic_write_json, provenance_record, sha256_file
 from ..reporting.plots import legible_size, pyplot, save_figure, text_size
 from ..reporting.readme import write_section
@@ -27,36 +34,96 @@ MEASURES = {  # measure -> (panel table, value column, lower, upper); higher is 
     "subgroup_effect_correlation": ("panel_effects", "correlation", "correlation_lo", "correlation_hi"),
     "subgroup_effect_slope": ("panel_effects", "slope", "slope_lo", "slope_hi"),
 }
+PAIRED = {  # measure of the paired difference (fine-tuned minus the statistician) -> panel_paired's measure
+    f"log_loss_minus_{STATISTICIAN}": "log_loss",
+    f"subgroup_effect_slope_minus_{STATISTICIAN}": "subgroup_effect_slope",
+}
+COLUMNS = ["run", "model", "objective", "top_layers", "base", "training_respondents", "variant", "measure", "value",
+           "low", "high"]
 
 
-def run_name(size: int) -> str:
-    return f"respondents-{size}"
+def point_name(point, config) -> str:
+    """A point's run name, from its definition: `curve-<model>-<sft|options>-<k|all>[-top<L>][-fp32][-e<E>][-lr<LR>]`."""
+    model = point.model or config.ablation_runs.model or config.models[0].name
+    parts = ["curve", model, "sft" if point.objective == "sft" else "options",
+             "all" if point.respondents is None else str(point.respondents)]
+    parts += [f"top{point.top_layers}"] if point.top_layers else []
+    parts += ["fp32"] if point.quantization == "none" else []
+    parts += [f"e{point.epochs:g}"] if point.epochs != 1 else []
+    parts += [f"lr{point.learning_rate:g}"] if point.learning_rate is not None else []
+    return "-".join(parts)
+
+
+def point_overrides(point, config) -> dict:
+    """The settings a point's run changes: survey respondents, packed by respondent, and the point's levers."""
+    model = point.model or config.ablation_runs.model or config.models[0].name
+    out = {"ablation.respondent_pool": "survey", "ablation.training_respondents": point.respondents,
+           "ablation_runs.model": model, "training.packing": "respondent", "training.objective": point.objective,
+           "training.epochs": point.epochs, "lora.top_layers": point.top_layers,
+           "training.quantization": point.quantization}
+    if point.quantization == "none":
+        out["training.compute_dtype"] = "float32"
+    if point.learning_rate is not None:
+        out["training.learning_rate"] = point.learning_rate
+    return out
 
 
 def learning_curve_runs(config) -> dict[str, dict]:
-    """Run name -> overrides, one run per size of the profile's curve."""
-    return {run_name(k): {"ablation.training_respondents": k} for k in config.real_answers.learning_curve}
+    """Run name -> overrides, one run per point of the profile's curve, in the profile's order."""
+    runs = {point_name(p, config): point_overrides(p, config) for p in config.learning_curve}
+    if len(runs) != len(config.learning_curve):
+        raise ValueError(f"learning_curve: two points define the same run ({sorted(runs)})")
+    return runs
+
+
+def point_result(config, name: str) -> dict | None:
+    """The provenance a point's panel (notebook 06) recorded, or None when it has none."""
+    path = paths.RunPaths(config.profile, name).results / "provenance" / "06_panel.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def missing_points(config, runs: dict[str, dict] | None = None) -> list[str]:
+    """The runs (default: the curve's points) with no panel result made with the settings they have now (never
+    scored, or scored with other settings), in order: what `make learning-curve` (and `make new-items`) runs."""
+    from ..config import run_of
+
+    missing = []
+    for name, overrides in (learning_curve_runs(config) if runs is None else runs).items():
+        stored = point_result(config, name)
+        if stored is None or stored.get("result_settings") != result_settings(run_of(config, name, overrides)):
+            missing.append(name)
+    return missing
 
 
 def collect(config) -> pd.DataFrame:
-    """Every run's panel measures, long: run, training_respondents, variant, measure, value, low, high. A run
-    without panel tables raises FileNotFoundError naming it (run `make learning-curve`)."""
+    """Every point's panel measures and paired differences, long (`COLUMNS`). A point without panel tables raises
+    FileNotFoundError naming it (run `make learning-curve`)."""
     rows = []
-    for name, overrides in learning_curve_runs(config).items():
+    for point, (name, overrides) in zip(config.learning_curve, learning_curve_runs(config).items()):
         folder = paths.RunPaths(config.profile, name, "test").tables
         tables = {}
-        for table in {table for table, *_ in MEASURES.values()}:
+        for table in ("panel_individual", "panel_effects", "panel_paired"):
             path = folder / f"{table}.csv"
             if not path.exists():
-                raise FileNotFoundError(f"{path}: learning-curve run '{name}' has no panel tables; "
+                raise FileNotFoundError(f"{path}: learning-curve point '{name}' has no panel tables; "
                                         f"run make learning-curve PROFILE={config.profile}")
-            tables[table] = pd.read_csv(path).to_dict("records")
+            tables[table] = pd.read_csv(path)
+        stored = point_result(config, name) or {}
+        described = {"run": name, "model": overrides["ablation_runs.model"], "objective": point.objective,
+                     "top_layers": point.top_layers or "all", "base": "fp32" if point.quantization == "none" else "nf4",
+                     "training_respondents": stored.get("training_respondents", point.respondents)}
         for measure, (table, value, low, high) in MEASURES.items():
-            for row in tables[table]:
-                rows.append({"run": name, "training_respondents": overrides["ablation.training_respondents"],
-                             "variant": row["variant"], "measure": measure, "value": row[value],
+            for row in tables[table].to_dict("records"):
+                rows.append({**described, "variant": row["variant"], "measure": measure, "value": row[value],
                              "low": row[low], "high": row[high]})
-    return pd.DataFrame(rows, columns=["run", "training_respondents", "variant", "measure", "value", "low", "high"])
+        paired = tables["panel_paired"]
+        for measure, source in PAIRED.items():
+            chosen = paired[(paired.reference == STATISTICIAN) & (paired.measure == source)
+                            & paired.variant.str.endswith("-lora")]
+            for row in chosen.to_dict("records"):
+                rows.append({**described, "variant": row["variant"], "measure": measure, "value": row["difference"],
+                             "low": row["difference_lo"], "high": row["difference_hi"]})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def anchor_values(config) -> dict[str, dict[str, float]]:
@@ -68,6 +135,21 @@ def anchor_values(config) -> dict[str, dict[str, float]]:
             rows = pd.read_csv(path)
             out[measure] = {r.variant: r[value] for _, r in rows.iterrows() if r.variant in ANCHORS}
     return out
+
+
+FIGURE_MEASURES = ("log_loss", "subgroup_effect_slope")
+
+
+def curve_series(curve: pd.DataFrame) -> pd.DataFrame:
+    """The curve's lines: each fine-tuned point under its recipe (`smollm2-135m sft top8 fp32`), each zero-shot model
+    under its base at 0 respondents, each reference fitted at each size once (points of one size share them)."""
+    frame = curve[curve.measure.isin(FIGURE_MEASURES)].copy()
+    recipe = (frame.model + " " + frame.objective.str.replace("option_likelihood", "options")
+              + frame.top_layers.map(lambda k: "" if k == "all" else f" top{k}") + " " + frame.base)
+    lora, zero = frame.variant.str.endswith("-lora"), frame.variant.str.endswith("-zeroshot")
+    frame["series"] = np.where(lora, recipe, np.where(zero, frame.variant + " " + frame.base, frame.variant))
+    frame.loc[zero, "training_respondents"] = 0
+    return frame.drop_duplicates(["series", "training_respondents", "measure"])
 
 
 def curve_figure(curve: pd.DataFrame, stem, title: str, anchors: dict[str, dict[str, float]] | None = None) -> None:
@@ -82,43 +164,41 @@ ANCHOR_STYLES = ("--", ":")  # the main run's anchors, one line style each
 
 
 def draw_curve(curve: pd.DataFrame, title: str, anchors: dict[str, dict[str, float]] | None = None):
-    """One panel per measure (two a row, to be read at page width) against training respondents (symmetric log
-    scale: 0 stays on the axis), each variant its own colour and marker, set slightly apart along the axis so that
-    no interval hides another; the main run's anchors as horizontal lines named in the legend, below the panels."""
+    """Log-loss and subgroup-effect slope against training respondents (symmetric log scale: 0, the zero-shot
+    models, stays on the axis), side by side to be read at page width; each line (`curve_series`) its own colour and
+    marker, set slightly apart along the axis so that no interval hides another; the main run's anchors (fitted on
+    every respondent outside the panel) as horizontal lines named in the legend, below the panels."""
     plt = pyplot()
-    measures = list(MEASURES)
-    variants = list(dict.fromkeys(curve.variant))
-    styles = variant_styles(plt, variants)
+    series = curve_series(curve)
+    lines = list(dict.fromkeys(series.series))
+    styles = variant_styles(plt, lines)
     names = sorted({name for values in (anchors or {}).values() for name in values})
     size = legible_size(WIDTH)
+    largest = max(float(series.training_respondents.max()), 10.0)
     with text_size(plt, size):
-        rows = -(-len(measures) // 2)
-        fig, axes = plt.subplots(rows, 2, figsize=(WIDTH, 2.9 * rows + 1.2), squeeze=False, layout="constrained")
-        for ax in axes.flat[len(measures):]:
-            ax.set_visible(False)
-        spread = dict(zip(variants, 1 + dodged(len(variants), 0.18)))  # multiplicative: the axis is logarithmic
-        for ax, measure in zip(axes.flat, measures):
-            part = curve[curve.measure == measure]
-            for variant, line in part.groupby("variant", sort=False):
+        fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4.6), squeeze=False, layout="constrained")
+        spread = dict(zip(lines, 1 + dodged(len(lines), 0.18)))  # multiplicative: the axis is logarithmic
+        for ax, measure in zip(axes.flat, FIGURE_MEASURES):
+            part = series[series.measure == measure]
+            for name, line in part.groupby("series", sort=False):
                 line = line.sort_values("training_respondents")
-                keep = np.isfinite(line.value.to_numpy(float))
-                line = line[keep]
+                line = line[np.isfinite(line.value.to_numpy(float))]
                 if line.empty:
                     continue
                 n = line.training_respondents.to_numpy(float)  # 0 sits in the linear part: a shift, not a factor
-                x = np.where(n > 0, n * spread[variant], (spread[variant] - 1) * 12)
+                x = np.where(n > 0, n * spread[name], (spread[name] - 1) * 12)
                 ax.errorbar(x, line.value, yerr=[line.value - line.low, line.high - line.value], capsize=2,
-                            linewidth=1, markersize=5, **styles[variant])
+                            linewidth=1, markersize=5, **styles[name])
             for name, style in zip(names, ANCHOR_STYLES * len(names)):
                 value = (anchors or {}).get(measure, {}).get(name)
                 if value is not None and np.isfinite(value):
                     ax.axhline(value, linestyle=style, linewidth=1, color="0.35")
             ax.set_xscale("symlog", linthresh=10)
-            ax.set_xlim(-3, 1.6 * max(curve.training_respondents.max(), 10))
+            ax.set_xlim(-3, 1.6 * largest)
             ax.set_xlabel("training respondents")
             ax.set_title(measure.replace("_", " ") + (" (lower is better)" if measure == "log_loss" else ""))
-        handles = [key(plt, v, styles[v]["color"], styles[v]["marker"], linestyle="-") for v in variants]
-        handles += [key(plt, f"{name} (main run, every respondent outside the panel)", "0.35", "",
+        handles = [key(plt, name, styles[name]["color"], styles[name]["marker"], linestyle="-") for name in lines]
+        handles += [key(plt, f"{name} (every respondent outside the panel)", "0.35", "",
                         linestyle=style) for name, style in zip(names, ANCHOR_STYLES * len(names))]
         fig.legend(handles=handles, loc="outside lower center", ncol=2)
         fig.suptitle(wrapped(title, WIDTH, size + 1))
@@ -126,27 +206,50 @@ def draw_curve(curve: pd.DataFrame, title: str, anchors: dict[str, dict[str, flo
     return fig
 
 
+def interval(value: float, low: float, high: float) -> str:
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def point_table(curve: pd.DataFrame) -> pd.DataFrame:
+    """One row per point, largest first: the fine-tuned model's log-loss and slope beside the same-card statistician's
+    (fitted on the same respondents), and the paired differences with their intervals."""
+    rows = []
+    for run, part in curve.groupby("run", sort=False):
+        lora = part[part.variant.str.endswith("-lora")].set_index("measure")
+        statistician = part[part.variant == STATISTICIAN].set_index("measure")
+        first = part.iloc[0]
+        row = {"point": run, "respondents": int(first.training_respondents)}
+        for label, frame, measure in (("log-loss", lora, "log_loss"),
+                                      (f"{STATISTICIAN} log-loss", statistician, "log_loss"),
+                                      ("difference", lora, f"log_loss_minus_{STATISTICIAN}"),
+                                      ("slope", lora, "subgroup_effect_slope"),
+                                      (f"{STATISTICIAN} slope", statistician, "subgroup_effect_slope"),
+                                      ("slope difference", lora, f"subgroup_effect_slope_minus_{STATISTICIAN}")):
+            row[label] = interval(*frame.loc[measure, ["value", "low", "high"]]) if measure in frame.index else ""
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("respondents", ascending=False, kind="stable")
+
+
 def curve_section(curve: pd.DataFrame, config, minutes: dict[str, float]) -> str:
-    """The results README's section: the curve as a table, in words, with what it cost."""
-    wide = curve.pivot_table(index=["training_respondents", "variant"], columns="measure", values="value",
-                             sort=False).reset_index()
-    lines = ["## Learning curve: real respondents in training (notebook 07)", "",
-             f"Runs `{'`, `'.join(learning_curve_runs(config))}`: the ablation persona subset "
-             f"({config.ablation_runs.train_personas} personas) plus k training respondents' real answers, each "
-             f"scored on the ablation panel ({config.panel.ablation_respondents} held-out respondents); the "
-             "references are fitted on the same respondents the model trained on. Table: `tables/learning_curve.*`; "
-             "figure: `figures/learning_curve.png`. Intervals: respondent bootstrap (in the table).", "",
-             wide.to_markdown(index=False, floatfmt=".3f"), ""]
+    """The results README's section: the answer at the largest point, the points as a table, what they cost."""
+    runs = learning_curve_runs(config)
+    lines = ["## Learning curve: real respondents in training (notebook 07)", ""]
+    sentence = largest_point_sentence(curve)
+    lines += [sentence, ""] if sentence else []
+    lines += [f"Points `{'`, `'.join(runs)}`: each trained on k {config.survey.title} respondents' real answers "
+              f"alone (drawn outside the held-out panel, nested), packed by respondent, and scored on the whole "
+              f"panel ({config.panel.respondents} held-out respondents); `{STATISTICIAN}` is fitted on the same k. "
+              "Intervals: respondent bootstrap; differences paired on the same draws. Table: "
+              "`tables/learning_curve.*`; figure: `figures/learning_curve.png`.", "",
+              point_table(curve).to_markdown(index=False), ""]
     if minutes:
-        lines += ["Minutes per run (training and panel notebooks, as recorded by papermill): "
+        lines += ["Minutes per point (training and panel notebooks, as recorded by papermill): "
                   + ", ".join(f"`{k}` {v:.1f}" for k, v in minutes.items()) + ".", ""]
     return "\n".join(lines)
 
 
 def run_minutes(config) -> dict[str, float]:
     """Minutes each run's notebooks took (papermill's recorded durations of 02 and 06)."""
-    import json
-
     out = {}
     for name in learning_curve_runs(config):
         executed = paths.RunPaths(config.profile, name).executed
@@ -165,6 +268,7 @@ def run_learning_curve(config) -> pd.DataFrame:
                                                      f"({config.profile})")
     curve_figure(curve, where.figures / TABLE, f"Learning curve ({config.profile})", anchor_values(config))
     write_section(where.results, "learning_curve", curve_section(curve, config, run_minutes(config)))
+    rewrite_verdict(config)  # the verdict opens with the curve's largest point
     atomic_write_json(where.results / "provenance" / "07_learning_curve.json", provenance_record(
         config.to_dict(), config.to_dict()["seeds"], {"learning_curve": sha256_file(where.tables / f"{TABLE}.csv")},
         step="07_learning_curve", runs=list(learning_curve_runs(config))))

@@ -1,0 +1,110 @@
+"""New questions: the item folds, the leakage check (no training record of a fold names a held-out item or its
+wording; no item-blind reference moves with the held-out answers), the item-blind references by hand, and the
+`panel_new_items` table."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from polypersona_utils.config import ConfigError, load_config, load_run
+from polypersona_utils.dataset.respondents import PanelRespondent, linked_by_id
+from polypersona_utils.dataset.splits import run_view
+from polypersona_utils.panel.measures import with_answer_columns
+from polypersona_utils.panel.new_items import item_blind_distributions, new_items_tables
+from polypersona_utils.runs.new_items import fold_items, new_items_runs, point_folds
+from polypersona_utils.study import StudyRun
+from test_learning_curve import fake_dataset
+from test_panel import VARIABLES, hand_made_frame
+
+POINT = {"respondents": 40, "top_layers": 2}
+
+
+def test_folds_cover_every_linked_item_once():
+    config = load_config("default", overrides={"new_items.points": [POINT]})
+    folds = fold_items(config)
+    linked = [q.question_id for q in config.bank.questions if q.survey_item and q.is_closed]
+    assert [len(f) for f in folds] == [2] * 5 and sorted(sum(folds, [])) == sorted(linked)
+    assert fold_items(load_config("default", overrides={"seeds.split": 7})) != folds  # drawn with the split seed
+    runs = new_items_runs(config)
+    assert list(runs) == [f"newitems-smollm2-135m-sft-40-top2-fold{i}" for i in range(1, 6)]
+    assert list(point_folds(config)) == ["newitems-smollm2-135m-sft-40-top2"]
+    assert runs["newitems-smollm2-135m-sft-40-top2-fold1"]["ablation.heldout_items"] == folds[0]
+    assert runs["newitems-smollm2-135m-sft-40-top2-fold1"]["ablation.respondent_pool"] == "survey"
+    with pytest.raises(ConfigError, match="heldout_items: 'nope' is not a linked item"):
+        load_config("smoke", overrides={"run": "x", "ablation.respondent_pool": "survey",
+                                        "ablation.heldout_items": ["nope"]})
+    with pytest.raises(ConfigError, match="heldout_items: only with respondent_pool: survey"):
+        load_config("smoke", overrides={"run": "x", "ablation.heldout_items": folds[0]})
+
+
+def test_no_training_record_of_a_fold_names_a_held_out_item_or_its_wording(tmp_roots):
+    config = load_config("smoke", overrides={"new_items.points": [POINT]})
+    eligible = StudyRun(config).eligible
+    fake_dataset(config, [r.persona_id for r in eligible[:5]])
+    questions = linked_by_id(config.bank)
+    for name, overrides in new_items_runs(config).items():
+        run = load_run("smoke", name, overrides)
+        heldout = overrides["ablation.heldout_items"]
+        records = run_view([], "train", run)
+        assert records and not {r["question_id"] for r in records} & set(heldout)
+        wording = [questions[q].text.split(". ")[-1] for q in heldout]  # the item's own words, past any preamble
+        text = "\n".join(m["content"] for r in records for m in r["messages"])
+        assert not any(words in text for words in wording), name
+        panel = StudyRun(run).panel  # scored on the held-out items alone
+        assert panel and all(set(r.answers) <= set(heldout) for r in panel)
+        assert {q for r in panel for q in r.answers} == set(heldout)
+
+
+def with_answers(real: PanelRespondent, answers: dict[str, str]) -> PanelRespondent:
+    """A real respondent's card with made-up answers."""
+    return PanelRespondent(real.persona_id, real.card, real.subgroups, answers)
+
+
+def test_item_blind_references_by_hand_and_blind_to_the_held_out_answers():
+    config = load_config("smoke")
+    questions = dict(list(linked_by_id(config.bank).items())[:3])
+    first, second, heldout = list(questions)
+    options = list(questions[heldout].options)
+    cards = StudyRun(config).eligible[:8]
+    train = [with_answers(cards[i], {first: "Too little", second: "Too much" if i < 3 else "Too little",
+                                     heldout: "About right"}) for i in range(6)]
+    panel = [with_answers(cards[6], {heldout: "Too much"}), with_answers(cards[7], {heldout: "Too much"})]
+    p0, p1 = cards[6].persona_id, cards[7].persona_id
+    out = item_blind_distributions(train, panel, questions, [heldout], seed=0)
+    assert set(out) == {"uniform", "pooled-marginal", "pooled-logistic"}
+    assert out["uniform"][p0, heldout].tolist() == pytest.approx([1 / 3] * 3)
+    # the other items' 12 answers: "Too little" 9, "About right" 0, "Too much" 3; Jeffreys +0.5 each, over 13.5
+    shares = {"Too little": 9.5 / 13.5, "About right": 0.5 / 13.5, "Too much": 3.5 / 13.5}
+    assert out["pooled-marginal"][p1, heldout].tolist() == pytest.approx([shares[o] for o in options])
+    for key in ((p0, heldout), (p1, heldout)):
+        assert out["pooled-logistic"][key].sum() == pytest.approx(1) and (out["pooled-logistic"][key] > 0).all()
+    changed = [PanelRespondent(r.persona_id, r.card, r.subgroups, {**r.answers, heldout: "Too much"}) for r in train]
+    again = item_blind_distributions(changed, panel, questions, [heldout], seed=0)
+    for name in out:  # nothing an item-blind reference says depends on the held-out answers
+        assert all(np.array_equal(out[name][k], again[name][k]) for k in out[name])
+
+
+def test_panel_new_items_puts_the_model_against_the_item_blind_references():
+    knows = hand_made_frame(lambda party: [0.8, 0.1, 0.1] if party == "Democrat" else [0.1, 0.1, 0.8])
+    pooled = hand_made_frame(lambda party: [0.5, 0.1, 0.4]).assign(variant="pooled-marginal")
+    uniform = hand_made_frame(lambda party: [1 / 3] * 3).assign(variant="uniform")
+    ceiling = hand_made_frame(lambda party: [0.9, 0.05, 0.05] if party == "Democrat" else [0.05, 0.05, 0.9])
+    frame = pd.concat([knows.assign(variant="m-lora"), pooled, uniform,
+                       ceiling.assign(variant="baseline-logistic")], ignore_index=True)
+    population = with_answer_columns(hand_made_frame(lambda party: [1.0, 0.0, 0.0]))
+    worth = load_config("smoke").panel.worth
+    tables = new_items_tables(with_answer_columns(frame), population, 200, 1, 5, VARIABLES, worth, 3)
+    table = tables["panel_new_items"].set_index("variant")
+    assert list(table.index) == ["baseline-logistic", "m-lora", "pooled-marginal", "uniform"]  # best first
+    assert table.loc["baseline-logistic", "kind"].startswith("ceiling")
+    assert table.loc["uniform", "kind"].startswith("reference") and table.loc["m-lora", "kind"] == "model"
+    model = table.loc["m-lora"]
+    # Democrats answer "Too little" (0.8 against 0.5), Republicans "Too much" (0.8 against 0.4)
+    expected = (-math.log(0.8) + math.log(0.5) - math.log(0.8) + math.log(0.4)) / 2
+    assert model["log_loss_minus_pooled-marginal"] == pytest.approx(expected)
+    assert model["log_loss_minus_pooled-marginal_lo"] <= expected <= model["log_loss_minus_pooled-marginal_hi"]
+    assert math.isnan(model["log_loss_minus_pooled-logistic"])  # not in the frame: no difference, said as none
+    assert model["log_loss_minus_pooled-logistic_ci_method"] == "none"
+    assert model.subgroup_effect_correlation == pytest.approx(1.0)
+    assert set(tables["panel_new_items_worth"].predictor) >= {"m-lora", "pooled-marginal", "baseline-logistic"}
