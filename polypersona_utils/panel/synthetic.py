@@ -148,7 +148,8 @@ def score_panel(run: StudyRun, variant, respondents: list[PanelRespondent], out:
 
     try:
         done = run_batches(list(by_id), key_of=lambda pid: sha256_json({**identity, "respondent": pid,
-                                                                        "card": by_id[pid].card}),
+                                                                        "card": by_id[pid].card,
+                                                                        "items": sorted(by_id[pid].answers)}),
                            order_of=lambda pid: (order[pid],), compute=compute,
                            log_path=config.paths().cache / "panel" / f"{variant.name}.jsonl",
                            batch_size=config.panel.batch_respondents, desc=f"panel {variant.name}",
