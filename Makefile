@@ -74,7 +74,7 @@ $(INSTALLED): requirements.txt requirements-nodeps.txt pyproject.toml
 # failed halfway) there is no Python to ask: make then installs, rewrites sources.mk (the rule below: it depends on
 # the install) and, because an included makefile was made, starts over, now knowing the standard ablation runs and
 # every step's sources.
-NO_PROFILE_GOALS := help install test test-fast lab clean bench
+NO_PROFILE_GOALS := help install test test-fast lab clean bench serve
 ifneq ($(filter-out $(NO_PROFILE_GOALS),$(or $(MAKECMDGOALS),help)),)
 ifneq ($(wildcard $(INSTALLED)),)
 # (the workspace passed by hand: make before 4.4 does not export variables to $(shell))
@@ -253,9 +253,24 @@ $(RESULTS)/report.html: $(RESULTS)/README.md $(wildcard $(RESULTS)/figures/*.png
 check-results: | $(INSTALLED)
 	$(PY) -m polypersona_utils check-results $(PROFILE)
 
-## test: run the whole test suite, notebooks and training included (installs first; what CI runs)
+# llama.cpp's server (requirements-serve.txt): built from source, so only `make serve` and `make test` install it
+SERVE_INSTALLED := $(VENV)/.serve-installed
+$(SERVE_INSTALLED): requirements-serve.txt | $(INSTALLED)
+	$(PY) -m pip install --quiet -r requirements-serve.txt
+	touch $@
+
+## serve: an embedded GGUF (MODEL=smollm2-135m-instruct or gemma3-270m) served by llama.cpp's OpenAI-compatible
+## server on PORT (default 8000): a `models:` entry with backend: http, http_url: http://localhost:PORT/v1 and
+## tokenizer: MODEL is then scored exactly (installs llama-cpp-python first)
+.PHONY: serve
+serve: $(SERVE_INSTALLED)
+	$(PY) -m llama_cpp.server --model "$$($(PY) -m polypersona_utils gguf-path $(or $(MODEL),smollm2-135m-instruct))" \
+	  --port $(or $(PORT),8000) --n_ctx 4096
+
+## test: run the whole test suite, notebooks, training and a real llama.cpp server included (installs first; what
+## CI runs)
 .PHONY: test
-test: $(INSTALLED)
+test: $(INSTALLED) $(SERVE_INSTALLED)
 	$(PY) -m pytest -q
 
 ## test-fast: the tests not marked slow: no notebook, no real-model training (about 2 minutes; the edit-test loop)

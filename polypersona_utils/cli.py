@@ -43,6 +43,18 @@ def missing_points(args) -> int:
     return 0
 
 
+def gguf_path(args) -> int:
+    """The file of an embedded GGUF model (joined from its chunk packages first, where it ships in chunks)."""
+    from . import paths
+    from .llm.models import EMBEDDED_MODELS, gguf_path as path_of
+
+    if args.model not in EMBEDDED_MODELS:
+        print(f"gguf-path: {args.model!r} is not an embedded model ({sorted(EMBEDDED_MODELS)})", file=sys.stderr)
+        return 2
+    print(path_of(EMBEDDED_MODELS[args.model], paths.MODEL_CACHE_DIR))
+    return 0
+
+
 def train(args) -> int:
     import logging
 
@@ -186,6 +198,8 @@ def parser() -> argparse.ArgumentParser:
     command("missing-points", missing_points, "the learning-curve points (or new-items folds) with no result made "
             "with their present settings (what make learning-curve and make new-items run)", profile,
             ("--new-items", {"action": "store_true", "help": "the new-items fold runs instead of the curve's points"}))
+    command("gguf-path", gguf_path, "the file of an embedded GGUF model (what make serve serves)",
+            ("model", {"help": "an embedded model name"}))
     command("train", train, "train every model of a profile (notebook 02's work; for accelerate launch)", profile)
     command("check-results", check_results, "recompute every table from the stored answers and compare", profile)
     command("score", score, "score answers produced elsewhere on the test split (make score)", profile,

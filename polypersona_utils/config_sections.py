@@ -160,9 +160,12 @@ class ModelSpec:
     chat_template: Optional[Literal["chatml", "plain"]] = None
     train: bool = True  # False: zero-shot comparison only (the paper's larger baselines)
     # http: a model served by an OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp) under the name `model_id`,
-    # zero-shot only; its panel samples `panel.http_samples` answers per item and order (no log-probabilities)
+    # zero-shot only. With `tokenizer` (the embedded model name or local folder whose tokenizer and chat template
+    # the server uses) its panel reads each option's exact token probabilities from the completions endpoint;
+    # without, or where the endpoint gives none, it samples `panel.http_samples` answers per item and order
     backend: Literal["local", "http"] = "local"
     http_url: Optional[str] = None  # e.g. http://localhost:8000/v1
+    tokenizer: Optional[str] = None
 
     def validate(self) -> None:
         if self.backend == "http":
@@ -170,8 +173,8 @@ class ModelSpec:
                 raise ValueError(f"http_url: required for the http model '{self.name}'")
             if self.train:
                 raise ValueError(f"train: the http model '{self.name}' is served, not trained here: set train: false")
-        elif self.http_url:
-            raise ValueError(f"http_url: only for backend: http (model '{self.name}')")
+        elif self.http_url or self.tokenizer:
+            raise ValueError(f"http_url and tokenizer: only for backend: http (model '{self.name}')")
         elif is_hub_id(self.model_id) and not self.revision:
             raise ValueError(f"revision: required for the hub model '{self.model_id}' (a pinned commit hash)")
 
@@ -318,9 +321,10 @@ class PanelConfig:
     min_cell_respondents: int = 10  # item x subgroup cells with fewer are left out of subgroup-effect recovery
     batch_respondents: int = 4  # respondents scored (and logged) together
     http_samples: int = 20  # http models: answers sampled per (respondent, item) in each option order
-    # http models: log-probabilities where the endpoint gives them (auto), else (or always: sampling) samples
+    # http models: exact token probabilities where the model names its tokenizer and the endpoint gives them (auto),
+    # else (or always: sampling) samples
     http_method: Literal["auto", "sampling"] = "auto"
-    http_top_logprobs: int = 20  # alternatives per token asked for (OpenAI's maximum)
+    http_top_logprobs: int = 20  # alternatives per token asked for (vLLM's default maximum)
     http_concurrency: int = 4  # requests in flight
     http_retries: int = 3  # per request, with backoff, on connection errors, 408, 409, 429 and 5xx
     # the main run's anchors: the references fitted on every eligible respondent outside the panel (about 2 minutes

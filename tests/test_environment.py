@@ -16,7 +16,7 @@ def pins(lines):
         if line:
             name, _, version = line.partition("==")
             assert version, f"not pinned exactly: {line}"
-            found[name.strip().lower()] = version.strip()
+            found[name.split("[")[0].strip().lower()] = version.strip()  # extras: llama-cpp-python[server]
     return found
 
 
@@ -38,8 +38,11 @@ def test_fast_moving_packages_pinned_exactly():
 
 
 def test_installed_versions_match_the_pins():
-    for name, version in {**requirements(), **pins((paths.PROJECT_ROOT / "requirements-nodeps.txt")
-                                                   .read_text().splitlines())}.items():
+    """requirements.txt and requirements-nodeps.txt (make install), requirements-serve.txt (make test and make
+    serve)."""
+    files = ("requirements-nodeps.txt", "requirements-serve.txt")
+    for name, version in {**requirements(), **{k: v for f in files for k, v in pins(
+            (paths.PROJECT_ROOT / f).read_text().splitlines()).items()}}.items():
         installed = metadata.version(name)
         assert installed.split("+")[0] == version, f"{name}: installed {installed}, pinned {version}"
 

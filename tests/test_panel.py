@@ -74,11 +74,17 @@ def test_the_order_effect_table_has_a_row_per_scored_variant_and_served_models_u
 
     local = [{"probabilities_given_order": [0.6, 0.4], "probabilities_reversed_order": [0.4, 0.6]},
              {"probabilities_given_order": [1.0, 0.0], "probabilities_reversed_order": [1.0, 0.0]}]
-    served = [dict(local[0], unparseable_samples=3), dict(local[1], unparseable_samples=1)]
-    table = order_effect_table({"local": local, "served": served}, http_samples=5).set_index("variant")
-    assert table.mean_total_variation.tolist() == pytest.approx([0.1, 0.1])  # (0.2 + 0) / 2 each
+    served = [dict(local[0], scored_by="samples", unparseable_samples=3, bounded_options=0, options=["a", "b"]),
+              dict(local[1], scored_by="samples", unparseable_samples=1, bounded_options=0, options=["a", "b"])]
+    exact = [dict(row, scored_by="tokens", unparseable_samples=0, bounded_options=n) for row, n in zip(served, (1, 0))]
+    table = order_effect_table({"local": local, "served": served, "exact": exact}, http_samples=5).set_index("variant")
+    assert table.mean_total_variation.tolist() == pytest.approx([0.1, 0.1, 0.1])  # (0.2 + 0) / 2 each
     assert table.loc["served", "unparseable_sample_share"] == pytest.approx(4 / (2 * 5 * 2))
     assert np.isnan(table.loc["local", "unparseable_sample_share"])  # a local model samples nothing
+    assert np.isnan(table.loc["exact", "unparseable_sample_share"]) and np.isnan(table.loc["served",
+                                                                                       "bounded_option_share"])
+    assert table.loc["exact", "bounded_option_share"] == pytest.approx(1 / (2 * 2 * 2))  # of 2 orders x 2 options
+    assert table.loc["exact", "served_by"] == "tokens" and table.loc["served", "served_by"] == "samples"
     assert "unparseable_sample_share" not in order_effect_table({"local": local}, http_samples=5)
 
 def test_sampled_answers_are_seeded_and_follow_the_temperature():
@@ -359,8 +365,8 @@ def test_a_served_model_panel_samples_k_answers_per_item_and_order(tmp_roots, tm
                                  {first.question_id: "Too little", second.question_id: "Too much"})
     try:
         rows = score_panel(StudyRun(config), variant, [respondent], tmp_path / "served.jsonl", progress=False)
-        probe, seen[:] = seen[0], seen[1:]  # asked for log-probabilities first; this server gives none
-        assert probe["logprobs"] is True and {r["scored_by"] for r in rows} == {"samples"}
+        # no tokenizer named: sampled from the start, no request for log-probabilities
+        assert not any("logprobs" in b for b in seen) and {r["scored_by"] for r in rows} == {"samples"}
         assert len(seen) == 2 * 2 * 6 and {b["model"] for b in seen} == {"big-model"}
         assert len({b["seed"] for b in seen}) == len(seen)  # one seed per sample
         assert sorted(r["question_id"] for r in rows) == sorted([first.question_id, second.question_id])
@@ -386,7 +392,10 @@ def test_a_served_model_panel_samples_k_answers_per_item_and_order(tmp_roots, tm
 @pytest.mark.parametrize("model, message", [
     ({"name": "s", "model_id": "m", "backend": "http", "train": False}, "http_url: required for the http model 's'"),
     ({"name": "s", "model_id": "m", "backend": "http", "http_url": "http://x/v1"}, "train: the http model 's' is served"),
-    ({"name": "s", "model_id": "smollm2-135m-instruct", "http_url": "http://x/v1"}, "http_url: only for backend: http"),
+    ({"name": "s", "model_id": "smollm2-135m-instruct", "http_url": "http://x/v1"},
+     "http_url and tokenizer: only for backend: http"),
+    ({"name": "s", "model_id": "smollm2-135m-instruct", "tokenizer": "smollm2-135m-instruct"},
+     "http_url and tokenizer: only for backend: http"),
 ])
 def test_a_served_model_needs_its_url_and_is_never_trained(model, message):
     from polypersona_utils.config import ConfigError, load_config

@@ -72,19 +72,6 @@ def openai_chat(url: str, model: str, messages: list[dict], max_tokens: int, tem
     return response.choices[0].message.content or ""
 
 
-def openai_token_logprobs(url: str, model: str, messages: list[dict], max_tokens: int, top_logprobs: int,
-                          timeout_s: float = 120.0, retries: int = 2) -> list[tuple[str, float, dict]] | None:
-    """The greedy answer's tokens, each with its log-probability and the `top_logprobs` most likely tokens at its
-    position ({token: log-probability}); None when the server gives no log-probabilities, [] for an empty answer."""
-    response = chat_completion(url, model, messages, timeout_s, retries, max_tokens=max_tokens, temperature=0.0,
-                               logprobs=True, top_logprobs=top_logprobs)
-    logprobs = response.choices[0].logprobs
-    if logprobs is None or (logprobs.content is None and response.choices[0].message.content):
-        return None
-    return [(step.token, step.logprob, {c.token: c.logprob for c in (step.top_logprobs or [])})
-            for step in logprobs.content or []]
-
-
 def completion(url: str, model: str, prompt: str, timeout_s: float = 120.0, retries: int = 2, **settings):
     """One text completion (the client's response object); RuntimeError naming the endpoint when it never answers,
     EndpointError when it answers with an error after the retries."""
@@ -100,13 +87,13 @@ def completion(url: str, model: str, prompt: str, timeout_s: float = 120.0, retr
             from exc
 
 
-def openai_next_token(url: str, model: str, prompt: str, top_logprobs: int, timeout_s: float = 120.0,
-                      retries: int = 2) -> tuple[str, float, dict[str, float]] | None:
+def openai_next_token(url: str, model: str, prompt: str, top_logprobs: int, logit_bias: dict[str, float],
+                      timeout_s: float = 120.0, retries: int = 2) -> tuple[str, float, dict[str, float]] | None:
     """The next token after `prompt` (raw text, the chat template already applied) from the completions endpoint:
-    (the greedy token, its log-probability, the `top_logprobs` most likely tokens as {text: log-probability});
-    None when the endpoint gives no log-probabilities or ends the text at once (its greedy token ends the turn)."""
+    (the greedy token under `logit_bias`, its log-probability, the `top_logprobs` most likely tokens as {text:
+    log-probability}); None when the endpoint gives no log-probabilities."""
     response = completion(url, model, prompt, timeout_s, retries, max_tokens=1, temperature=0.0,
-                          logprobs=top_logprobs)
+                          logprobs=top_logprobs, logit_bias=logit_bias or None)
     logprobs = response.choices[0].logprobs
     if logprobs is None or not logprobs.tokens:
         return None

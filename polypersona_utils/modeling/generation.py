@@ -32,6 +32,7 @@ class Variant:
     adapter_dir: str | None  # None: the base model zero-shot
     include_persona: bool = True
     http_url: str | None = None  # served by an OpenAI-compatible endpoint (model `model_id`) instead of loaded
+    tokenizer: str | None = None  # a served model's tokenizer and chat template (exact option probabilities)
 
     def base_label(self, quantization: str) -> str:
         """What tables say of the base this variant is evaluated on: the profile's `training.quantization` for
@@ -43,9 +44,9 @@ class Variant:
         return base + (" + LoRA" if self.adapter_dir else "")
 
     def identity(self) -> dict:
-        """What decides this variant's answers (cache keys). `http_url` only when set, so that local variants keep
-        the keys of runs made before served models existed."""
-        return {k: v for k, v in asdict(self).items() if k != "http_url" or v is not None}
+        """What decides this variant's answers (cache keys). `http_url` and `tokenizer` only when set, so that local
+        variants keep the keys of runs made before served models existed."""
+        return {k: v for k, v in asdict(self).items() if k not in ("http_url", "tokenizer") or v is not None}
 
 
 def generation_settings(config) -> dict:
@@ -61,7 +62,7 @@ def variants(config) -> list[Variant]:
     out = []
     for spec in config.models:
         out.append(Variant(f"{spec.name}-zeroshot", spec.model_id, spec.revision, spec.chat_template, None,
-                           include_persona, spec.http_url))
+                           include_persona, spec.http_url, spec.tokenizer))
         if spec.train:
             out.append(Variant(f"{spec.name}-lora", spec.model_id, spec.revision, spec.chat_template,
                                str(config.paths().adapters / spec.name), include_persona))

@@ -118,16 +118,26 @@ def compute_panel_tables(run: StudyRun, frame: pd.DataFrame) -> dict[str, pd.Dat
 
 
 def order_effect_table(scored: dict[str, list[dict]], http_samples: int) -> pd.DataFrame:
-    """Per scored variant, the mean order effect (`synthetic.order_effect`); for served models (their rows count the
-    samples that named no option) also the share of such samples, of two orders x `http_samples` a row."""
+    """Per scored variant, the mean order effect (`synthetic.order_effect`); for served models also how they were
+    scored (`served_by`), the share of sampled answers that named no option (of two orders x `http_samples` a row
+    scored by sampling; NaN where none was) and the share of options whose exact probability was bounded (of two
+    orders x the options a row scored exactly; NaN where none was)."""
     table = pd.DataFrame([{"variant": name, "mean_total_variation": order_effect(rows)}
                           for name, rows in scored.items()], columns=["variant", "mean_total_variation"])
-    served = {name: sum(r["unparseable_samples"] for r in rows) / (2 * http_samples * len(rows))
-              for name, rows in scored.items() if rows and "unparseable_samples" in rows[0]}
+    served = {name: rows for name, rows in scored.items() if rows and "scored_by" in rows[0]}
     if served:
-        table["unparseable_sample_share"] = table.variant.map(served)
-        table["served_by"] = table.variant.map({name: "/".join(sorted({r.get("scored_by") or "samples" for r in rows}))
-                                                for name, rows in scored.items() if name in served})
+        def share(rows, method, count, per_row):
+            chosen = [r for r in rows if r["scored_by"] == method]
+            return sum(r[count] for r in chosen) / sum(per_row(r) for r in chosen) if chosen else float("nan")
+
+        table["served_by"] = table.variant.map({name: "/".join(sorted({r["scored_by"] for r in rows}))
+                                                for name, rows in served.items()})
+        table["unparseable_sample_share"] = table.variant.map(
+            {name: share(rows, "samples", "unparseable_samples", lambda r: 2 * http_samples)
+             for name, rows in served.items()})
+        table["bounded_option_share"] = table.variant.map(
+            {name: share(rows, "tokens", "bounded_options", lambda r: 2 * len(r["options"]))
+             for name, rows in served.items()})
     return table
 
 

@@ -28,7 +28,7 @@ from ..llm.option_scoring import option_log_probs
 from ..llm.resumable import run_batches
 from ..provenance import sha256_file, sha256_json, write_jsonl
 from ..study import StudyRun
-from .served import ServedPanel, requests_per_pair
+from .served import ServedPanel, option_steps, requests_per_pair
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +95,22 @@ def score_panel(run: StudyRun, variant, respondents: list[PanelRespondent], out:
                     "include_persona": variant.include_persona, "method": p.http_method, "samples": p.http_samples,
                     "top_logprobs": p.http_top_logprobs, "decoding": [config.generation.temperature,
                     config.generation.top_p, config.generation.max_new_tokens], "seed": config.seeds.sampling}
-        served = ServedPanel(config, variant)
+        if variant.tokenizer:
+            identity["tokenizer"] = variant.tokenizer
+        tokenizer = models.load_tokenizer(variant.tokenizer, None, variant.chat_template) if variant.tokenizer \
+            else None
+        served = ServedPanel(config, variant, tokenizer)
         pairs = sum(len(r.answers) for r in respondents)
-        message = (f"panel {variant.name}: {pairs} respondent-item pairs, {pairs * requests_per_pair(config, 'logprobs')}"
-                   f" requests if the endpoint gives log-probabilities, else {pairs * requests_per_pair(config, 'samples')}"
-                   f" ({p.http_samples} samples x 2 orders a pair); {p.http_concurrency} in flight (fewer if cached)")
+        exact = ""
+        if tokenizer is not None and p.http_method == "auto" and respondents and respondents[0].answers:
+            first = respondents[0]
+            order, chat = ordered_prompts(first, questions[sorted(first.answers)[0]], variant.include_persona)[0]
+            prefixes = len({step[0] for option in option_steps(tokenizer, chat, list(order)) for step in option})
+            exact = (f"{pairs * requests_per_pair(config, 'tokens', prefixes)} requests if the endpoint gives "
+                     f"log-probabilities ({prefixes} answer prefixes x 2 orders a pair), else ")
+        message = (f"panel {variant.name}: {pairs} respondent-item pairs, {exact}"
+                   f"{pairs * requests_per_pair(config, 'samples')} ({p.http_samples} samples x 2 orders a pair); "
+                   f"{p.http_concurrency} in flight (fewer if cached)")
         log.info(message)
         print(message, flush=True)
     by_id = {r.persona_id: r for r in respondents}
@@ -141,7 +152,8 @@ def score_panel(run: StudyRun, variant, respondents: list[PanelRespondent], out:
                                                      (config.seeds.sampling, respondent_number(respondent.persona_id),
                                                       linked_index(questions, qid))),
                     "real_option": respondent.answers[qid], "variant": variant.name,
-                    **({"unparseable_samples": unparseable, "scored_by": method} if variant.http_url
+                    **({"scored_by": method, "unparseable_samples": unparseable if method == "samples" else 0,
+                        "bounded_options": unparseable if method == "tokens" else 0} if variant.http_url
                        else {"scoring_dtype": dtype})})
             rows.append({"items": items})
         return rows
