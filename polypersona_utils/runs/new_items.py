@@ -87,7 +87,7 @@ def point_tables(run: StudyRun, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     population = with_answer_columns(population_frame(run))
     out: dict[str, list] = {name: [] for name in TABLES}
     for point, part in frame.groupby("point", sort=False):
-        tables = new_items_tables(with_answer_columns(part.drop(columns=["point", "fold"])), population,
+        tables = new_items_tables(with_answer_columns(part.drop(columns=["point"])), population,
                                   config.metrics.bootstrap_samples, config.seeds.bootstrap,
                                   config.panel.min_cell_respondents, variables, config.panel.worth,
                                   config.seeds.worth)
@@ -146,7 +146,8 @@ def new_items_section(tables: dict[str, pd.DataFrame], config) -> str:
                            else "is level with")
                 said.append(f"{verdict} `{reference}` by {bracket(row, name, signed=True)}")
         correlation = bracket(row, "subgroup_effect_correlation", signed=True)
-        lines += [f"`{point}` ({len(folds)} folds of {', '.join(str(len(f)) for f in folds)} items): on the items it "
+        sizes = sorted({len(f) for f in folds})
+        lines += [f"`{point}` ({len(folds)} folds of {' or '.join(map(str, sizes))} items): on the items it "
                   f"was not trained on, the fine-tuned panel {' and '.join(said)} (log-loss, paired, model minus "
                   f"reference); its subgroup-effect correlation is {correlation}.", ""]
     shown = table[["point", "variant", "kind", "pairs"]].copy()
