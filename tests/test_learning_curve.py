@@ -122,10 +122,14 @@ def fake_point(config, name: str, respondents: int, log_loss: dict[str, float], 
 
 def test_collect_writes_table_figure_and_section(tmp_roots):
     config = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": None}]})
-    with pytest.raises(FileNotFoundError, match="curve-smollm2-135m-sft-2.*make learning-curve PROFILE=smoke"):
+    with pytest.raises(FileNotFoundError, match="no learning-curve point of smoke.*make learning-curve PROFILE=smoke"):
         collect(config)
     fake_point(config, "curve-smollm2-135m-sft-2", 2, dict(zip(VARIANTS, (1.30, 1.10, 0.95, 0.90))),
                (0.35, 0.30, 0.40))
+    partial = run_learning_curve(config)  # committed point by point: the scored ones, the others named
+    assert set(partial.run) == {"curve-smollm2-135m-sft-2"}
+    assert "Not scored yet (`make learning-curve` runs them, each committed when scored): `curve-smollm2-135m-sft-all`" \
+        in (config.paths().results / "README.md").read_text()
     fake_point(config, "curve-smollm2-135m-sft-all", 1700, dict(zip(VARIANTS, (0.80, 1.10, 0.82, 0.90))),
                (-0.02, -0.03, -0.01))
     curve = run_learning_curve(config)

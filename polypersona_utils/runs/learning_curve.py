@@ -95,19 +95,28 @@ def missing_points(config, runs: dict[str, dict] | None = None) -> list[str]:
     return missing
 
 
+PANEL_TABLES = ("panel_individual", "panel_effects", "panel_paired")
+
+
+def scored_points(config) -> list[str]:
+    """The points whose panel tables exist (a curve is committed point by point), in the profile's order."""
+    return [name for name in learning_curve_runs(config)
+            if all((paths.RunPaths(config.profile, name, "test").tables / f"{t}.csv").exists() for t in PANEL_TABLES)]
+
+
 def collect(config) -> pd.DataFrame:
-    """Every point's panel measures and paired differences, long (`COLUMNS`). A point without panel tables raises
-    FileNotFoundError naming it (run `make learning-curve`)."""
+    """Every scored point's panel measures and paired differences, long (`COLUMNS`); FileNotFoundError when no
+    point is scored yet (run `make learning-curve`)."""
+    scored = scored_points(config)
+    if not scored:
+        raise FileNotFoundError(f"no learning-curve point of {config.profile} has panel tables yet; "
+                                f"run make learning-curve PROFILE={config.profile}")
     rows = []
     for point, (name, overrides) in zip(config.learning_curve, learning_curve_runs(config).items()):
+        if name not in scored:
+            continue
         folder = paths.RunPaths(config.profile, name, "test").tables
-        tables = {}
-        for table in ("panel_individual", "panel_effects", "panel_paired"):
-            path = folder / f"{table}.csv"
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: learning-curve point '{name}' has no panel tables; "
-                                        f"run make learning-curve PROFILE={config.profile}")
-            tables[table] = pd.read_csv(path)
+        tables = {table: pd.read_csv(folder / f"{table}.csv") for table in PANEL_TABLES}
         stored = point_result(config, name) or {}
         described = {"run": name, "model": overrides["ablation_runs.model"], "objective": point.objective,
                      "top_layers": point.top_layers or "all", "base": "fp32" if point.quantization == "none" else "nf4",
@@ -242,6 +251,10 @@ def curve_section(curve: pd.DataFrame, config, minutes: dict[str, float]) -> str
               "Intervals: respondent bootstrap; differences paired on the same draws. Table: "
               "`tables/learning_curve.*`; figure: `figures/learning_curve.png`.", "",
               point_table(curve).to_markdown(index=False), ""]
+    waiting = [name for name in runs if name not in set(curve.run)]
+    if waiting:
+        lines += ["Not scored yet (`make learning-curve` runs them, each committed when scored): "
+                  + ", ".join(f"`{name}`" for name in waiting) + ".", ""]
     if minutes:
         lines += ["Minutes per point (training and panel notebooks, as recorded by papermill): "
                   + ", ".join(f"`{k}` {v:.1f}" for k, v in minutes.items()) + ".", ""]
@@ -271,5 +284,5 @@ def run_learning_curve(config) -> pd.DataFrame:
     rewrite_verdict(config)  # the verdict opens with the curve's largest point
     atomic_write_json(where.results / "provenance" / "07_learning_curve.json", provenance_record(
         config.to_dict(), config.to_dict()["seeds"], {"learning_curve": sha256_file(where.tables / f"{TABLE}.csv")},
-        step="07_learning_curve", runs=list(learning_curve_runs(config))))
+        step="07_learning_curve", runs=sorted(set(curve.run), key=list(learning_curve_runs(config)).index)))
     return curve
