@@ -67,7 +67,9 @@ class Interval(NamedTuple):
 
 # The methods an `Interval` names, as the tables write them.
 BCA = "BCa"
-NORMAL = "normal"  # BCa undefined (the estimate lies beyond every draw): estimate +- z * the draws' standard deviation
+# BCa undefined (the estimate lies beyond every draw) or leaving out its estimate (a bias correction so large that
+# the interval sits among the extreme draws): estimate +- z * the draws' standard deviation
+NORMAL = "normal"
 CONSTANT = "constant"  # every draw gives the same value: the interval is that value
 NO_INTERVAL = "none"  # no draw gives a value (nor does the estimate): nothing to report
 
@@ -83,8 +85,9 @@ def bca_interval(statistic, n: int, replicates: np.ndarray, level: float = 0.95)
     Where BCa is undefined, a stated fallback, named in the result's `method`: when every draw gives the same value
     (a persona-blind panel's slope) the interval is that value (`constant`); when the estimate lies beyond every
     draw (a correlation of 0.95 over subgroup cells, which resampling can only attenuate, so the bias correction is
-    infinite and scipy returns NaN), the normal interval around the estimate with the draws' standard deviation
-    (`normal`): it exists and contains its estimate."""
+    infinite and scipy returns NaN), or where BCa's interval leaves out the estimate (nearly every draw on one side
+    of it: the bias correction puts the interval among the extreme draws), the normal interval around the estimate
+    with the draws' standard deviation (`normal`): it exists and contains its estimate."""
     import warnings
     from types import SimpleNamespace
 
@@ -108,8 +111,8 @@ def bca_interval(statistic, n: int, replicates: np.ndarray, level: float = 0.95)
         result = bootstrap((np.arange(n),), on_indices, n_resamples=0, vectorized=True, method="BCa",
                            confidence_level=level, bootstrap_result=SimpleNamespace(bootstrap_distribution=finite))
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if np.isfinite(low) and np.isfinite(high):
-        return Interval(low, high, BCA)
     estimate = float(np.asarray(statistic(np.ones((1, n))), float)[0])
+    if np.isfinite(low) and np.isfinite(high) and low <= estimate <= high:
+        return Interval(low, high, BCA)
     spread = norm.ppf(0.5 + level / 2) * float(np.std(finite, ddof=1))
     return Interval(estimate - spread, estimate + spread, NORMAL)

@@ -116,6 +116,10 @@ def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
     assert individual.log_loss == pytest.approx(-math.log(0.8))
     assert individual.accuracy == 1.0 and individual.log_loss_lo <= individual.log_loss <= individual.log_loss_hi
     alignment = tables["panel_alignment"].set_index(["variant", "variable", "category"])
+    model_rows = alignment.loc["model"]  # resampling lowers the alignment: BCa (or its fallback) holds the estimate
+    assert ((model_rows.alignment_lo <= model_rows.alignment + 1e-9)
+            & (model_rows.alignment <= model_rows.alignment_hi + 1e-9)).all()
+    assert set(model_rows.alignment_ci_method) <= {"BCa", "normal", "constant"}
     # Democrats: mean [0.8, 0.1, 0.1] against real [1, 0, 0]: W1 = 0.2 + 0.1 = 0.3 of a maximum 2.
     assert alignment.loc[("model", "party", "Democrat"), "alignment"] == pytest.approx(1 - 0.3 / 2)
     # Whole panel: mean [0.45, 0.1, 0.45] against real [0.5, 0, 0.5]: W1 = 0.05 + 0.05 = 0.1.

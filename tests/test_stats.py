@@ -64,3 +64,18 @@ def test_where_bca_is_undefined_the_interval_is_the_stated_normal_fallback():
     half = 1.959964 * np.std(replicates, ddof=1)
     assert method == NORMAL
     assert (low, high) == pytest.approx((1.0 - half, 1.0 + half), abs=1e-6)
+
+
+def test_a_bca_interval_that_leaves_out_its_estimate_falls_back_to_the_normal_interval():
+    """Nearly every draw below the estimate, two above it (draws made elsewhere, as every table's are): BCa's bias
+    correction then puts its interval among the top draws, above the estimate; the stated fallback contains it."""
+    n = 30
+
+    def share_drawn(weights):
+        return (weights > 0).mean(axis=1)
+    below = share_drawn(bootstrap_weights(n, 500, 0))
+    low, high, method = bca_interval(share_drawn, n, np.concatenate([below, [1.0005, 1.0005]]))
+    half = 1.959964 * np.std(np.concatenate([below, [1.0005, 1.0005]]), ddof=1)
+    assert method == NORMAL and (low, high) == pytest.approx((1.0 - half, 1.0 + half), abs=1e-6)
+    low, high, method = bca_interval(share_drawn, n, np.concatenate([below, [1.0005]]))
+    assert method == "BCa" and low <= 1.0 <= high  # one draw above: BCa holds its estimate and is kept
