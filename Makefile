@@ -261,17 +261,21 @@ $(SERVE_INSTALLED): requirements-serve.txt | $(INSTALLED)
 
 ## serve: an embedded GGUF (MODEL=smollm2-135m-instruct or gemma3-270m) served by llama.cpp's OpenAI-compatible
 ## server on PORT (default 8000): a `models:` entry with backend: http, http_url: http://localhost:PORT/v1 and
-## tokenizer: MODEL is then scored exactly (installs llama-cpp-python first)
+## tokenizer: MODEL is then scored exactly (installs llama-cpp-python first). FLOAT32=1: its weights de-quantised
+## to float32 (the in-process model's weights: the two then differ by float rounding only)
 .PHONY: serve
 serve: $(SERVE_INSTALLED)
-	$(PY) -m llama_cpp.server --model "$$($(PY) -m polypersona_utils gguf-path $(or $(MODEL),smollm2-135m-instruct))" \
+	$(PY) -m llama_cpp.server --model "$$($(PY) -m polypersona_utils gguf-path $(or $(MODEL),smollm2-135m-instruct) \
+	  $(if $(FLOAT32),--float32))" \
 	  --port $(or $(PORT),8000) --n_ctx 4096
 
 ## test: run the whole test suite, notebooks, training and a real llama.cpp server included (installs first; what
-## CI runs)
+## CI runs). Two workers (TEST_WORKERS), one thread each: each test file stays on one worker, in its order (the
+## notebooks' tests share one workspace), so the notebooks' file runs beside the others
+TEST_WORKERS ?= 2
 .PHONY: test
 test: $(INSTALLED) $(SERVE_INSTALLED)
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## test-fast: the tests not marked slow: no notebook, no real-model training (about 2 minutes; the edit-test loop)
 .PHONY: test-fast

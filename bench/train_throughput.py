@@ -1,7 +1,7 @@
 """Training throughput: the plain TRL recipe against the project's training path, same model, examples and steps.
 
     .venv/bin/python bench/train_throughput.py [--steps 6] [--json]
-    .venv/bin/python bench/train_throughput.py --real-answers [--respondents 12] [--json]
+    .venv/bin/python bench/train_throughput.py --real-answers [--respondents 12] [--epochs 1] [--rows a,b] [--json]
 
 baseline  the paper's QLoRA recipe written by hand with TRL's defaults: the NF4 base (bf16 compute), LoRA r=16,
           alpha=32, dropout 0.05 on the seven projections, `SFTConfig` defaults (gradient checkpointing on, bf16
@@ -21,8 +21,14 @@ packed-preamble   + the GSS preamble said once per respondent (`prompts.SHARED_P
 packed-top<k>     + LoRA on the top k decoder layers only (`lora.top_layers`; --top-layers, default 8 of 30): no
                   backward pass below them.
 packed-top<k>-unquantised  + the base unquantised instead of NF4 (`training.quantization: none`): bf16 where the
-                  processor computes it natively, else float32 (`training.plan_training`).
-The JSON line's ratio is the fastest lever row against per-record; each row's own ratio is in `rows`.
+                  processor computes it natively, else float32 (`training.plan_training`); every layer run at every
+                  step (`PackedTrainer(lower_cached=0)`).
+packed-top<k>-unquantised-cached  + the frozen layers' states computed once per respondent before training and read
+                  at every step (`lower_cache`, what notebook 02 runs with `lora.top_layers`): it gains from the
+                  second epoch on (--epochs).
+--epochs: epochs of every row (answers per second counts every epoch's answers); --rows: these rows only.
+The JSON line's ratio is the fastest lever row against per-record (against the first row given when --rows leaves
+per-record out); each row's own ratio is in `rows`.
 Examples: real GSS respondents' answers to the linked items through the study's prompt (`prompts.prompt_completion`),
 the kind of record that makes up four fifths of the default training split; nothing has to be built first. Each
 row runs in its own process (clean peak memory); trained (non-padding) tokens per second, and model FLOP
@@ -42,18 +48,21 @@ from pathlib import Path
 import common  # bench/common.py: this folder is first on sys.path when a script runs
 
 ROWS = ("baseline", "project")
-REAL_ANSWER_ROWS = ("per-record", "packed", "packed-preamble", "packed-top", "packed-top-unquantised")
+REAL_ANSWER_ROWS = ("per-record", "packed", "packed-preamble", "packed-top", "packed-top-unquantised",
+                    "packed-top-unquantised-cached")
 
 
 def row_settings(row: str, top_layers: int) -> tuple[dict, bool]:
     """(the default profile's overrides for `row`, whether it says the GSS preamble once per respondent)."""
     packed = {"training.packing": "respondent"}
+    unquantised = packed | {"lora.top_layers": top_layers, "training.quantization": "none",
+                            "training.compute_dtype": "bfloat16"}
     return {"per-record": ({"training.packing": "record"}, False),
             "packed": (packed, False),
             "packed-preamble": (packed, True),
             "packed-top": (packed | {"lora.top_layers": top_layers}, True),
-            "packed-top-unquantised": (packed | {"lora.top_layers": top_layers, "training.quantization": "none",
-                                          "training.compute_dtype": "bfloat16"}, True)}[row]
+            "packed-top-unquantised": (unquantised, True),
+            "packed-top-unquantised-cached": (unquantised, True)}[row]
 
 
 def row_label(row: str, top_layers: int) -> str:
@@ -92,8 +101,8 @@ def respondents_records(config, count: int) -> list[dict]:
             for qid, answer in r.answers.items()]
 
 
-def run_real_answers_row(row: str, respondents: int, work: Path, top_layers: int) -> dict:
-    """One epoch over `respondents` respondents' answers with `row`'s settings (`row_settings`)."""
+def run_real_answers_row(row: str, respondents: int, work: Path, top_layers: int, epochs: int = 1) -> dict:
+    """`epochs` epochs over `respondents` respondents' answers with `row`'s settings (`row_settings`)."""
     import torch
     from datasets import Dataset
 
@@ -116,26 +125,28 @@ def run_real_answers_row(row: str, respondents: int, work: Path, top_layers: int
     plan = training.detect_plan(config.training)
     model = models.load_causal_lm(spec.model_id, None, plan.quantization, plan.compute_dtype, "cpu")
     args = training.sft_config(config, plan, work / row, progress=False, evaluate=False,
-                               packed=packed, overrides={"save_strategy": "no", "num_train_epochs": 1})
+                               packed=packed, overrides={"save_strategy": "no", "num_train_epochs": epochs})
+    start = time.perf_counter()  # the trainer's set-up counted in every row: the cached row's states are made there
     if packed:
         rows = packed_rows(records, tokenizer, "sft", True, config.training.max_seq_length)
         assert answers_in(rows) == len(records)
+        lower_cached = training.frozen_below(config, model) if row.endswith("-cached") else 0
         trainer = PackedTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                                processing_class=tokenizer, peft_config=training.lora_config(config, model))
+                                processing_class=tokenizer, peft_config=training.lora_config(config, model),
+                                lower_cached=lower_cached)
     else:
         from polypersona_utils.modeling.answer_loss import AnswerLossSFTTrainer
 
         trainer = AnswerLossSFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(
             [prompt_completion(r) for r in records]), processing_class=tokenizer,
             peft_config=training.lora_config(config, model))
-    start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     tokens = max(h.get("num_tokens", 0) for h in trainer.state.log_history)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    return {"row": row_label(row, top_layers), "answers": len(records), "respondents": respondents,
-            "steps": trainer.state.global_step, "tokens": tokens, "seconds": seconds,
-            "answers_per_s": len(records) / seconds, "tokens_per_s": tokens / seconds,
+    return {"row": row_label(row, top_layers), "answers": len(records) * epochs, "respondents": respondents,
+            "epochs": epochs, "steps": trainer.state.global_step, "tokens": tokens, "seconds": seconds,
+            "answers_per_s": len(records) * epochs / seconds, "tokens_per_s": tokens / seconds,
             "trainable_parameters": trainable, "overrides": overrides, "preamble_once": preamble_once}
 
 
@@ -144,19 +155,20 @@ def real_answers_main(args) -> None:
 
     results = {}
     with tempfile.TemporaryDirectory() as work:
-        for row in REAL_ANSWER_ROWS:
+        for row in args.rows.split(",") if args.rows else REAL_ANSWER_ROWS:
             out = subprocess.run([sys.executable, __file__, "--real-answers", "--row", row, "--respondents",
-                                  str(args.respondents), "--top-layers", str(args.top_layers), "--work", work],
+                                  str(args.respondents), "--top-layers", str(args.top_layers), "--epochs",
+                                  str(args.epochs), "--work", work],
                                  capture_output=True, text=True, check=True).stdout
             results[row] = json.loads(next(l for l in out.splitlines() if l.startswith("RESULT "))[7:])
-    print(f"one epoch over {args.respondents} GSS 2018 respondents' real answers, SmolLM2-135M, the default "
-          "profile's training settings")
-    print(f"{'row':<20}{'answers':>8}{'steps':>7}{'tokens':>8}{'seconds':>9}{'answers/s':>11}{'x':>7}"
+    print(f"{args.epochs} epoch(s) over {args.respondents} GSS 2018 respondents' real answers, SmolLM2-135M, the "
+          "default profile's training settings")
+    print(f"{'row':<32}{'answers':>8}{'steps':>7}{'tokens':>8}{'seconds':>9}{'answers/s':>11}{'x':>7}"
           f"{'peak MiB':>10}")
-    base = results["per-record"]["answers_per_s"]
+    base = results.get("per-record", next(iter(results.values())))["answers_per_s"]
     for r in results.values():
         r["ratio"] = r["answers_per_s"] / base
-        print(f"{r['row']:<20}{r['answers']:>8}{r['steps']:>7}{r['tokens']:>8}{r['seconds']:>9.1f}"
+        print(f"{r['row']:<32}{r['answers']:>8}{r['steps']:>7}{r['tokens']:>8}{r['seconds']:>9.1f}"
               f"{r['answers_per_s']:>11.2f}{r['ratio']:>7.2f}{r['peak_rss_mib']:>10.0f}")
     if args.json:
         best = max(results.values(), key=lambda r: r["answers_per_s"])
@@ -216,11 +228,13 @@ def main() -> None:
     parser.add_argument("--real-answers", action="store_true", help="answers per second, per-record against packed")
     parser.add_argument("--respondents", type=int, default=12, help="--real-answers: respondents trained on")
     parser.add_argument("--top-layers", type=int, default=8, help="--real-answers: k of the packed-top<k> rows")
+    parser.add_argument("--epochs", type=int, default=1, help="--real-answers: epochs of every row")
+    parser.add_argument("--rows", help="--real-answers: these rows only, comma-separated (default: every row)")
     parser.add_argument("--row", choices=ROWS + REAL_ANSWER_ROWS, help=argparse.SUPPRESS)  # internal: one row
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.row and args.real_answers:
-        result = run_real_answers_row(args.row, args.respondents, args.work, args.top_layers)
+        result = run_real_answers_row(args.row, args.respondents, args.work, args.top_layers, args.epochs)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return

@@ -46,12 +46,12 @@ def missing_points(args) -> int:
 def gguf_path(args) -> int:
     """The file of an embedded GGUF model (joined from its chunk packages first, where it ships in chunks)."""
     from . import paths
-    from .llm.models import EMBEDDED_MODELS, gguf_path as path_of
+    from .llm.models import EMBEDDED_MODELS, float32_gguf, gguf_path as path_of
 
     if args.model not in EMBEDDED_MODELS:
         print(f"gguf-path: {args.model!r} is not an embedded model ({sorted(EMBEDDED_MODELS)})", file=sys.stderr)
         return 2
-    print(path_of(EMBEDDED_MODELS[args.model], paths.MODEL_CACHE_DIR))
+    print((float32_gguf if args.float32 else path_of)(EMBEDDED_MODELS[args.model], paths.MODEL_CACHE_DIR))
     return 0
 
 
@@ -199,7 +199,9 @@ def parser() -> argparse.ArgumentParser:
             "with their present settings (what make learning-curve and make new-items run)", profile,
             ("--new-items", {"action": "store_true", "help": "the new-items fold runs instead of the curve's points"}))
     command("gguf-path", gguf_path, "the file of an embedded GGUF model (what make serve serves)",
-            ("model", {"help": "an embedded model name"}))
+            ("model", {"help": "an embedded model name"}),
+            ("--float32", {"action": "store_true", "help": "its weights de-quantised to float32, a GGUF of their own "
+                           "(made once; make serve FLOAT32=1)"}))
     command("train", train, "train every model of a profile (notebook 02's work; for accelerate launch)", profile)
     command("check-results", check_results, "recompute every table from the stored answers and compare", profile)
     command("score", score, "score answers produced elsewhere on the test split (make score)", profile,

@@ -188,8 +188,9 @@ class LoraConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     # LoRA on the top `top_layers` decoder layers only (null: every layer). The frozen layers below then need no
-    # backward pass; it changes what is learned: the learning curve's points at 512 respondents compare it
-    # with every layer
+    # backward pass, and on the packed path their states are computed once per respondent and read at every epoch
+    # (`modeling/lower_cache.py`); it changes what is learned: the learning curve's points at 512 respondents
+    # compare it with every layer
     top_layers: Optional[int] = None
 
     def validate(self) -> None:

@@ -153,3 +153,22 @@ def test_collect_writes_table_figure_and_section(tmp_roots):
     level = curve.copy()
     level.loc[level.measure == "log_loss_minus_baseline-logistic", "high"] = 0.01
     assert " is level with the statistician" in largest_point_sentence(level)
+
+
+def test_the_figure_draws_a_far_zero_shot_point_as_an_arrow_with_its_value(tmp_roots):
+    """A zero-shot log-loss far above the rest would squash the points that matter into a line: it is an arrow at
+    the axis' edge with its value written, and every other point and interval stays inside the axis."""
+    from polypersona_utils.runs.learning_curve import draw_curve
+
+    config = load_config("smoke", overrides={"learning_curve": [{"respondents": 512}]})
+    fake_point(config, "curve-smollm2-135m-sft-512", 512, dict(zip(VARIANTS, (0.89, 2.08, 0.82, 0.87))),
+               (0.07, 0.06, 0.09))
+    curve = collect(config)
+    fig = draw_curve(curve, "t")
+    loss = fig.axes[0]
+    low, high = loss.get_ylim()
+    assert 0.92 < high < 1.5 and low < 0.77  # 0.82 - 0.05 inside; 2.08 beyond the top
+    assert [t.get_text() for t in loss.texts] == ["2.08"]
+    assert "arrows: beyond the axis" in fig._suptitle.get_text()
+    slope_low, slope_high = fig.axes[1].get_ylim()
+    assert not fig.axes[1].texts and slope_low < 0.0 and slope_high > 0.2  # nothing far there: every point drawn

@@ -3,6 +3,7 @@ write nothing into the checkout (`POLYPERSONA_WORKSPACE`, see paths.py). The Mak
 run in file order: data, train, metrics, then the whole smoke study."""
 import ast
 import json
+import os
 import re
 import shlex
 import shutil
@@ -11,6 +12,7 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from polypersona_utils import paths
 from polypersona_utils.dataset.splits import check_leakage
@@ -18,10 +20,19 @@ from polypersona_utils.provenance import read_jsonl
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    """A workspace holding copies of the shipped profiles; `paths` and every make call point at it."""
+def workspace(tmp_path_factory, tiny_model_dir):
+    """A workspace holding copies of the shipped profiles; `paths` and every make call point at it. Its smoke
+    profile trains, answers and scores with the tiny random Llama (SmolLM2's tokenizer and chat template, two layers
+    of width 32) under SmolLM2's name; the teacher that writes the dataset's answers stays SmolLM2 (a random model's
+    answers would be dropped as unparseable). These tests check the study's plumbing; the real model's numbers are
+    checked where they matter (4-bit training and scoring in test_training.py and test_panel.py, a real server in
+    test_served_server.py, Gemma in test_gemma.py)."""
     root = tmp_path_factory.mktemp("workspace")
     shutil.copytree(paths.PARAMS_DIR, root / "params")
+    smoke = root / "params" / "smoke.yaml"
+    profile = yaml.safe_load(smoke.read_text())
+    profile["models"] = [{"name": "smollm2-135m", "model_id": str(tiny_model_dir)}]
+    smoke.write_text(yaml.safe_dump(profile, sort_keys=False))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POLYPERSONA_WORKSPACE", str(root))
         for name, value in (("WORKSPACE", root), ("PARAMS_DIR", root / "params"),
@@ -116,20 +127,27 @@ def test_make_generate_and_metrics_on_smoke_then_check_results(workspace):
 
 
 @pytest.mark.slow
-def test_a_generation_setting_reruns_generation_and_metrics_not_data_or_training(workspace):
-    make("metrics", "PROFILE=smoke")  # up to date first
+def test_a_generation_setting_replans_generation_and_metrics_not_data_or_training(workspace, tmp_path):
+    """What make would run (-n: nothing runs) after a generation setting changed: notebooks 03 and 04 only (make
+    rewrites a step's stamp as it starts when the step's settings changed). The profile and the stamps are then put
+    back as they were, dates included, and nothing is left to run."""
+    assert up_to_date("metrics", "PROFILE=smoke")
     params = paths.params_file("smoke")
-    original = params.read_text()
-    assert "yesno: 4" in original
     assert params.is_relative_to(workspace)  # the workspace's copy, never the checkout's
+    original, dates = params.read_text(), params.stat()
+    assert "yesno: 4" in original
+    stamps = paths.artifacts_dir("smoke") / "params"
+    shutil.copytree(stamps, tmp_path / "stamps")  # copy2: dates kept
     params.write_text(original.replace("yesno: 4", "yesno: 5"))
     try:
-        out = make("metrics", "PROFILE=smoke", capture=True).stdout
-    finally:  # the later tests in this module share the workspace's profile
+        out = make("-n", "metrics", "PROFILE=smoke", capture=True).stdout
+    finally:  # the later tests in this module share the workspace
         params.write_text(original)
-    ran = set(re.findall(r"notebooks/(\d\d_\w+)\.ipynb", out))
-    assert ran == {"03_generate", "04_metrics"}, out[-2000:]
-    make("metrics", "PROFILE=smoke")  # settings restored
+        os.utime(params, ns=(dates.st_atime_ns, dates.st_mtime_ns))
+        shutil.rmtree(stamps)
+        shutil.copytree(tmp_path / "stamps", stamps)
+    planned = set(re.findall(r"notebooks/(\d\d_\w+)\.ipynb", out))
+    assert planned == {"03_generate", "04_metrics"}, out[-2000:]
     assert up_to_date("metrics", "PROFILE=smoke")
 
 

@@ -140,6 +140,80 @@ def test_packed_option_loss_equals_one_full_forward_per_option(tiny_model_dir):
         assert close(packed_grads[name], grad), name
 
 
+def top_layer_model(tiny_model_dir, family: str):
+    """A 3-layer model with wide random weights and LoRA on its top layer: SmolLM2's Llama, or Gemma 3 with a
+    4-token sliding window on layers 0 and 2 (so a mask built from the wrong cache sizes shows)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoConfig, AutoModelForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
+
+    llama = AutoConfig.from_pretrained(tiny_model_dir)
+    torch.manual_seed(0)
+    if family == "llama":
+        llama.num_hidden_layers, llama.initializer_range = 3, 0.5
+        model = AutoModelForCausalLM.from_config(llama)
+    else:
+        model = Gemma3ForCausalLM(Gemma3TextConfig(
+            vocab_size=llama.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=4,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"], max_position_embeddings=1024,
+            pad_token_id=llama.pad_token_id, bos_token_id=llama.bos_token_id, eos_token_id=llama.eos_token_id,
+            initializer_range=0.5))
+    model.set_attn_implementation("eager")  # as PackedTrainer
+    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                            layers_to_transform=[2], layers_pattern="layers", init_lora_weights=False))
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+@pytest.mark.parametrize("objective", ["sft", "option_likelihood"])
+def test_cached_lower_layer_states_give_the_uncached_loss_and_lora_gradients(smoke_data, tiny_model_dir, family,
+                                                                           objective):
+    """LoRA on the top layer of three: the two frozen layers' states computed once (`lower_cache`) and the top layer
+    run from them give the loss and LoRA gradients of the full forward, for both objectives and both families; the
+    lower layers are not run (changing their weights afterwards leaves the cached loss as it was), and states
+    handed to the wrong turns give another loss (the comparison can fail)."""
+    from polypersona_utils.llm import models
+    from polypersona_utils.modeling.lower_cache import StatesCollator, lower_layers_passed, lower_states
+    from polypersona_utils.modeling.packed_trainer import packed_rows
+    from polypersona_utils.modeling.packing import option_loss, sft_loss
+
+    loss_of = sft_loss if objective == "sft" else option_loss
+    tokenizer = models.load_tokenizer(str(tiny_model_dir))
+    model = top_layer_model(tiny_model_dir, family)
+    records = [r for r in respondents_records(smoke_data) if objective == "sft" or r["options"]]
+    rows = [dict(row, key=str(i)) for i, row in enumerate(packed_rows(records, tokenizer, objective, True, 384))]
+    assert len(rows) == 3
+    pad = tokenizer.pad_token_id
+    plain_loss = loss_of(model, packed_batch(rows, pad))
+    plain_loss.backward()
+    plain_grads = lora_grads(model)
+    assert plain_grads and all(".layers.2." in name for name in plain_grads)
+
+    # Llama: the states computed in other batches than the step's (other padding); Gemma 3: in the step's batch, as
+    # its sliding window counts padded slots (HF's masks do), so that with a 4-token window the states depend on the
+    # batch's padding (the real model's 512-token window is longer than any packed level: there they do not)
+    size = 2 if family == "llama" else 3
+    states = dict(zip((r["key"] for r in rows), lower_states(model, rows, pad, lower=2, batch_size=size)))
+    batch = StatesCollator(pad, states)(rows)
+    with lower_layers_passed(model, 2):
+        cached_loss = loss_of(model, batch)
+    cached_loss.backward()
+    cached_grads = lora_grads(model)
+    assert float(cached_loss) == pytest.approx(float(plain_loss), **TOLERANCE)
+    assert cached_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        assert close(cached_grads[name], grad), name
+
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if ".layers.0." in name or ".layers.1." in name:
+                weight.mul_(1.5)
+        assert float(loss_of(model, packed_batch(rows, pad))) != pytest.approx(float(plain_loss), **TOLERANCE)
+        with lower_layers_passed(model, 2):
+            assert float(loss_of(model, batch)) == float(cached_loss)
+            swapped = dict(batch, turn_states=batch["turn_states"].roll(1, dims=0))
+            assert float(loss_of(model, swapped)) != pytest.approx(float(plain_loss), **TOLERANCE)
+
+
 @pytest.mark.parametrize("objective", ["sft", "option_likelihood"])
 def test_notebook_02s_packed_path_trains_every_answer_and_moves_lora_weights_only(smoke_data, tiny_model_dir,
                                                                                   objective):
@@ -174,3 +248,30 @@ def test_the_packing_knob_names_one_ablation_run():
         "training.packing": "respondent", "ablation.training_respondents": 4}
     with pytest.raises(Exception, match="packing"):
         load_config("smoke", overrides={"training.packing": "by-item"})
+
+
+def test_training_from_cached_lower_layer_states_gives_the_adapter_of_the_full_forward(smoke_data, tiny_model_dir,
+                                                                                      monkeypatch):
+    """`lora.top_layers: 1` on the packed path, two epochs, through `train_model`: the frozen layer's states are
+    computed once (`PackedTrainer(lower_cached=1)`), and the adapter, losses and step count equal those of the same
+    run with every layer run at every step, up to float rounding."""
+    from safetensors.torch import load_file
+
+    from polypersona_utils.modeling import training
+
+    config = tiny_config(tiny_model_dir, **{"training.packing": "respondent", "lora.top_layers": 1,
+                                            "training.epochs": 2})
+    seen = []
+    original = training.frozen_below
+    monkeypatch.setattr(training, "frozen_below", lambda *a: seen.append(original(*a)) or seen[-1])
+    cached = training.train_model(config, config.models[0], run_name="cached", progress=False)
+    monkeypatch.setattr(training, "frozen_below", lambda *a: seen.append(0) or 0)
+    plain = training.train_model(config, config.models[0], run_name="plain", progress=False)
+    assert seen == [1, 0]
+    assert cached.metrics["global_steps"] == plain.metrics["global_steps"] > 1
+    assert cached.metrics["train_loss"] == pytest.approx(plain.metrics["train_loss"], rel=1e-4)
+    assert cached.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], rel=1e-4)
+    ours, theirs = (load_file(r.run_dir / "adapter_model.safetensors") for r in (cached, plain))
+    assert ours.keys() == theirs.keys() and all(".layers.1." in name for name in ours)
+    for name, weight in theirs.items():
+        assert (ours[name] - weight).abs().max() <= 1e-4 * weight.abs().max(), name

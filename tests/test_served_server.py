@@ -1,6 +1,7 @@
 """A real server: llama.cpp's OpenAI-compatible server (requirements-serve.txt, installed by `make test`) serving
-the embedded SmolLM2 GGUF, scored exactly through its completions endpoint, against the same weights scored in
-process (the float32 copy de-quantised from that GGUF)."""
+the embedded SmolLM2 GGUF's weights de-quantised to float32 (`models.float32_gguf`), scored exactly through its
+completions endpoint, against the same weights scored in process (the float32 copy de-quantised from that GGUF):
+the two then differ by float rounding, so a wrong token, prefix or bound in the served method shows."""
 import socket
 import subprocess
 import sys
@@ -18,20 +19,20 @@ from polypersona_utils.study import StudyRun
 
 MODEL = "smollm2-135m-instruct"
 # Measured on the smoke panel's first two respondents (20 pairs; 2026-12-07, AMD EPYC, 2 cores): mean absolute
-# difference 0.027 per option probability, correlation above 0.95. The rest is llama.cpp's arithmetic (4-bit weights
-# against 8-bit activations): its per-token log-probabilities differ from the float32 copy's by 0.13 nats on
-# average (docs/panel.md). The issue's 0.02 is not reached.
-AGREEMENT = 0.035
+# difference 0.0009 per option probability (largest 0.006, correlation 0.99999), the issue's bound 0.02; the test
+# holds it to 0.005. The shipped 4-bit GGUF served as it is differs from the float copy by 0.027 (llama.cpp's 4-bit
+# weights against 8-bit activations: 0.13 nats a token; docs/panel.md).
+AGREEMENT = 0.005
 
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """(base url) of llama.cpp's server on a free loopback port, serving the embedded SmolLM2 GGUF."""
+    """(base url) of llama.cpp's server on a free loopback port, serving the embedded SmolLM2 GGUF de-quantised."""
     pytest.importorskip("llama_cpp", reason="llama-cpp-python: `make test` installs requirements-serve.txt")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    gguf = models.gguf_path(models.EMBEDDED_MODELS[MODEL], paths.MODEL_CACHE_DIR)
+    gguf = models.float32_gguf(models.EMBEDDED_MODELS[MODEL], paths.MODEL_CACHE_DIR)
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     with open(log, "w") as out:
         server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host",
@@ -71,4 +72,4 @@ def test_the_served_model_scored_exactly_agrees_with_the_same_weights_in_process
     theirs = np.concatenate([r[k] for r in exact for k in ("probabilities_given_order",
                                                            "probabilities_reversed_order")])
     assert np.abs(ours - theirs).mean() <= AGREEMENT
-    assert np.corrcoef(ours, theirs)[0, 1] > 0.95
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.999

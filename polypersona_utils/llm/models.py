@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -92,6 +93,38 @@ def gguf_path(spec: EmbeddedModel, cache_dir: Path) -> Path:
     return assemble(chunks, sha256, cache_dir / "gguf" / spec.gguf_file)
 
 
+def float32_gguf(spec: EmbeddedModel, cache_dir: Path) -> Path:
+    """The embedded GGUF's weights de-quantised once to float32, as a GGUF of their own (made once, in the cache by
+    llama.cpp's own quantizer: llama-cpp-python, requirements-serve.txt): the weights the project's float copy
+    (`materialise_embedded`) computes with, so that a llama.cpp server of this file and the in-process model
+    differ by float rounding only, not by llama.cpp's 4-bit arithmetic."""
+    import ctypes
+
+    target = cache_dir / "gguf" / f"{Path(spec.gguf_file).stem}.f32.gguf"
+    if target.exists():
+        return target
+    import llama_cpp
+
+    source = gguf_path(spec, cache_dir)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = llama_cpp.LLAMA_FTYPE_ALL_F32, True
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(f".{os.getpid()}.partial")  # its own: another process may be making it too
+    stderr = os.dup(2)  # llama.cpp logs every tensor it converts on the C level's stderr
+    try:
+        with open(os.devnull, "w") as quiet:
+            os.dup2(quiet.fileno(), 2)
+            failed = llama_cpp.llama_model_quantize(str(source).encode(), str(partial).encode(), ctypes.byref(params))
+    finally:
+        os.dup2(stderr, 2)
+        os.close(stderr)
+    if failed:
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"{source}: llama.cpp could not de-quantise it to float32 (code {failed})")
+    partial.replace(target)  # whole or not at all
+    return target
+
+
 def materialise_embedded(name: str, cache_dir: Path = paths.MODEL_CACHE_DIR) -> Path:
     """Convert the embedded GGUF into a plain HF model folder once; return the folder."""
     target = cache_dir / name
@@ -112,12 +145,17 @@ def materialise_embedded(name: str, cache_dir: Path = paths.MODEL_CACHE_DIR) -> 
     plain = type(gguf_model)(type(gguf_model.config)(**config_dict))
     plain.load_state_dict(gguf_model.state_dict())
     plain.generation_config = gguf_model.generation_config
-    tmp = cache_dir / f".{name}.partial"
+    tmp = cache_dir / f".{name}.{os.getpid()}.partial"  # its own: another process may be converting it too
     shutil.rmtree(tmp, ignore_errors=True)
     plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "SOURCE.txt").write_text(spec.source + "\n", encoding="utf-8")
-    tmp.rename(target)  # atomic: a killed conversion leaves no half folder behind
+    try:
+        tmp.rename(target)  # atomic: a killed conversion leaves no half folder behind
+    except OSError:
+        if not (target / "config.json").exists():
+            raise
+        shutil.rmtree(tmp)  # another process finished first: the same bytes are there
     return target
 
 
@@ -221,6 +259,13 @@ def inference_dtype(setting: str) -> str:
                           or torch.cpu._is_avx512_bf16_supported()) else "float32"
 
 
+def load_dtype(quantization: str, compute_dtype: str) -> str:
+    """The dtype an evaluated base is loaded in before it is cast to the evaluation's: a 4-bit base computes in
+    `compute_dtype`; an unquantised one loads in float32, whatever the training computed in, so that the weights
+    reach the evaluation's dtype rounded once (the zero-shot model as shipped, a 16-bit adapter's base)."""
+    return compute_dtype if quantization != "none" else "float32"
+
+
 def merged_model(model_id: str, revision: str | None, chat_template: str | None, adapter_dir: str | None,
                  quantization: str, compute_dtype: str, dtype: str):
     """(model, tokenizer) for evaluation: the base as training saw it (an NF4 base de-quantised, so its weights are
@@ -231,7 +276,7 @@ def merged_model(model_id: str, revision: str | None, chat_template: str | None,
     import torch
 
     tokenizer = load_tokenizer(model_id, revision, chat_template)
-    model = load_causal_lm(model_id, revision, quantization, compute_dtype)
+    model = load_causal_lm(model_id, revision, quantization, load_dtype(quantization, compute_dtype))
     if quantization != "none":
         model = model.dequantize()
     model = model.to(getattr(torch, dtype))

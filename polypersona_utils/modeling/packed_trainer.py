@@ -2,12 +2,14 @@
 checkpoints and resume, as the per-record path) fed one example per respondent, several respondents a step
 (`training.per_device_batch_size` counts respondents here), for either objective: SFT (`packing.sft_loss`, the
 output head at answer positions only) or option likelihood (`packing.option_loss`). `training.packing: respondent`.
+With LoRA on the top layers only, the frozen layers below run once per respondent before training (`lower_cache`).
 """
 from __future__ import annotations
 
 from trl import SFTTrainer
 
 from ..dataset.prompts import closed_answer, prompt_completion
+from .lower_cache import StatesCollator, lower_layers_passed, lower_states
 from .packing import PackedCollator, answers_in, option_item, option_loss, pack_items, sft_item, sft_loss
 
 __all__ = ["PackedTrainer", "answers_in", "packed_rows"]
@@ -35,20 +37,37 @@ def packed_rows(records: list[dict], tokenizer, objective: str, include_persona:
 
 
 class PackedTrainer(SFTTrainer):
-    """SFTTrainer on packed rows (the module's docstring); `objective` chooses the loss."""
+    """SFTTrainer on packed rows (the module's docstring); `objective` chooses the loss. `lower_cached`: the number
+    of frozen decoder layers below the adapted ones whose states are computed once per respondent before training
+    and read at every step (`lower_cache`; 0: every layer runs at every step)."""
 
-    def __init__(self, *args, objective: str = "sft", **kwargs):
+    def __init__(self, *args, objective: str = "sft", lower_cached: int = 0, **kwargs):
         tokenizer = kwargs["processing_class"]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.lower_cached = lower_cached
+        if lower_cached:
+            for name, split in (("train_dataset", "train"), ("eval_dataset", "eval")):
+                if kwargs.get(name) is not None:
+                    kwargs[name] = kwargs[name].add_column("key", [f"{split}/{i}" for i in range(len(kwargs[name]))])
+            kwargs.setdefault("data_collator", StatesCollator(pad, {}))
         kwargs.setdefault("data_collator", PackedCollator(pad))
         # Plain (eager) attention: a packed step's many short rows over a long cache ran 1.2x faster a step with it
         # than with PyTorch's fused CPU kernel, whose backward is slow on such shapes (bench/README)
         kwargs["model"].set_attn_implementation("eager")
         super().__init__(*args, **kwargs)
         self.objective = objective
+        if lower_cached:
+            with self.accelerator.autocast():  # the states the uncached path's steps would compute
+                for dataset in (self.train_dataset, self.eval_dataset):
+                    if dataset is not None:
+                        rows = list(dataset)
+                        self.data_collator.states.update(zip(
+                            (r["key"] for r in rows), lower_states(self.model, rows, pad, lower_cached,
+                                                                   self.args.per_device_train_batch_size)))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        with self.accelerator.autocast():  # the backbone is called past accelerate's wrapped forward
+        with self.accelerator.autocast(), lower_layers_passed(model, self.lower_cached if "root_states" in inputs
+                                                             else 0):
             if self.objective == "option_likelihood":
                 loss = option_loss(model, inputs)
             else:

@@ -129,18 +129,18 @@ class PackedCollator:
         return packed_batch(rows, self.pad_id)
 
 
-def turn_log_probs(model, batch: dict):
-    """log p(answer token) for every labelled turn position (flattened, turn by turn) and the turn each belongs to.
-    The backbone runs level by level over the cache (the module's docstring); the output head only where a label
-    is read."""
+def level_states(model, batch: dict):
+    """The backbone's last hidden states of each level (roots, stems, turns), run level by level over the cache (the
+    module's docstring). Where the batch holds the frozen lower layers' states (`root_states`, `stem_states`,
+    `turn_states`: `lower_cache`), they enter in place of the token ids (the lower layers are then passed, not run)."""
     import torch
-    import torch.nn.functional as F
 
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's LoRA layers stay in it
     backbone = inner.base_model
     device = batch["root_ids"].device
+    states = "root_states" in batch
 
-    def level(ids, own_mask, past_mask, parent, cache, start):
+    def level(name, own_mask, past_mask, parent, cache, start):
         """One level's rows after their parents' tokens: keys and values selected per row, positions continued."""
         if cache is not None:
             for layer in cache.layers:  # index_select: its backward adds rows; plain indexing's sorts them (slower)
@@ -148,19 +148,30 @@ def turn_log_probs(model, batch: dict):
             past_mask = past_mask[parent]
             start = start[parent]
         mask = own_mask if past_mask is None else torch.cat([past_mask, own_mask], dim=1)
-        positions = start[:, None] + torch.arange(ids.shape[1], device=device)[None, :]
-        out = backbone(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                       use_cache=True)
+        positions = start[:, None] + torch.arange(own_mask.shape[1], device=device)[None, :]
+        given = {"inputs_embeds": batch[f"{name}_states"]} if states else {"input_ids": batch[f"{name}_ids"]}
+        out = backbone(**given, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True)
         return out.last_hidden_state, out.past_key_values, mask, start + own_mask.sum(dim=1)
 
     zero = torch.zeros(len(batch["root_ids"]), dtype=torch.long, device=device)
-    _, cache, mask, start = level(batch["root_ids"], batch["root_mask"], None, None, None, zero)
-    _, cache, mask, start = level(batch["stem_ids"], batch["stem_mask"], mask, batch["stem_parent"], cache, start)
-    hidden, _, _, _ = level(batch["turn_ids"], batch["turn_mask"], mask, batch["turn_parent"], cache, start)
+    root, cache, mask, start = level("root", batch["root_mask"], None, None, None, zero)
+    stem, cache, mask, start = level("stem", batch["stem_mask"], mask, batch["stem_parent"], cache, start)
+    turn, _, _, _ = level("turn", batch["turn_mask"], mask, batch["turn_parent"], cache, start)
+    return root, stem, turn
+
+
+def turn_log_probs(model, batch: dict):
+    """log p(answer token) for every labelled turn position (flattened, turn by turn) and the turn each belongs to.
+    The backbone runs level by level over the cache (`level_states`); the output head only where a label is read."""
+    import torch
+    import torch.nn.functional as F
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    _, _, hidden = level_states(model, batch)
     labels = batch["labels"][:, 1:]
     answer = labels != IGNORE
     logits = inner.get_output_embeddings()(hidden[:, :-1][answer]).float()
-    turn = torch.arange(len(labels), device=device)[:, None].expand_as(labels)[answer]
+    turn = torch.arange(len(labels), device=hidden.device)[:, None].expand_as(labels)[answer]
     return -F.cross_entropy(logits, labels[answer], reduction="none"), turn
 
 

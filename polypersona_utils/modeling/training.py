@@ -162,6 +162,12 @@ def lora_config(config, model):
                       **where)
 
 
+def frozen_below(config, model) -> int:
+    """The decoder layers below the adapted ones (`lora.top_layers`; 0 when every layer is adapted): their states
+    are computed once per respondent on the packed path (`lower_cache`)."""
+    return model.config.num_hidden_layers - config.lora.top_layers if config.lora.top_layers else 0
+
+
 def sft_config(config, plan: TrainingPlan, output_dir: Path, progress: bool, evaluate: bool = True,
                packed: bool = False, overrides: dict | None = None):
     from trl import SFTConfig
@@ -283,7 +289,7 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
         trainer = PackedTrainer(model=model, args=sft_config(config, plan, checkpoints, progress, has_val, packed=True),
                                 train_dataset=datasets["train"], eval_dataset=datasets["val"] if has_val else None,
                                 processing_class=tokenizer, peft_config=peft_config,
-                                objective=config.training.objective)
+                                objective=config.training.objective, lower_cached=frozen_below(config, model))
         examples = answers_in(list(datasets["train"]))
     elif config.training.objective == "option_likelihood":
         trainer = OptionLikelihoodTrainer(model, tokenizer, peft_config, views["train"], config, include_persona,

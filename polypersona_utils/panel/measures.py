@@ -33,17 +33,22 @@ def bootstrap_weights(n: int, samples: int, seed: int) -> np.ndarray:
     return np.stack([np.bincount(row, minlength=n) for row in draws]).astype(float)
 
 
-def group_alignment(group: pd.DataFrame, weights: np.ndarray | None) -> tuple[float, np.ndarray | None, float, int]:
-    """(alignment, its bootstrap replicates, JS distance, items) of one variant's rows for one group."""
+def group_items(group: pd.DataFrame) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per item of one variant's rows for one group (in question_id order): each row's respondent (an index into the
+    group's respondents, sorted), the predicted distributions and the real answers one-hot."""
     respondents = {p: i for i, p in enumerate(sorted(group.persona_id.unique()))}
+    return [(np.array([respondents[p] for p in item.persona_id]), np.stack(item.probabilities.to_numpy()),
+             np.stack(item.real_onehot.to_numpy())) for _, item in group.groupby("question_id", sort=True)]
+
+
+def group_alignment(items: list, weights: np.ndarray | None) -> tuple[float, np.ndarray | None, float, int]:
+    """(alignment, its bootstrap replicates, JS distance, items) of one group's items (`group_items`)."""
     values, replicates, distances = [], [], []
-    for _, item in group.groupby("question_id", sort=True):
-        probs = np.stack(item.probabilities.to_numpy())
-        real = np.stack(item.real_onehot.to_numpy())
+    for who, probs, real in items:
         values.append(metrics.wasserstein_alignment(probs.mean(axis=0), real.mean(axis=0)))
         distances.append(metrics.jensen_shannon_distance(probs.mean(axis=0), real.mean(axis=0)))
         if weights is not None:
-            w = weights[:, [respondents[p] for p in item.persona_id]]  # (samples, rows of this item)
+            w = weights[:, who]  # (samples, rows of this item)
             total = np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
             replicates.append(metrics.wasserstein_alignment((w @ probs) / total + 1e-12, (w @ real) / total + 1e-12))
     alignment = float(np.mean(values))
@@ -66,9 +71,9 @@ def panel_alignment(frame: pd.DataFrame, human: pd.DataFrame, samples: int, seed
     rows = []
     for variant, answers in frame.groupby("variant", sort=False):
         for variable, category, part in groups_of(answers, variables):
-            n = part.persona_id.nunique()
-            alignment, replicates, js, items = group_alignment(part, bootstrap_weights(n, samples, seed))
-            interval = bca_interval(lambda w, part=part: group_alignment(part, w)[1], n, replicates)
+            n, prepared = part.persona_id.nunique(), group_items(part)
+            alignment, replicates, js, items = group_alignment(prepared, bootstrap_weights(n, samples, seed))
+            interval = bca_interval(lambda w, prepared=prepared: group_alignment(prepared, w)[1], n, replicates)
             rows.append({"variant": variant, "variable": variable, "category": category, "respondents": n,
                          "items": items, "alignment": alignment, "alignment_lo": interval.low,
                          "alignment_hi": interval.high, "alignment_ci_method": interval.method, "js_distance": js})

@@ -67,23 +67,26 @@ def compare_table(name: str, stored: pd.DataFrame, recomputed: pd.DataFrame) -> 
         return check
     for column in stored.columns:
         allowed = max(tolerance(name, column, stored[column]), tolerance(name, column, recomputed[column]))
+
+        def where(index: int) -> str:  # written only where something is reported
+            return f"{row_label(stored, index)}, column {column}"
+
         for index, (a, b) in enumerate(zip(stored[column], recomputed[column])):
-            where = f"{row_label(stored, index)}, column {column}"
             if allowed == EXACT and not (pd.isna(a) and pd.isna(b)) and not (a == b or str(a) == str(b)):
-                check.problems.append(f"{name} {where}: stored {a!r}, recomputed {b!r} (must be equal)")
+                check.problems.append(f"{name} {where(index)}: stored {a!r}, recomputed {b!r} (must be equal)")
                 continue
             if allowed == EXACT:
                 continue
             a, b = float(a), float(b)
             if math.isnan(a) or math.isnan(b):
                 if math.isnan(a) != math.isnan(b):
-                    check.problems.append(f"{name} {where}: stored {a}, recomputed {b}")
+                    check.problems.append(f"{name} {where(index)}: stored {a}, recomputed {b}")
                 continue
             difference = abs(a - b)
             if difference > check.largest:
-                check.largest, check.largest_at = difference, where
+                check.largest, check.largest_at = difference, where(index)
             if difference > allowed + SLACK:
-                check.problems.append(f"{name} {where}: stored {a:.4f}, recomputed {b:.4f}, difference "
+                check.problems.append(f"{name} {where(index)}: stored {a:.4f}, recomputed {b:.4f}, difference "
                                       f"{difference:.1e} beyond the tolerance {allowed:.0e}")
     return check
 

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
-from ..panel.figures import WIDTH, dodged, key, tick_size, variant_styles, wrapped
+from ..panel.figures import WIDTH, dodged, key, off_scale, tick_size, variant_styles, wrapped
 from ..panel.readme import STATISTICIAN, largest_point_sentence
 from ..panel.references import ANCHORS
 from ..panel.report import result_settings, rewrite_verdict
@@ -175,7 +175,9 @@ ANCHOR_STYLES = ("--", ":")  # the main run's anchors, one line style each
 def draw_curve(curve: pd.DataFrame, title: str, anchors: dict[str, dict[str, float]] | None = None):
     """Log-loss and subgroup-effect slope against training respondents (symmetric log scale: 0, the zero-shot
     models, stays on the axis), side by side to be read at page width; each line (`curve_series`) its own colour and
-    marker, set slightly apart along the axis so that no interval hides another; the main run's anchors (fitted on
+    marker, set slightly apart along the axis so that no interval hides another; a point far beyond the others
+    (`panel.figures.off_scale` around the panel's median: a zero-shot model's log-loss) an arrow at the axis' edge
+    with its value written, so that the points that matter can be told apart; the main run's anchors (fitted on
     every respondent outside the panel) as horizontal lines named in the legend, below the panels."""
     plt = pyplot()
     series = curve_series(curve)
@@ -187,17 +189,31 @@ def draw_curve(curve: pd.DataFrame, title: str, anchors: dict[str, dict[str, flo
     with text_size(plt, size):
         fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 4.6), squeeze=False, layout="constrained")
         spread = dict(zip(lines, 1 + dodged(len(lines), 0.18)))  # multiplicative: the axis is logarithmic
+        arrows = False
         for ax, measure in zip(axes.flat, FIGURE_MEASURES):
             part = series[series.measure == measure]
+            part = part[np.isfinite(part.value.to_numpy(float))]
+            middle = float(part.value.median()) if len(part) else 0.0
+            limit = off_scale(part.low.to_numpy(float) - middle, part.high.to_numpy(float) - middle)
+            arrows = arrows or np.isfinite(limit)
             for name, line in part.groupby("series", sort=False):
                 line = line.sort_values("training_respondents")
-                line = line[np.isfinite(line.value.to_numpy(float))]
-                if line.empty:
-                    continue
                 n = line.training_respondents.to_numpy(float)  # 0 sits in the linear part: a shift, not a factor
                 x = np.where(n > 0, n * spread[name], (spread[name] - 1) * 12)
-                ax.errorbar(x, line.value, yerr=[line.value - line.low, line.high - line.value], capsize=2,
-                            linewidth=1, markersize=5, **styles[name])
+                value, low, high = (line[c].to_numpy(float) - middle for c in ("value", "low", "high"))
+                far = (low > limit) | (high < -limit)
+                ax.errorbar(x[~far], line.value[~far], yerr=[value[~far] - low[~far], high[~far] - value[~far]],
+                            capsize=2, linewidth=1, markersize=5, **styles[name])
+                for i in np.flatnonzero(far):  # an arrow at the axis' edge, its value written beside it
+                    side = np.sign(value[i])
+                    edge = middle + side * 1.15 * limit
+                    ax.plot(x[i], edge, marker="^" if side > 0 else "v", linestyle="none", markersize=6,
+                            color=styles[name]["color"])
+                    ax.annotate(f"{line.value.iloc[i]:.2f}", (x[i], edge), xytext=(6, 0), textcoords="offset points",
+                                ha="left", va="center")
+            if np.isfinite(limit):
+                ax.set_ylim(middle - 1.25 * limit if (part.high - middle < -limit).any() else None,
+                            middle + 1.25 * limit if (part.low - middle > limit).any() else None)
             for name, style in zip(names, ANCHOR_STYLES * len(names)):
                 value = (anchors or {}).get(measure, {}).get(name)
                 if value is not None and np.isfinite(value):
@@ -210,7 +226,7 @@ def draw_curve(curve: pd.DataFrame, title: str, anchors: dict[str, dict[str, flo
         handles += [key(plt, f"{name} (every respondent outside the panel)", "0.35", "",
                         linestyle=style) for name, style in zip(names, ANCHOR_STYLES * len(names))]
         fig.legend(handles=handles, loc="outside lower center", ncol=2)
-        fig.suptitle(wrapped(title, WIDTH, size + 1))
+        fig.suptitle(wrapped(title + ("; arrows: beyond the axis, value written" if arrows else ""), WIDTH, size + 1))
         tick_size(fig, size)
     return fig
 
