@@ -24,7 +24,18 @@ def mean_with_interval(values: np.ndarray, resamples: list[np.ndarray], level: f
     values = np.asarray(values, float)
     means = np.array([values[idx].mean() for idx in resamples])
     tail = (1 - level) / 2 * 100
-    return float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+    return spanning(float(values.mean()), float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail)))
+
+
+def spanning(estimate: float, low: float, high: float) -> tuple[float, float, float]:
+    """(estimate, low, high) with an end that misses the estimate by float rounding alone (a constant's mean
+    summed in another order: 1e-16 apart) moved onto it; a real miss is left as it is."""
+    rounding = 1e-12 * max(1.0, abs(estimate))
+    if estimate < low <= estimate + rounding:
+        low = estimate
+    if estimate - rounding <= high < estimate:
+        high = estimate
+    return estimate, low, high
 
 
 
@@ -97,8 +108,11 @@ def bca_interval(statistic, n: int, replicates: np.ndarray, level: float = 0.95)
     finite = replicates[np.isfinite(replicates)]
     if finite.size == 0:
         return Interval(float("nan"), float("nan"), NO_INTERVAL)
-    if np.ptp(finite) == 0:
-        return Interval(float(finite[0]), float(finite[0]), CONSTANT)
+    if np.ptp(finite) == 0:  # spanning the estimate too, which may differ from the draws by float rounding
+        estimate = float(np.asarray(statistic(np.ones((1, n))), float)[0])
+        value = float(finite[0])
+        ends = (value, value) if not np.isfinite(estimate) else (min(value, estimate), max(value, estimate))
+        return Interval(*ends, CONSTANT)
 
     def on_indices(indices, axis=-1):
         indices = np.asarray(indices, int)

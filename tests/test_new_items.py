@@ -108,3 +108,39 @@ def test_panel_new_items_puts_the_model_against_the_item_blind_references():
     assert model["log_loss_minus_pooled-logistic_ci_method"] == "none"
     assert model.subgroup_effect_correlation == pytest.approx(1.0)
     assert set(tables["panel_new_items_worth"].predictor) >= {"m-lora", "pooled-marginal", "baseline-logistic"}
+
+
+def test_notebook_08_reads_the_folds_scored_so_far_and_names_the_others(tmp_roots):
+    """Folds are committed one by one: with only the first fold's panel results stored, the tables are made from
+    its held-out pairs alone and the README names the folds not scored yet; with none, a clear error. (A constant
+    predictor's intervals hold their estimate exactly: the figure draws no negative error bar.)"""
+    from polypersona_utils import paths
+    from polypersona_utils.panel.report import DISTRIBUTIONS_FILE, distributions_csv, panel_frame
+    from polypersona_utils.panel.synthetic import subgroup_variables
+    from polypersona_utils.runs.new_items import run_new_items
+
+    config = load_config("smoke", overrides={"new_items.points": [{"respondents": 2, "top_layers": 2}]})
+    run = StudyRun(config)
+    fake_dataset(config, [r.persona_id for r in run.eligible[:4]])
+    with pytest.raises(FileNotFoundError, match="no new-items fold of smoke has panel results yet; run make new-items"):
+        run_new_items(config)
+    first, second = new_items_runs(config)
+    held_out = fold_items(config)[0]
+    questions, panel = run.linked_questions, StudyRun(config).panel
+    rows = [{"variant": variant, "persona_id": r.persona_id, "question_id": q, "options": list(questions[q].options),
+             "probabilities": probabilities, "real_option": r.answers[q], "sampled_option": questions[q].options[0]}
+            for r in panel for q in held_out if q in r.answers
+            for variant, probabilities in (("smollm2-135m-lora", [0.5, 0.2, 0.3]), ("uniform", [1 / 3] * 3),
+                                           ("pooled-marginal", [0.4, 0.3, 0.3]))]
+    folder = paths.RunPaths("smoke", first).results
+    folder.mkdir(parents=True)
+    frame = panel_frame(rows, {r.persona_id: r for r in panel})
+    (folder / DISTRIBUTIONS_FILE).write_text(distributions_csv(frame, subgroup_variables(config.survey)))
+    tables = run_new_items(config)
+    table = tables["panel_new_items"].set_index("variant")
+    pairs = sum(1 for r in panel for q in held_out if q in r.answers)
+    assert set(table.index) == {"smollm2-135m-lora", "uniform", "pooled-marginal"} and (table.pairs == pairs).all()
+    assert (table.log_loss_lo <= table.log_loss).all() and (table.log_loss <= table.log_loss_hi).all()
+    readme = (config.paths().results / "README.md").read_text()
+    assert "1 of 2 fold runs scored so far" in readme and "Not scored yet (`make new-items` runs them" in readme
+    assert f"`{second}`" in readme and "(1 of 2 folds of" in readme

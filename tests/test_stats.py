@@ -79,3 +79,13 @@ def test_a_bca_interval_that_leaves_out_its_estimate_falls_back_to_the_normal_in
     assert method == NORMAL and (low, high) == pytest.approx((1.0 - half, 1.0 + half), abs=1e-6)
     low, high, method = bca_interval(share_drawn, n, np.concatenate([below, [1.0005]]))
     assert method == "BCa" and low <= 1.0 <= high  # one draw above: BCa holds its estimate and is kept
+
+
+def test_an_end_missing_its_estimate_by_float_rounding_is_moved_onto_it_and_a_real_miss_is_not():
+    from polypersona_utils.stats import mean_with_interval, spanning
+
+    third = [1 / 3] * 7  # a constant: its resampled means are summed in other orders
+    estimate, low, high = mean_with_interval(np.log(third), [np.arange(7)[::-1], np.arange(7)])
+    assert low <= estimate <= high
+    assert spanning(1.0, 1.0 + 1e-16, 2.0) == (1.0, 1.0, 2.0) and spanning(1.0, 0.0, 1.0 - 1e-16) == (1.0, 0.0, 1.0)
+    assert spanning(1.0, 1.1, 2.0) == (1.0, 1.1, 2.0)  # a biased statistic's interval may miss it: said, not moved

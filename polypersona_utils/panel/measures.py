@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation import metrics
-from ..stats import bca_interval
+from ..stats import bca_interval, spanning
 
 HUMAN = "human-split-half"
 LOG_FLOOR = 1e-6  # a probability of exactly 0 for the real answer would make the log-loss infinite
@@ -133,8 +133,9 @@ def panel_individual(frame: pd.DataFrame, samples: int, seed: int) -> pd.DataFra
         row = {"variant": variant, "respondents": len(people)}
         for name, values in (("log_loss", loss), ("accuracy", hit)):
             replicates = weights @ values / weights.sum(axis=1)
-            row.update({name: float(values.mean()), f"{name}_lo": float(np.percentile(replicates, 2.5)),
-                        f"{name}_hi": float(np.percentile(replicates, 97.5))})
+            estimate, low, high = spanning(float(values.mean()), float(np.percentile(replicates, 2.5)),
+                                           float(np.percentile(replicates, 97.5)))
+            row.update({name: estimate, f"{name}_lo": low, f"{name}_hi": high})
         rows.append(row)
     return pd.DataFrame(rows)
 

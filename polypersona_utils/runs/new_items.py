@@ -6,7 +6,7 @@ each point of `new_items.points` (`config_runs.CurvePoint`) runs once per fold, 
 the other items only (`ablation.heldout_items`) and scored on the whole panel's answers to the held-out ones, beside
 the item-blind references (`panel.new_items`). Each fold run is its own folder under `results/<profile>/runs/`,
 committed once scored; `make new-items` runs only the ones with no result made with their present settings
-(`learning_curve.missing_points`). This module collects every fold's held-out pairs into
+(`learning_curve.missing_points`). This module collects the held-out pairs of every fold scored so far into
 `results/<profile>/new_items_distributions.csv` (per point) and writes `tables/panel_new_items.*`, its worth table,
 a figure and the results README's section.
 """
@@ -63,19 +63,28 @@ def new_items_runs(config) -> dict[str, dict]:
     return {name: overrides for runs in point_folds(config).values() for name, overrides in runs.items()}
 
 
-def collect_distributions(config) -> pd.DataFrame:
-    """Every point's fold runs' stored distributions, held-out pairs only, together, with a `point` column. A fold
-    without results raises FileNotFoundError naming it (run `make new-items`)."""
-    frames = []
+def scored_folds(config) -> tuple[list[tuple[str, str]], list[str]]:
+    """([(point, fold run)] of the fold runs with panel results, [fold runs without]), in the profile's order: the
+    folds are committed one by one, and the tables read the ones scored so far."""
+    scored, missing = [], []
     for point, runs in point_folds(config).items():
         for name in runs:
-            path = paths.RunPaths(config.profile, name).results / DISTRIBUTIONS_FILE
-            if not path.exists():
-                raise FileNotFoundError(f"{path}: new-items fold '{name}' has no panel results; "
-                                        f"run make new-items PROFILE={config.profile}")
-            frame = read_distributions(path)
-            frames.append(frame.assign(point=point, fold=name))
-    return pd.concat(frames, ignore_index=True)
+            if (paths.RunPaths(config.profile, name).results / DISTRIBUTIONS_FILE).exists():
+                scored.append((point, name))
+            else:
+                missing.append(name)
+    return scored, missing
+
+
+def collect_distributions(config) -> pd.DataFrame:
+    """The scored fold runs' stored distributions (`scored_folds`), held-out pairs only, together, with `point` and
+    `fold` columns. No fold scored yet: FileNotFoundError (run `make new-items`)."""
+    scored, _ = scored_folds(config)
+    if not scored:
+        raise FileNotFoundError(f"no new-items fold of {config.profile} has panel results yet; run make new-items "
+                                f"PROFILE={config.profile}")
+    return pd.concat([read_distributions(paths.RunPaths(config.profile, name).results / DISTRIBUTIONS_FILE).assign(
+        point=point, fold=name) for point, name in scored], ignore_index=True)
 
 
 def point_tables(run: StudyRun, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -132,7 +141,12 @@ def new_items_section(tables: dict[str, pd.DataFrame], config) -> str:
     held-out items, with the paired intervals, then the table."""
     table = tables["panel_new_items"]
     folds = fold_items(config)
+    scored, missing = scored_folds(config)
     lines = ["## New questions: items held out of training (notebook 08)", ""]
+    if missing:
+        lines += [f"**{len(scored)} of {len(scored) + len(missing)} fold runs scored so far**: the numbers below are "
+                  "on their held-out items only. Not scored yet (`make new-items` runs them, each committed when "
+                  "scored): " + ", ".join(f"`{name}`" for name in missing) + ".", ""]
     for point, part in table.groupby("point", sort=False):
         lora = part[part.variant.str.endswith("-lora")]
         if lora.empty:
@@ -147,7 +161,8 @@ def new_items_section(tables: dict[str, pd.DataFrame], config) -> str:
                 said.append(f"{verdict} `{reference}` by {bracket(row, name, signed=True)}")
         correlation = bracket(row, "subgroup_effect_correlation", signed=True)
         sizes = sorted({len(f) for f in folds})
-        lines += [f"`{point}` ({len(folds)} folds of {' or '.join(map(str, sizes))} items): on the items it "
+        done = sum(1 for p, _ in scored if p == point)
+        lines += [f"`{point}` ({done} of {len(folds)} folds of {' or '.join(map(str, sizes))} items): on the items it "
                   f"was not trained on, the fine-tuned panel {' and '.join(said)} (log-loss, paired, model minus "
                   f"reference); its subgroup-effect correlation is {correlation}.", ""]
     shown = table[["point", "variant", "kind", "pairs"]].copy()
@@ -184,7 +199,8 @@ def run_new_items(config) -> dict[str, pd.DataFrame]:
     write_section(where.results, "new_items", new_items_section(tables, config))
     atomic_write_json(where.results / "provenance" / "08_new_items.json", provenance_record(
         config.to_dict(), config.to_dict()["seeds"], {"distributions": sha256_file(where.results / DISTRIBUTIONS)},
-        step="08_new_items", runs=list(new_items_runs(config)), folds=fold_items(config),
+        step="08_new_items", runs=[name for _, name in scored_folds(config)[0]],
+        not_scored=scored_folds(config)[1], folds=fold_items(config),
         new_items=asdict(config.new_items)))
     return tables
 
