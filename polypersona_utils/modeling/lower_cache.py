@@ -15,7 +15,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Sequence
 
-from .packing import PackedCollator, level_states, packed_batch
+from .packing import PackedCollator, inner_model, level_states, packed_batch
 
 __all__ = ["StatesCollator", "lower_layers_passed", "lower_states"]
 
@@ -40,11 +40,6 @@ def _passed_layer(layer_idx: int):
     return PassedLayer()
 
 
-def backbone_of(model):
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return inner.base_model
-
-
 @contextmanager
 def lower_layers_passed(model, lower: int, upper_too: bool = False):
     """While it holds, the backbone's first `lower` decoder layers are passed (`upper_too`: the others instead, and
@@ -54,7 +49,7 @@ def lower_layers_passed(model, lower: int, upper_too: bool = False):
     if not lower and not upper_too:
         yield
         return
-    backbone = backbone_of(model)
+    backbone = inner_model(model).base_model
     layers, norm = backbone.layers, backbone.norm
     passed = range(lower, len(layers)) if upper_too else range(lower)
     backbone.layers = torch.nn.ModuleList([_passed_layer(i) if i in passed else layer for i, layer in enumerate(layers)])

@@ -129,14 +129,18 @@ class PackedCollator:
         return packed_batch(rows, self.pad_id)
 
 
+def inner_model(model):
+    """The causal LM inside a PEFT model (its LoRA layers stay in it), or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def level_states(model, batch: dict):
     """The backbone's last hidden states of each level (roots, stems, turns), run level by level over the cache (the
     module's docstring). Where the batch holds the frozen lower layers' states (`root_states`, `stem_states`,
     `turn_states`: `lower_cache`), they enter in place of the token ids (the lower layers are then passed, not run)."""
     import torch
 
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT's LoRA layers stay in it
-    backbone = inner.base_model
+    backbone = inner_model(model).base_model
     device = batch["root_ids"].device
     states = "root_states" in batch
 
@@ -166,7 +170,7 @@ def turn_log_probs(model, batch: dict):
     import torch
     import torch.nn.functional as F
 
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = inner_model(model)
     _, _, hidden = level_states(model, batch)
     labels = batch["labels"][:, 1:]
     answer = labels != IGNORE
