@@ -115,3 +115,13 @@ def test_the_headline_figure_shows_every_row_in_order_and_no_missing_value(table
     far = verdict.set_index("variant").loc["model-zeroshot", "vs_marginal"]
     assert f"{far:+.2f}" in written and left.get_xlim()[1] < far
     fig.clf()
+
+
+def test_every_reference_is_a_reference_in_the_verdict_the_item_blind_ones_too():
+    """A new-items fold's panel holds the item-blind references beside the fitted ones: none of them is a model."""
+    from polypersona_utils.panel.references import ANCHORS, ITEM_BLIND, REFERENCE_VARIANTS
+    from polypersona_utils.panel.verdict import kind_of
+
+    assert {kind_of(v) for v in (*REFERENCE_VARIANTS, *ITEM_BLIND)} == {"reference"}
+    assert {kind_of(v) for v in ANCHORS} == {"anchor"}
+    assert kind_of("smollm2-135m-lora") == kind_of("smollm2-135m-zeroshot") == "model"

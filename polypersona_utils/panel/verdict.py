@@ -15,7 +15,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from .paired import pair_loss_statistic, paired_rows
-from .references import ANCHORS, REFERENCE_VARIANTS
+from .references import ANCHORS, ITEM_BLIND, REFERENCE_VARIANTS
 
 MARGINAL = "baseline-population"  # the persona-blind population shares
 STATISTICIAN = "baseline-logistic"  # the statistician on the same card, fitted on the same respondents
@@ -25,7 +25,7 @@ AGAINST = {"marginal": MARGINAL, "statistician": STATISTICIAN}
 def kind_of(variant: str) -> str:
     if variant in ANCHORS:
         return "anchor"
-    if variant in REFERENCE_VARIANTS:
+    if variant in REFERENCE_VARIANTS or variant in ITEM_BLIND:  # a new-items fold's references are references
         return "reference"
     return "control" if variant.startswith("shuffled-") else "model"
 
