@@ -144,3 +144,23 @@ def test_notebook_08_reads_the_folds_scored_so_far_and_names_the_others(tmp_root
     readme = (config.paths().results / "README.md").read_text()
     assert "1 of 2 fold runs scored so far" in readme and "Not scored yet (`make new-items` runs them" in readme
     assert f"`{second}`" in readme and "(1 of 2 folds of" in readme
+
+
+def test_the_verdict_says_what_the_panel_does_on_new_questions():
+    """The results README's verdict carries one sentence on new questions, read off `panel_new_items`: the model's
+    paired differences to the item-blind references in words, its subgroup-effect correlation, the folds scored."""
+    from polypersona_utils.panel.readme import new_items_sentence
+
+    row = {"point": "newitems-p", "variant": "m-lora", "subgroup_effect_correlation": 0.48,
+           "subgroup_effect_correlation_lo": 0.41, "subgroup_effect_correlation_hi": 0.58,
+           "subgroup_effect_slope": 0.036, "subgroup_effect_slope_lo": 0.025, "subgroup_effect_slope_hi": 0.048}
+    for name, (value, low, high) in {"pooled-logistic": (0.109, 0.080, 0.138),
+                                     "pooled-marginal": (-0.02, -0.05, 0.01)}.items():
+        row |= {f"log_loss_minus_{name}": value, f"log_loss_minus_{name}_lo": low, f"log_loss_minus_{name}_hi": high}
+    table = pd.DataFrame([row, {"point": "newitems-p", "variant": "uniform"}])
+    sentence = new_items_sentence(table, 1, 5)
+    assert sentence.startswith("On new questions (survey items held out of its training; 1 of 5 folds scored so far)")
+    assert "is worse than `pooled-logistic` by +0.109 [+0.080, +0.138]" in sentence
+    assert "is level with `pooled-marginal` by -0.020 [-0.050, +0.010]" in sentence
+    assert "correlation there is +0.480 [+0.410, +0.580]" in sentence and "all 5 folds" in new_items_sentence(table, 5, 5)
+    assert new_items_sentence(None, 0, 5) is None

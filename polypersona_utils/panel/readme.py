@@ -31,16 +31,49 @@ def largest_point_sentence(curve: pd.DataFrame | None) -> str | None:
             "statistician; negative favours the model; the learning curve below).")
 
 
+def versus(row: pd.Series, reference: str) -> str | None:
+    """`is worse than `pooled-logistic` by +0.109 [+0.080, +0.138]`: a model row's paired log-loss difference to
+    `reference` (`log_loss_minus_<reference>` and its interval) in words; None where the row has none."""
+    name = f"log_loss_minus_{reference}"
+    if name not in row or not np.isfinite(row[name]):
+        return None
+    verdict = "beats" if row[f"{name}_hi"] < 0 else "is worse than" if row[f"{name}_lo"] > 0 else "is level with"
+    return f"{verdict} `{reference}` by {bracket(row, name, signed=True)}"
+
+
+def new_items_sentence(table: pd.DataFrame | None, scored: int, folds: int) -> str | None:
+    """From `panel_new_items` (notebook 08): on survey items held out of training, does the fine-tuned panel beat
+    the references that never saw those items' answers, and does it get the direction of subgroup differences
+    right; `scored` of `folds` fold runs. None without the table."""
+    if table is None:
+        return None
+    from .new_items import COMPARED
+
+    lora = table[table.variant.str.endswith("-lora")]
+    if lora.empty:
+        return None
+    row = lora.iloc[0]
+    said = [phrase for phrase in (versus(row, reference) for reference in COMPARED) if phrase]
+    share = f"all {folds} folds" if scored == folds else f"{scored} of {folds} folds scored so far"
+    return (f"On new questions (survey items held out of its training; {share}) the fine-tuned panel "
+            f"(`{row.point}`) {' and '.join(said)} (log-loss, paired, model minus reference); its subgroup-effect "
+            f"correlation there is {bracket(row, 'subgroup_effect_correlation', signed=True)}, its slope "
+            f"{bracket(row, 'subgroup_effect_slope')} (New questions, below).")
+
+
 def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: dict | None = None,
-                    curve_figure: bool = False, curve: pd.DataFrame | None = None) -> str:
+                    curve_figure: bool = False, curve: pd.DataFrame | None = None,
+                    new_items: str | None = None) -> str:
     """The results README's first section: where the profile has a learning curve (its table, `curve`), what its
     largest point says against the same-card statistician (`largest_point_sentence`); then the main run's verdict
     table (`panel_verdict`, `verdict_table`), at most three sentences each with one finding (`verdict_findings`),
     the headline figure (and the learning curve's), then, under their own headings, each model against each
-    reference in words, the model families and what the panel is worth."""
+    reference in words, the model families and what the panel is worth. `new_items`: the sentence on new
+    questions (`new_items_sentence`), after the curve's."""
     verdict = tables["panel_verdict"]
-    sentence = largest_point_sentence(curve)
-    parts = ["## Verdict", "", *([sentence, "", "The main run:", ""] if sentence else []),
+    leads = [sentence for sentence in (largest_point_sentence(curve), new_items) if sentence]
+    parts = ["## Verdict", "", *(sum(([sentence, ""] for sentence in leads), []) + ["The main run:", ""] if leads
+                                 else []),
              verdict_table(verdict, respondents), "",
              " ".join(verdict_findings(verdict, tables.get("panel_worth"))), "",
              "![Each variant minus the population marginal and minus the same-card statistician: paired log-loss "

@@ -18,7 +18,7 @@ from .figures import panel_figures
 from .measures import panel_tables, population_effects, with_answer_columns
 from .new_items import item_blind_distributions
 from .paired import panel_models, panel_paired
-from .readme import panel_section, verdict_section
+from .readme import new_items_sentence, panel_section, verdict_section
 from .references import ANCHORS, ITEM_BLIND, REFERENCE_VARIANTS, model_variants, reference_distributions
 from .stacking import panel_stacking, stacked
 from .synthetic import order_effect, panel_frame, sampled_option, score_panel, subgroup_variables
@@ -178,17 +178,25 @@ def run_panel(config, progress: bool = True) -> dict[str, pd.DataFrame]:
 
 def write_verdict(config, tables: dict[str, pd.DataFrame], respondents: int, costs: dict) -> None:
     """The results README's verdict section; the main run's opens with the learning curve's largest point where
-    notebook 07 has written the curve's table."""
+    notebook 07 has written the curve's table, then with the panel on new questions where notebook 08 has written
+    its table."""
     where = config.paths()
     curve = where.tables / "learning_curve.csv"
+    new_items, folds = where.tables / "panel_new_items.csv", where.results / "provenance" / "08_new_items.json"
+    sentence = None
+    if new_items.exists() and folds.exists() and not config.run:
+        record = json.loads(folds.read_text(encoding="utf-8"))
+        scored = len(record["runs"])
+        sentence = new_items_sentence(pd.read_csv(new_items), scored, scored + len(record.get("not_scored", [])))
     write_section(where.results, "verdict", verdict_section(
         tables, respondents, costs, (where.figures / "learning_curve.png").exists(),
-        pd.read_csv(curve) if curve.exists() and not config.run else None))
+        pd.read_csv(curve) if curve.exists() and not config.run else None, sentence))
 
 
 def rewrite_verdict(config) -> None:
-    """The verdict section written again from the stored panel tables, scoring and fitting nothing: notebook 07
-    calls it once the curve's table has changed. Nothing when the run has no panel results."""
+    """The verdict section written again from the stored panel tables, scoring and fitting nothing: notebooks 07
+    and 08 call it once the curve's or the new items' table has changed. Nothing when the run has no panel
+    results."""
     where = config.paths()
     provenance = where.results / "provenance" / "06_panel.json"
     if not provenance.exists():

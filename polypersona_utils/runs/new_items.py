@@ -21,8 +21,9 @@ from .. import paths
 from ..dataset.respondents import linked_questions
 from ..panel.figures import WIDTH, key, tick_size, variant_styles, wrapped
 from ..panel.new_items import COMPARED, new_items_tables
-from ..panel.readme import bracket
-from ..panel.report import DISTRIBUTIONS_FILE, distributions_csv, population_frame, read_distributions
+from ..panel.readme import bracket, versus
+from ..panel.report import (DISTRIBUTIONS_FILE, distributions_csv, population_frame, read_distributions,
+                            rewrite_verdict)
 from ..panel.synthetic import subgroup_variables
 from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
 from ..reporting.checks import TableCheck, check_tables
@@ -152,13 +153,7 @@ def new_items_section(tables: dict[str, pd.DataFrame], config) -> str:
         if lora.empty:
             continue
         row = lora.iloc[0]
-        said = []
-        for reference in COMPARED:
-            name = f"log_loss_minus_{reference}"
-            if np.isfinite(row[name]):
-                verdict = ("beats" if row[f"{name}_hi"] < 0 else "is worse than" if row[f"{name}_lo"] > 0
-                           else "is level with")
-                said.append(f"{verdict} `{reference}` by {bracket(row, name, signed=True)}")
+        said = [phrase for phrase in (versus(row, reference) for reference in COMPARED) if phrase]
         correlation = bracket(row, "subgroup_effect_correlation", signed=True)
         sizes = sorted({len(f) for f in folds})
         done = sum(1 for p, _ in scored if p == point)
@@ -202,6 +197,7 @@ def run_new_items(config) -> dict[str, pd.DataFrame]:
         step="08_new_items", runs=[name for _, name in scored_folds(config)[0]],
         not_scored=scored_folds(config)[1], folds=fold_items(config),
         new_items=asdict(config.new_items)))
+    rewrite_verdict(config)  # the verdict's sentence on new questions
     return tables
 
 
