@@ -26,7 +26,7 @@ from ..panel.report import (DISTRIBUTIONS_FILE, distributions_csv, population_fr
                             rewrite_verdict)
 from ..panel.synthetic import subgroup_variables
 from ..provenance import atomic_write_json, atomic_write_text, provenance_record, sha256_file
-from ..reporting.checks import TableCheck, check_tables
+from ..reporting.checks import TableCheck, check_tables, read_stored
 from ..reporting.plots import legible_size, pyplot, save_figure, text_size
 from ..reporting.readme import write_section
 from ..reporting.tables import write_table
@@ -187,6 +187,8 @@ def run_new_items(config) -> dict[str, pd.DataFrame]:
     tables = point_tables(StudyRun(config), read_distributions(where.results / DISTRIBUTIONS))
     for name, table in tables.items():
         write_table(table, where.tables / name, caption=f"{name.replace('_', ' ')} ({config.profile})")
+    # the figure and the words read the tables as stored, as the verdict does: a number is rounded once
+    tables = {name: read_stored(where.tables / f"{name}.csv") for name in tables}
     plt = pyplot()
     fig = draw_new_items(tables["panel_new_items"], f"New questions: items held out of training ({config.profile})")
     save_figure(fig, where.figures / "panel_new_items")
