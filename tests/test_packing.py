@@ -268,6 +268,7 @@ def test_training_from_cached_lower_layer_states_gives_the_adapter_of_the_full_f
     monkeypatch.setattr(training, "frozen_below", lambda *a: seen.append(0) or 0)
     plain = training.train_model(config, config.models[0], run_name="plain", progress=False)
     assert seen == [1, 0]
+    assert cached.metrics["lower_states_s_this_session"] > 0 == plain.metrics["lower_states_s_this_session"]
     assert cached.metrics["global_steps"] == plain.metrics["global_steps"] > 1
     assert cached.metrics["train_loss"] == pytest.approx(plain.metrics["train_loss"], rel=1e-4)
     assert cached.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], rel=1e-4)

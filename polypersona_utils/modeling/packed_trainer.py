@@ -6,6 +6,8 @@ With LoRA on the top layers only, the frozen layers below run once per responden
 """
 from __future__ import annotations
 
+import time
+
 from trl import SFTTrainer
 
 from ..dataset.prompts import closed_answer, prompt_completion
@@ -56,7 +58,9 @@ class PackedTrainer(SFTTrainer):
         kwargs["model"].set_attn_implementation("eager")
         super().__init__(*args, **kwargs)
         self.objective = objective
+        self.lower_states_seconds = 0.0  # computing the frozen layers' states, before the training loop
         if lower_cached:
+            start = time.perf_counter()
             with self.accelerator.autocast():  # the states the uncached path's steps would compute
                 for dataset in (self.train_dataset, self.eval_dataset):
                     if dataset is not None:
@@ -64,6 +68,7 @@ class PackedTrainer(SFTTrainer):
                         self.data_collator.states.update(zip(
                             (r["key"] for r in rows), lower_states(self.model, rows, pad, lower_cached,
                                                                    self.args.per_device_train_batch_size)))
+            self.lower_states_seconds = round(time.perf_counter() - start, 1)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         with self.accelerator.autocast(), lower_layers_passed(model, self.lower_cached if "root_states" in inputs

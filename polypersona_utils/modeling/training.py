@@ -322,7 +322,8 @@ def train_model(config, spec, run_name: str | None = None, include_persona: bool
         "val_loss": [h["eval_loss"] for h in history if "eval_loss" in h],
         "global_steps": trainer.state.global_step,
         "train_examples": examples,
-        "wall_time_s_this_session": round(wall_s, 1),
+        "wall_time_s_this_session": round(wall_s, 1),  # the training loop
+        "lower_states_s_this_session": getattr(trainer, "lower_states_seconds", 0.0),  # before it (lower_cache)
         "resumed_from": resume_from.name if resume_from else None,
         "trainable_parameters": trainable,
         "total_parameters": total,
