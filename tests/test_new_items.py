@@ -143,7 +143,9 @@ def test_notebook_08_reads_the_folds_scored_so_far_and_names_the_others(tmp_root
     assert (table.log_loss_lo <= table.log_loss).all() and (table.log_loss <= table.log_loss_hi).all()
     readme = (config.paths().results / "README.md").read_text()
     assert "1 of 2 fold runs scored so far" in readme and "Not scored yet (`make new-items` runs them" in readme
-    assert f"`{second}`" in readme and "(1 of 2 folds of" in readme
+    assert f"`{second}`" in readme
+    assert ("(survey items held out of its training; 1 of 2 folds scored so far) the fine-tuned panel "
+            "(`newitems-smollm2-135m-sft-2-top2`) is") in readme
 
 
 def test_the_verdict_says_what_the_panel_does_on_new_questions():
@@ -164,3 +166,23 @@ def test_the_verdict_says_what_the_panel_does_on_new_questions():
     assert "is level with `pooled-marginal` by -0.020 [-0.050, +0.010]" in sentence
     assert "correlation there is +0.480 [+0.410, +0.580]" in sentence and "all 5 folds" in new_items_sentence(table, 5, 5)
     assert new_items_sentence(None, 0, 5) is None
+
+
+def test_the_figure_draws_a_far_zero_shot_log_loss_as_an_arrow_with_its_value():
+    """A zero-shot log-loss of 2.13 beside the others' 0.83 to 1.10 is an arrow at the log-loss axis' edge with its
+    value written; every other row and interval stays inside; slopes (bounded) are all drawn."""
+    from polypersona_utils.runs.new_items import draw_new_items
+
+    rows = [("baseline-logistic", "ceiling", 0.83, 0.66), ("pooled-logistic", "reference", 0.89, 0.35),
+            ("m-lora", "model", 0.99, 0.02), ("uniform", "reference", 1.10, 0.0), ("m-zeroshot", "model", 2.13, -0.1)]
+    table = pd.DataFrame([{"point": "p", "variant": v, "kind": k, "log_loss": loss, "log_loss_lo": loss - 0.04,
+                           "log_loss_hi": loss + 0.05, "subgroup_effect_slope": slope,
+                           "subgroup_effect_slope_lo": slope - 0.07, "subgroup_effect_slope_hi": slope + 0.07}
+                          for v, k, loss, slope in rows])
+    fig = draw_new_items(table, "t")
+    loss, slope = fig.axes[:2]
+    low, high = loss.get_xlim()
+    assert low < 0.79 and 1.15 < high < 2.0  # 0.83 - 0.04 and 1.10 + 0.05 inside; 2.13 beyond the edge
+    assert [t.get_text() for t in loss.texts] == ["2.13"]
+    assert "arrows: beyond the axis" in fig._suptitle.get_text()
+    assert not slope.texts and slope.get_xlim()[0] < -0.17 and slope.get_xlim()[1] > 0.73

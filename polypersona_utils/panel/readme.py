@@ -41,10 +41,11 @@ def versus(row: pd.Series, reference: str) -> str | None:
     return f"{verdict} `{reference}` by {bracket(row, name, signed=True)}"
 
 
-def new_items_sentence(table: pd.DataFrame | None, scored: int, folds: int) -> str | None:
-    """From `panel_new_items` (notebook 08): on survey items held out of training, does the fine-tuned panel beat
-    the references that never saw those items' answers, and does it get the direction of subgroup differences
-    right; `scored` of `folds` fold runs. None without the table."""
+def new_items_sentence(table: pd.DataFrame | None, scored: int, folds: int, pointer: str = " (New questions, below)"
+                       ) -> str | None:
+    """From `panel_new_items` (notebook 08; its first point): on survey items held out of training, does the
+    fine-tuned panel beat the references that never saw those items' answers, and does it get the direction of
+    subgroup differences right; `scored` of `folds` fold runs. None without the table or a fine-tuned row."""
     if table is None:
         return None
     from .new_items import COMPARED
@@ -58,7 +59,7 @@ def new_items_sentence(table: pd.DataFrame | None, scored: int, folds: int) -> s
     return (f"On new questions (survey items held out of its training; {share}) the fine-tuned panel "
             f"(`{row.point}`) {' and '.join(said)} (log-loss, paired, model minus reference); its subgroup-effect "
             f"correlation there is {bracket(row, 'subgroup_effect_correlation', signed=True)}, its slope "
-            f"{bracket(row, 'subgroup_effect_slope')} (New questions, below).")
+            f"{bracket(row, 'subgroup_effect_slope')}{pointer}.")
 
 
 def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: dict | None = None,

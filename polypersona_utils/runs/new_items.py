@@ -19,9 +19,9 @@ import pandas as pd
 
 from .. import paths
 from ..dataset.respondents import linked_questions
-from ..panel.figures import WIDTH, key, tick_size, variant_styles, wrapped
+from ..panel.figures import WIDTH, key, off_scale, tick_size, variant_styles, wrapped
 from ..panel.new_items import COMPARED, new_items_tables
-from ..panel.readme import bracket, versus
+from ..panel.readme import bracket, new_items_sentence
 from ..panel.report import (DISTRIBUTIONS_FILE, distributions_csv, population_frame, read_distributions,
                             rewrite_verdict)
 from ..panel.synthetic import subgroup_variables
@@ -108,7 +108,9 @@ def point_tables(run: StudyRun, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def draw_new_items(table: pd.DataFrame, title: str):
     """Per point, every variant's log-loss and subgroup-effect slope on the held-out items, with intervals, best
-    log-loss first; item-blind references and ceilings marked by kind."""
+    log-loss first; item-blind references and ceilings marked by kind. A log-loss far beyond the others
+    (`panel.figures.off_scale` around the rows' median: a zero-shot model's) is an arrow at the axis' edge
+    with its value written, so that the rows that matter can be told apart."""
     plt = pyplot()
     size = legible_size(WIDTH)
     kinds = list(dict.fromkeys(table.kind))
@@ -119,20 +121,37 @@ def draw_new_items(table: pd.DataFrame, title: str):
         fig, axes = plt.subplots(1, 2, figsize=(WIDTH, 1.2 + 0.32 * rows), squeeze=False, layout="constrained")
         labels = [f"{v}" if len(points) == 1 else f"{p}: {v}" for p, v in zip(table.point, table.variant)]
         y = np.arange(len(table))[::-1]
+        arrows = False
         for ax, (measure, low, high, name) in zip(axes.flat, (
                 ("log_loss", "log_loss_lo", "log_loss_hi", "log-loss (lower is better)"),
                 ("subgroup_effect_slope", "subgroup_effect_slope_lo", "subgroup_effect_slope_hi",
                  "subgroup-effect slope (1 matches)"))):
+            middle = float(table[measure].median())
+            limit = (off_scale(table[low].to_numpy(float) - middle, table[high].to_numpy(float) - middle)
+                     if measure == "log_loss" else float("inf"))  # slopes are bounded: every one drawn
+            arrows = arrows or np.isfinite(limit)
             for yi, (_, row) in zip(y, table.iterrows()):
-                if np.isfinite(row[measure]):
-                    ax.errorbar(row[measure], yi, xerr=[[row[measure] - row[low]], [row[high] - row[measure]]],
-                                capsize=2, linewidth=1, markersize=5, linestyle="none", **styles[row.kind])
+                if not np.isfinite(row[measure]):
+                    continue
+                side = np.sign(row[measure] - middle)
+                if row[low] - middle > limit or row[high] - middle < -limit:  # an arrow at the axis' edge
+                    edge = middle + side * 1.15 * limit
+                    ax.plot(edge, yi, marker=">" if side > 0 else "<", linestyle="none", markersize=6,
+                            color=styles[row.kind]["color"])
+                    ax.annotate(f"{row[measure]:.2f}", (edge, yi), xytext=(-9 * side, 0), textcoords="offset points",
+                                ha="right" if side > 0 else "left", va="center")
+                    continue
+                ax.errorbar(row[measure], yi, xerr=[[row[measure] - row[low]], [row[high] - row[measure]]],
+                            capsize=2, linewidth=1, markersize=5, linestyle="none", **styles[row.kind])
+            if np.isfinite(limit):
+                ax.set_xlim(middle - 1.25 * limit if (table[high] - middle < -limit).any() else None,
+                            middle + 1.25 * limit if (table[low] - middle > limit).any() else None)
             ax.set_yticks(y, labels if ax is axes.flat[0] else [""] * len(y))
             ax.set_title(name)
             ax.grid(axis="x", linewidth=0.3)
         fig.legend(handles=[key(plt, kind, styles[kind]["color"], styles[kind]["marker"]) for kind in kinds],
                    loc="outside lower center", ncol=1)
-        fig.suptitle(wrapped(title, WIDTH, size + 1))
+        fig.suptitle(wrapped(title + ("; arrows: beyond the axis, value written" if arrows else ""), WIDTH, size + 1))
         tick_size(fig, size)
     return fig
 
@@ -149,17 +168,8 @@ def new_items_section(tables: dict[str, pd.DataFrame], config) -> str:
                   "on their held-out items only. Not scored yet (`make new-items` runs them, each committed when "
                   "scored): " + ", ".join(f"`{name}`" for name in missing) + ".", ""]
     for point, part in table.groupby("point", sort=False):
-        lora = part[part.variant.str.endswith("-lora")]
-        if lora.empty:
-            continue
-        row = lora.iloc[0]
-        said = [phrase for phrase in (versus(row, reference) for reference in COMPARED) if phrase]
-        correlation = bracket(row, "subgroup_effect_correlation", signed=True)
-        sizes = sorted({len(f) for f in folds})
-        done = sum(1 for p, _ in scored if p == point)
-        lines += [f"`{point}` ({done} of {len(folds)} folds of {' or '.join(map(str, sizes))} items): on the items it "
-                  f"was not trained on, the fine-tuned panel {' and '.join(said)} (log-loss, paired, model minus "
-                  f"reference); its subgroup-effect correlation is {correlation}.", ""]
+        sentence = new_items_sentence(part, sum(1 for p, _ in scored if p == point), len(folds), pointer="")
+        lines += [sentence, ""] if sentence else []
     shown = table[["point", "variant", "kind", "pairs"]].copy()
     for name, label in (("log_loss", "log-loss"), ("accuracy", "accuracy"),
                         ("subgroup_effect_correlation", "subgroup-effect correlation"),
