@@ -83,21 +83,27 @@ def test_curve_respondents_are_nested_and_never_on_the_panel(tmp_roots):
     assert len(orders) > 1  # mixed: some options reversed
 
 
-def test_a_point_is_missing_until_scored_with_its_present_settings(tmp_roots):
+def test_a_point_is_missing_until_scored_with_its_present_settings_on_its_present_panel(tmp_roots):
     config = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 4}]})
+    eligible = [r.persona_id for r in StudyRun(config).eligible]
+    fake_dataset(config, eligible[:5])
+    panel = [r.persona_id for r in StudyRun(config).panel]
     runs = learning_curve_runs(config)
     assert missing_points(config) == list(runs)
     for name, overrides in runs.items():
-        folder = paths.RunPaths("smoke", name).results / "provenance"
-        folder.mkdir(parents=True)
-        (folder / "06_panel.json").write_text(json.dumps(
+        folder = paths.RunPaths("smoke", name).results
+        (folder / "provenance").mkdir(parents=True)
+        (folder / "provenance" / "06_panel.json").write_text(json.dumps(
             {"result_settings": result_settings(load_run("smoke", name, overrides))}))
+        pd.DataFrame({"persona_id": panel, "variant": "x"}).to_csv(folder / "panel_distributions.csv", index=False)
     assert missing_points(config) == []  # a committed point is read, not rerun
     changed = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 4}],
                                               "training.learning_rate": 1e-4})
     assert missing_points(changed) == list(runs)  # scored with other settings: run again
     more = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 8}]})
     assert missing_points(more) == ["curve-smollm2-135m-sft-8"]
+    fake_dataset(config, eligible[:5] + panel[:1])  # the dataset now holds a panel respondent: another panel
+    assert missing_points(config) == list(runs)  # scored on other respondents (same settings): run again
 
 
 def fake_point(config, name: str, respondents: int, log_loss: dict[str, float], difference: tuple) -> None:

@@ -21,7 +21,7 @@ from .. import paths
 from ..panel.figures import WIDTH, dodged, key, off_scale, tick_size, variant_styles, wrapped
 from ..panel.readme import STATISTICIAN, largest_point_sentence
 from ..panel.references import ANCHORS
-from ..panel.report import result_settings, rewrite_verdict
+from ..panel.report import DISTRIBUTIONS_FILE, result_settings, rewrite_verdict
 from ..provenance import atomic_write_json, provenance_record, sha256_file
 from ..reporting.plots import legible_size, pyplot, save_figure, text_size
 from ..reporting.readme import write_section
@@ -82,15 +82,25 @@ def point_result(config, name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
+def scored_on(config, name: str) -> set[str] | None:
+    """The persona ids of the respondents a run's stored panel distributions score (None: none stored)."""
+    path = paths.RunPaths(config.profile, name).results / DISTRIBUTIONS_FILE
+    return set(pd.read_csv(path, usecols=["persona_id"], dtype=str).persona_id) if path.exists() else None
+
+
 def missing_points(config, runs: dict[str, dict] | None = None) -> list[str]:
-    """The runs (default: the curve's points) with no panel result made with the settings they have now (never
-    scored, or scored with other settings), in order: what `make learning-curve` (and `make new-items`) runs."""
+    """The runs (default: the curve's points) with no panel result made with the settings they have now on the
+    panel they have now (never scored, scored with other settings, or scored on other respondents: the panel is
+    drawn outside the dataset's personas, so a dataset with other real respondents moves it), in order: what
+    `make learning-curve` (and `make new-items`) runs."""
     from ..config import run_of
+    from ..study import StudyRun
 
     missing = []
     for name, overrides in (learning_curve_runs(config) if runs is None else runs).items():
-        stored = point_result(config, name)
-        if stored is None or stored.get("result_settings") != result_settings(run_of(config, name, overrides)):
+        stored, run = point_result(config, name), run_of(config, name, overrides)
+        if (stored is None or stored.get("result_settings") != result_settings(run)
+                or scored_on(config, name) != {r.persona_id for r in StudyRun(run).panel}):
             missing.append(name)
     return missing
 
