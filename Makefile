@@ -176,8 +176,9 @@ ablation-panels: $(ABLATION_PANELS) | $(INSTALLED)
 	@$(MAKE) --no-print-directory ablations PROFILE=$(PROFILE)
 
 ## learning-curve: the panel against the number of real survey respondents trained on: every point of the profile's
-## learning_curve with no result made with its present settings (notebooks 02 and 06 each; a committed point is read,
-## not rerun; an interrupted point resumes from its checkpoint), then 07 -> results/PROFILE/tables/learning_curve.*
+## learning_curve with no result made with its present settings on the present panel (notebooks 02 and 06 each; a
+## committed point is read, not rerun; an interrupted point resumes from its checkpoint), then 07
+## -> results/PROFILE/tables/learning_curve.*
 .PHONY: learning-curve
 learning-curve: $(DATA) | $(INSTALLED)
 	@for run in $$($(PY) -m polypersona_utils missing-points $(PROFILE)); do \

@@ -33,7 +33,8 @@ def run_overrides(args) -> int:
 
 
 def missing_points(args) -> int:
-    """The learning-curve points to run: those with no panel result made with their present settings."""
+    """The learning-curve points to run: those with no panel result made with their present settings on the
+    present panel."""
     from .config import load_config
     from .runs.learning_curve import missing_points as missing
     from .runs.new_items import new_items_runs
@@ -196,7 +197,8 @@ def parser() -> argparse.ArgumentParser:
     command("run-overrides", run_overrides, "a run's parameter overrides (JSON) from its name and make's knobs",
             profile, ("name", {}), ("knobs", {"nargs": "*", "metavar": "KNOB=VALUE"}))
     command("missing-points", missing_points, "the learning-curve points (or new-items folds) with no result made "
-            "with their present settings (what make learning-curve and make new-items run)", profile,
+            "with their present settings on the present panel (what make learning-curve and make new-items run)",
+            profile,
             ("--new-items", {"action": "store_true", "help": "the new-items fold runs instead of the curve's points"}))
     command("gguf-path", gguf_path, "the file of an embedded GGUF model (what make serve serves)",
             ("model", {"help": "an embedded model name"}),

@@ -5,10 +5,10 @@ each point of `new_items.points` (`config_runs.CurvePoint`) runs once per fold, 
 `newitems-<point>-fold<i>` (`curve-` dropped from the point's name): trained on its survey respondents' answers to
 the other items only (`ablation.heldout_items`) and scored on the whole panel's answers to the held-out ones, beside
 the item-blind references (`panel.new_items`). Each fold run is its own folder under `results/<profile>/runs/`,
-committed once scored; `make new-items` runs only the ones with no result made with their present settings
-(`learning_curve.missing_points`). This module collects the held-out pairs of every fold scored so far into
-`results/<profile>/new_items_distributions.csv` (per point) and writes `tables/panel_new_items.*`, its worth table,
-a figure and the results README's section.
+committed once scored; `make new-items` runs only the ones with no result made with their present settings on the
+present panel (`learning_curve.missing_points`). This module collects the held-out pairs of every fold scored so far
+into `results/<profile>/new_items_distributions.csv` (per point) and writes `tables/panel_new_items.*`, its worth
+table, a figure and the results README's section.
 """
 from __future__ import annotations
 
