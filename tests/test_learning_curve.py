@@ -178,3 +178,24 @@ def test_the_figure_draws_a_far_zero_shot_point_as_an_arrow_with_its_value(tmp_r
     assert "arrows: beyond the axis" in fig._suptitle.get_text()
     slope_low, slope_high = fig.axes[1].get_ylim()
     assert not fig.axes[1].texts and slope_low < 0.0 and slope_high > 0.2  # nothing far there: every point drawn
+
+
+def test_a_lever_is_a_point_of_its_own_on_the_curve(tmp_roots):
+    """Three epochs at 512 beside one epoch at 512: two runs, two lines of the figure (not one point dropped as a
+    repeat), the lever named in the table."""
+    from polypersona_utils.runs.learning_curve import curve_series
+
+    points = [{"respondents": 512}, {"respondents": 512, "epochs": 3}, {"respondents": 512, "learning_rate": 1e-3}]
+    config = load_config("smoke", overrides={"learning_curve": points})
+    assert list(learning_curve_runs(config)) == ["curve-smollm2-135m-sft-512", "curve-smollm2-135m-sft-512-e3",
+                                                 "curve-smollm2-135m-sft-512-lr0.001"]
+    for name, loss in zip(learning_curve_runs(config), (0.89, 0.85, 0.87)):
+        fake_point(config, name, 512, dict(zip(VARIANTS, (loss, 2.08, 0.82, 0.87))), (loss - 0.82, 0.0, 0.1))
+    curve = collect(config)
+    assert dict(zip(curve.run, curve.levers)) == {"curve-smollm2-135m-sft-512": "",
+                                                  "curve-smollm2-135m-sft-512-e3": "e3",
+                                                  "curve-smollm2-135m-sft-512-lr0.001": "lr0.001"}
+    lines = curve_series(curve)
+    lora = lines[lines.variant.str.endswith("-lora") & (lines.measure == "log_loss")]
+    assert dict(zip(lora.series, lora.value)) == {"smollm2-135m sft nf4": 0.89, "smollm2-135m sft nf4 e3": 0.85,
+                                                  "smollm2-135m sft nf4 lr0.001": 0.87}

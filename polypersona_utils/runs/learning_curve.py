@@ -38,8 +38,8 @@ PAIRED = {  # measure of the paired difference (fine-tuned minus the statisticia
     f"log_loss_minus_{STATISTICIAN}": "log_loss",
     f"subgroup_effect_slope_minus_{STATISTICIAN}": "subgroup_effect_slope",
 }
-COLUMNS = ["run", "model", "objective", "top_layers", "base", "training_respondents", "variant", "measure", "value",
-           "low", "high"]
+COLUMNS = ["run", "model", "objective", "top_layers", "base", "levers", "training_respondents", "variant", "measure",
+           "value", "low", "high"]
 
 
 def point_name(point, config) -> str:
@@ -49,9 +49,14 @@ def point_name(point, config) -> str:
              "all" if point.respondents is None else str(point.respondents)]
     parts += [f"top{point.top_layers}"] if point.top_layers else []
     parts += ["fp32"] if point.quantization == "none" else []
-    parts += [f"e{point.epochs:g}"] if point.epochs != 1 else []
-    parts += [f"lr{point.learning_rate:g}"] if point.learning_rate is not None else []
-    return "-".join(parts)
+    return "-".join(parts + point_levers(point))
+
+
+def point_levers(point) -> list[str]:
+    """What a point changes of the training recipe besides its size, layers and base: `e<E>` (epochs other than
+    one), `lr<LR>` (a learning rate of its own)."""
+    return ([f"e{point.epochs:g}"] if point.epochs != 1 else []) + (
+        [f"lr{point.learning_rate:g}"] if point.learning_rate is not None else [])
 
 
 def point_overrides(point, config) -> dict:
@@ -130,6 +135,7 @@ def collect(config) -> pd.DataFrame:
         stored = point_result(config, name) or {}
         described = {"run": name, "model": overrides["ablation_runs.model"], "objective": point.objective,
                      "top_layers": point.top_layers or "all", "base": "fp32" if point.quantization == "none" else "nf4",
+                     "levers": " ".join(point_levers(point)),
                      "training_respondents": stored.get("training_respondents", point.respondents)}
         for measure, (table, value, low, high) in MEASURES.items():
             for row in tables[table].to_dict("records"):
@@ -164,7 +170,8 @@ def curve_series(curve: pd.DataFrame) -> pd.DataFrame:
     under its base at 0 respondents, each reference fitted at each size once (points of one size share them)."""
     frame = curve[curve.measure.isin(FIGURE_MEASURES)].copy()
     recipe = (frame.model + " " + frame.objective.str.replace("option_likelihood", "options")
-              + frame.top_layers.map(lambda k: "" if k == "all" else f" top{k}") + " " + frame.base)
+              + frame.top_layers.map(lambda k: "" if k == "all" else f" top{k}") + " " + frame.base
+              + frame.levers.fillna("").map(lambda levers: f" {levers}" if levers else ""))
     lora, zero = frame.variant.str.endswith("-lora"), frame.variant.str.endswith("-zeroshot")
     frame["series"] = np.where(lora, recipe, np.where(zero, frame.variant + " " + frame.base, frame.variant))
     frame.loc[zero, "training_respondents"] = 0
