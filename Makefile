@@ -188,7 +188,8 @@ learning-curve: $(DATA) | $(INSTALLED)
 	$(call run_notebook,07_learning_curve)
 
 ## new-items: the panel on linked items held out of training: every fold run of the profile's new_items points with
-## no result made with its present settings (notebooks 02 and 06 each, as the curve's points), then 08
+## no result made with its present settings on the present panel (notebooks 02 and 06 each, as the curve's points),
+## then 08
 ## -> results/PROFILE/tables/panel_new_items.*
 .PHONY: new-items
 new-items: $(DATA) | $(INSTALLED)

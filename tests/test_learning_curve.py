@@ -199,3 +199,6 @@ def test_a_lever_is_a_point_of_its_own_on_the_curve(tmp_roots):
     lora = lines[lines.variant.str.endswith("-lora") & (lines.measure == "log_loss")]
     assert dict(zip(lora.series, lora.value)) == {"smollm2-135m sft nf4": 0.89, "smollm2-135m sft nf4 e3": 0.85,
                                                   "smollm2-135m sft nf4 lr0.001": 0.87}
+    # the verdict's first sentence is not picked among levers tried on the test panel (e3 scores best here)
+    assert "(`curve-smollm2-135m-sft-512`) is level with" in largest_point_sentence(curve)
+    assert "(`curve-smollm2-135m-sft-512-e3`)" in largest_point_sentence(curve[curve.levers == "e3"])

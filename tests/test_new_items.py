@@ -186,3 +186,34 @@ def test_the_figure_draws_a_far_zero_shot_log_loss_as_an_arrow_with_its_value():
     assert [t.get_text() for t in loss.texts] == ["2.13"]
     assert "arrows: beyond the axis" in fig._suptitle.get_text()
     assert not slope.texts and slope.get_xlim()[0] < -0.17 and slope.get_xlim()[1] > 0.73
+
+
+def test_a_fold_scored_on_the_panel_it_has_now_is_not_run_again(tmp_roots):
+    """A fold is scored on the panel respondents who answered its held-out items: stored distributions of exactly
+    those are a result; one more (or one fewer) respondent means another panel, and the fold runs again."""
+    import json
+
+    from polypersona_utils import paths
+    from polypersona_utils.panel.report import result_settings
+    from polypersona_utils.runs.learning_curve import missing_points
+
+    config = load_config("smoke", overrides={"new_items.points": [POINT]})
+    fake_dataset(config, [r.persona_id for r in StudyRun(config).eligible[:4]])
+    runs = new_items_runs(config)
+    assert missing_points(config, runs) == list(runs)
+    asked = {}
+    for name, overrides in runs.items():
+        run = load_run("smoke", name, overrides)
+        asked[name] = [r.persona_id for r in StudyRun(run).panel]
+        folder = paths.RunPaths("smoke", name).results
+        (folder / "provenance").mkdir(parents=True)
+        (folder / "provenance" / "06_panel.json").write_text(json.dumps({"result_settings": result_settings(run)}))
+        pd.DataFrame({"persona_id": asked[name]}).to_csv(folder / "panel_distributions.csv", index=False)
+    assert missing_points(config, runs) == []
+    first = next(iter(runs))
+    everyone = [r.persona_id for r in StudyRun(config).panel]
+    assert len(asked[first]) <= len(everyone)  # only those who answered the fold's held-out items
+    stranger = next(pid for pid in (r.persona_id for r in StudyRun(config).eligible) if pid not in asked[first])
+    pd.DataFrame({"persona_id": asked[first] + [stranger]}).to_csv(
+        paths.RunPaths("smoke", first).results / "panel_distributions.csv", index=False)
+    assert missing_points(config, runs) == [first]

@@ -16,10 +16,14 @@ STATISTICIAN = "baseline-logistic"  # the same-card statistician the learning cu
 def largest_point_sentence(curve: pd.DataFrame | None) -> str | None:
     """From the learning curve's table (`runs.learning_curve`): at its largest point (the best fine-tuned log-loss
     among its runs of that size), does the fine-tuned panel beat the statistician who sees the same card, by how
-    much, with the paired interval. None without a curve."""
+    much, with the paired interval. Points that try a lever (`levers`: more epochs, another learning rate) are
+    explored on this panel, so they are not picked here while the curve has a point without one. None without a
+    curve."""
     if curve is None:
         return None
     paired = curve[curve.measure == f"log_loss_minus_{STATISTICIAN}"]
+    if "levers" in paired and (paired.levers.fillna("") == "").any():
+        paired = paired[paired.levers.fillna("") == ""]
     if paired.empty:
         return None
     largest = paired[paired.training_respondents == paired.training_respondents.max()]

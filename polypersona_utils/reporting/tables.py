@@ -22,8 +22,9 @@ LEGENDS = {
     "persona_demographics_vs_survey": "the persona panel's demographics against the survey's",
     "ablations": "per ablation run (and the main run, for scale), its metrics",
     "ablation_differences": "each run minus the reference run on the same test records, paired persona bootstrap",
-    "learning_curve": "per point and variant, the panel's measures against the number of training respondents, and "
-                      "the fine-tuned model minus baseline-logistic (fitted on the same respondents), paired",
+    "learning_curve": "per point (its recipe, its levers: e3 three epochs, lr its own learning rate) and variant, the "
+                      "panel's measures against the number of training respondents, and the fine-tuned model minus "
+                      "baseline-logistic (fitted on the same respondents), paired",
     "panel_new_items": "per point and variant, on linked items held out of training (every fold's held-out pairs): "
                        "log-loss, accuracy, subgroup effects, and each model minus the item-blind references, paired",
     "panel_new_items_worth": "what each variant is worth in real respondents on the held-out items (as panel_worth)",
