@@ -97,6 +97,16 @@ def test_a_point_is_missing_until_scored_with_its_present_settings_on_its_presen
             {"result_settings": result_settings(load_run("smoke", name, overrides))}))
         pd.DataFrame({"persona_id": panel, "variant": "x"}).to_csv(folder / "panel_distributions.csv", index=False)
     assert missing_points(config) == []  # a committed point is read, not rerun
+    sweep = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 4}],
+                                            "ablation_runs.rank_factors": [0.5], "ablation_runs.kinds": ["rank"]})
+    assert missing_points(sweep) == []  # which standard ablation runs exist changes no point
+    for name, overrides in runs.items():  # recorded while the settings held the whole ablation_runs section
+        record = result_settings(load_run("smoke", name, overrides))
+        record["training"]["ablation_runs"] |= {"rank_factors": [0.5, 2, 4], "kinds": ["rank"],
+                                                "heldout_domain": "healthcare"}
+        (paths.RunPaths("smoke", name).results / "provenance" / "06_panel.json").write_text(
+            json.dumps({"result_settings": record}))
+    assert missing_points(config) == []
     changed = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 4}],
                                               "training.learning_rate": 1e-4})
     assert missing_points(changed) == list(runs)  # scored with other settings: run again

@@ -206,6 +206,17 @@ class TrainResult:
     trained_now: bool
 
 
+# What of `ablation_runs` changes a run's records or model; the standard set's lists (rank_factors, kinds,
+# heldout_domain: which runs exist) do not change any one run
+RUN_RECORD_SETTINGS = ("train_personas", "val_personas", "test_personas", "model")
+
+
+def run_record_settings(ablation_runs: dict | None) -> dict | None:
+    """`ablation_runs` (as a dict) reduced to `RUN_RECORD_SETTINGS`: also how results recorded with the whole
+    section are compared (`runs.learning_curve.missing_points`)."""
+    return None if ablation_runs is None else {k: v for k, v in ablation_runs.items() if k in RUN_RECORD_SETTINGS}
+
+
 def adapter_settings(config, include_persona: bool | None = None) -> dict:
     """What changes an adapter besides its model and data (checkpoint interval and logging do not). The run
     fingerprint and make's step stamp both come from here."""
@@ -218,7 +229,8 @@ def adapter_settings(config, include_persona: bool | None = None) -> dict:
         "training": training, "seeds.training": config.seeds.training,
         "ablation.include_persona": config.ablation.include_persona if include_persona is None else include_persona,
         "ablation.heldout_domain": config.ablation.heldout_domain,
-        "ablation_runs": asdict(config.ablation_runs) if config.run else None,  # the main run uses whole splits
+        "ablation_runs": run_record_settings(asdict(config.ablation_runs)) if config.run else None,  # the main run
+        # uses whole splits
         # Only when set, so that runs without training respondents keep the fingerprints they were trained under
         **({"ablation.training_respondents": config.ablation.training_respondents}
            if config.run and config.ablation.training_respondents else {}),

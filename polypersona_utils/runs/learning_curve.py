@@ -21,6 +21,7 @@ from .. import paths
 from ..panel.figures import WIDTH, dodged, key, off_scale, tick_size, variant_styles, wrapped
 from ..panel.readme import STATISTICIAN, largest_point_sentence
 from ..panel.references import ANCHORS
+from ..modeling.training import run_record_settings
 from ..panel.report import DISTRIBUTIONS_FILE, result_settings, rewrite_verdict
 from ..provenance import atomic_write_json, provenance_record, sha256_file
 from ..reporting.plots import legible_size, pyplot, save_figure, text_size
@@ -104,10 +105,19 @@ def missing_points(config, runs: dict[str, dict] | None = None) -> list[str]:
     missing = []
     for name, overrides in (learning_curve_runs(config) if runs is None else runs).items():
         stored, run = point_result(config, name), run_of(config, name, overrides)
-        if (stored is None or stored.get("result_settings") != result_settings(run)
+        if (stored is None or comparable(stored.get("result_settings")) != result_settings(run)
                 or scored_on(config, name) != {r.persona_id for r in StudyRun(run).panel}):
             missing.append(name)
     return missing
+
+
+def comparable(stored: dict | None) -> dict | None:
+    """Stored result settings as `result_settings` now writes them: results recorded while the adapter settings
+    held the whole `ablation_runs` section are compared on what of it changes a run (`run_record_settings`)."""
+    if not stored or not isinstance(stored.get("training", {}).get("ablation_runs"), dict):
+        return stored
+    return {**stored, "training": {**stored["training"],
+                                   "ablation_runs": run_record_settings(stored["training"]["ablation_runs"])}}
 
 
 PANEL_TABLES = ("panel_individual", "panel_effects", "panel_paired")
