@@ -71,6 +71,18 @@ class AblationConfig:
             raise ValueError("training_respondents: must be 0 or more")
 
 
+# What of `ablation_runs` changes a run's records or model; the standard set's lists (rank_factors, kinds,
+# heldout_domain: which runs exist) do not change any one run
+RUN_RECORD_SETTINGS = ("train_personas", "val_personas", "test_personas", "model")
+
+
+def run_record_settings(ablation_runs: dict | None) -> dict | None:
+    """`ablation_runs` (as a dict) reduced to `RUN_RECORD_SETTINGS`: what enters a run's adapter settings
+    (`modeling.training.adapter_settings`), and how results recorded with the whole section are compared
+    (`runs.learning_curve.missing_points`)."""
+    return None if ablation_runs is None else {k: v for k, v in ablation_runs.items() if k in RUN_RECORD_SETTINGS}
+
+
 @dataclass(frozen=True)
 class AblationRunsConfig:
     """The records every ablation run uses (the main run always uses whole splits): a fixed, seeded subset of each

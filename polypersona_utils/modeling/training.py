@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import paths
+from ..config_runs import run_record_settings
 from ..dataset.prompts import prompt_completion
 from ..dataset.splits import run_view, training_respondent_ids
 from ..llm import models
@@ -206,17 +207,6 @@ class TrainResult:
     trained_now: bool
 
 
-# What of `ablation_runs` changes a run's records or model; the standard set's lists (rank_factors, kinds,
-# heldout_domain: which runs exist) do not change any one run
-RUN_RECORD_SETTINGS = ("train_personas", "val_personas", "test_personas", "model")
-
-
-def run_record_settings(ablation_runs: dict | None) -> dict | None:
-    """`ablation_runs` (as a dict) reduced to `RUN_RECORD_SETTINGS`: also how results recorded with the whole
-    section are compared (`runs.learning_curve.missing_points`)."""
-    return None if ablation_runs is None else {k: v for k, v in ablation_runs.items() if k in RUN_RECORD_SETTINGS}
-
-
 def adapter_settings(config, include_persona: bool | None = None) -> dict:
     """What changes an adapter besides its model and data (checkpoint interval and logging do not). The run
     fingerprint and make's step stamp both come from here."""
@@ -230,7 +220,7 @@ def adapter_settings(config, include_persona: bool | None = None) -> dict:
         "ablation.include_persona": config.ablation.include_persona if include_persona is None else include_persona,
         "ablation.heldout_domain": config.ablation.heldout_domain,
         "ablation_runs": run_record_settings(asdict(config.ablation_runs)) if config.run else None,  # the main run
-        # uses whole splits
+        # uses whole splits; of the section, what changes a run's records or model
         # Only when set, so that runs without training respondents keep the fingerprints they were trained under
         **({"ablation.training_respondents": config.ablation.training_respondents}
            if config.run and config.ablation.training_respondents else {}),

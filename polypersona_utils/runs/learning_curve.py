@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
+from ..config_runs import run_record_settings
 from ..panel.figures import WIDTH, dodged, key, off_scale, tick_size, variant_styles, wrapped
 from ..panel.readme import STATISTICIAN, largest_point_sentence
 from ..panel.references import ANCHORS
-from ..modeling.training import run_record_settings
 from ..panel.report import DISTRIBUTIONS_FILE, result_settings, rewrite_verdict
 from ..provenance import atomic_write_json, provenance_record, sha256_file
 from ..reporting.plots import legible_size, pyplot, save_figure, text_size
