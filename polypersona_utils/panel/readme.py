@@ -77,8 +77,8 @@ def verdict_section(tables: dict[str, pd.DataFrame], respondents: int, costs: di
     questions (`new_items_sentence`), after the curve's."""
     verdict = tables["panel_verdict"]
     leads = [sentence for sentence in (largest_point_sentence(curve), new_items) if sentence]
-    parts = ["## Verdict", "", *(sum(([sentence, ""] for sentence in leads), []) + ["The main run:", ""] if leads
-                                 else []),
+    parts = ["## Verdict", "", *[line for sentence in leads for line in (sentence, "")],
+             *(["The main run:", ""] if leads else []),
              verdict_table(verdict, respondents), "",
              " ".join(verdict_findings(verdict, tables.get("panel_worth"))), "",
              "![Each variant minus the population marginal and minus the same-card statistician: paired log-loss "

@@ -6,9 +6,9 @@ One run per point of the profile's `learning_curve` (`config_runs.CurvePoint`), 
 outside the held-out panel (`ablation.respondent_pool: survey`, packed by respondent) and scored on the whole panel
 (notebook 06). A point is its own folder under `results/<profile>/runs/`, committed once scored; `missing_points`
 says which points have no panel result made with the settings they now have on the panel drawn now, and `make
-learning-curve` runs only those. This module names the points and collects their panel tables into one long table (point, training
-respondents, variant, measure, value and interval, with the paired difference of the fine-tuned model minus the
-same-card statistician), a figure and the results README's section.
+learning-curve` runs only those. This module names the points and collects their panel tables into one long table
+(point, training respondents, variant, measure, value and interval, with the paired difference of the fine-tuned
+model minus the same-card statistician), a figure and the results README's section.
 """
 from __future__ import annotations
 
@@ -176,9 +176,9 @@ FIGURE_MEASURES = ("log_loss", "subgroup_effect_slope")
 
 
 def curve_series(curve: pd.DataFrame) -> pd.DataFrame:
-    """The curve's lines: each fine-tuned point under its recipe (`smollm2-135m sft top8 fp32`, then its levers if any:
-    `... fp32 e3`), each zero-shot model
-    under its base at 0 respondents, each reference fitted at each size once (points of one size share them)."""
+    """The curve's lines: each fine-tuned point under its recipe (`smollm2-135m sft top8 fp32`, then its levers if
+    any: `... fp32 e3`), each zero-shot model under its base at 0 respondents, each reference fitted at each size once
+    (points of one size share them)."""
     frame = curve[curve.measure.isin(FIGURE_MEASURES)].copy()
     recipe = (frame.model + " " + frame.objective.str.replace("option_likelihood", "options")
               + frame.top_layers.map(lambda k: "" if k == "all" else f" top{k}") + " " + frame.base
