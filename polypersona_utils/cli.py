@@ -70,13 +70,14 @@ def train(args) -> int:
 def check_results(args) -> int:
     """The main run and every other run with stored answers (ablation runs: metrics and maybe a panel;
     learning-curve points and new-items folds: a panel only; the main run's new-items tables from every fold's
-    held-out pairs), each table recomputed and compared with the stored one within the
+    held-out pairs and the curve's levers table from the points' stored distributions), each table recomputed and compared with the stored one within the
     tolerances `reporting.checks` declares: one line per table with its largest difference, and every cell beyond
     its tolerance named by table, row and column."""
     from . import paths
     from .config import load_run
     from .evaluation.scoring import check_results as check_metrics
     from .panel.report import DISTRIBUTIONS_FILE, check_panel
+    from .runs.learning_curve import check_learning_curve
     from .runs.new_items import check_new_items
 
     runs = paths.results_dir(args.profile) / "runs"
@@ -92,7 +93,7 @@ def check_results(args) -> int:
             continue
         print(f"results/{name}:")
         checks = (check_metrics(config) if scored else []) + check_panel(config)
-        checks += [] if config.run else check_new_items(config)
+        checks += [] if config.run else check_new_items(config) + check_learning_curve(config)
         for check in checks:
             print(f"  {check.line()}")
         problems = [problem for check in checks for problem in check.problems]

@@ -22,11 +22,14 @@ from ..config_runs import run_record_settings
 from ..panel.figures import WIDTH, dodged, key, off_scale, tick_size, variant_styles, wrapped
 from ..panel.readme import STATISTICIAN, largest_point_sentence
 from ..panel.references import ANCHORS
-from ..panel.report import DISTRIBUTIONS_FILE, result_settings, rewrite_verdict
+from ..panel.report import DISTRIBUTIONS_FILE, population_frame, read_distributions, result_settings, rewrite_verdict
+from ..panel.synthetic import subgroup_variables
 from ..provenance import atomic_write_json, provenance_record, sha256_file
+from ..reporting.checks import TableCheck, check_tables, read_stored
 from ..reporting.plots import legible_size, pyplot, save_figure, text_size
 from ..reporting.readme import write_section
 from ..reporting.tables import write_table
+from .levers import TABLE as LEVERS, lever_pairs, lever_sentence, lever_table
 
 TABLE = "learning_curve"
 MEASURES = {  # measure -> (panel table, value column, lower, upper); higher is better except log-loss
@@ -44,7 +47,7 @@ COLUMNS = ["run", "model", "objective", "top_layers", "base", "levers", "trainin
 
 
 def point_name(point, config) -> str:
-    """A point's run name, from its definition: `curve-<model>-<sft|options>-<k|all>[-top<L>][-fp32][-e<E>][-lr<LR>]`."""
+    """A point's run name from its definition: `curve-<model>-<sft|options>-<k|all>[-top<L>][-fp32][-e<E>][-lr<LR>]`."""
     model = point.model or config.ablation_runs.model or config.models[0].name
     parts = ["curve", model, "sft" if point.objective == "sft" else "options",
              "all" if point.respondents is None else str(point.respondents)]
@@ -283,8 +286,28 @@ def point_table(curve: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("respondents", ascending=False, kind="stable")
 
 
-def curve_section(curve: pd.DataFrame, config, minutes: dict[str, float]) -> str:
-    """The results README's section: the answer at the largest point, the points as a table, what they cost."""
+def curve_levers(config, curve: pd.DataFrame) -> pd.DataFrame:
+    """`runs.levers.lever_table` on the scored points of `curve`: each point that changes one setting of an earlier
+    point at the same size, minus that point, from their stored panel distributions."""
+    from ..study import StudyRun
+
+    scored = set(curve.run)
+    points = [(p, n) for p, n in zip(config.learning_curve, learning_curve_runs(config)) if n in scored]
+    defaults = {"model": config.ablation_runs.model or config.models[0].name,
+                "learning_rate": config.training.learning_rate}
+    pairs = lever_pairs(points, defaults)
+    names = {name for pair in pairs for name in pair[:2]}
+    distributions = {name: read_distributions(paths.RunPaths(config.profile, name).results / DISTRIBUTIONS_FILE)
+                     for name in names}
+    respondents = dict(zip(curve.run, curve.training_respondents.astype(int)))
+    population = population_frame(StudyRun(config)) if pairs else None
+    return lever_table(pairs, respondents, distributions, population, config.metrics.bootstrap_samples,
+                       config.seeds.bootstrap, config.panel.min_cell_respondents, subgroup_variables(config.survey))
+
+
+def curve_section(curve: pd.DataFrame, config, minutes: dict[str, float], levers: pd.DataFrame | None = None) -> str:
+    """The results README's section: the answer at the largest point, the points as a table, the levers tried,
+    what they cost."""
     runs = learning_curve_runs(config)
     lines = ["## Learning curve: real respondents in training (notebook 07)", ""]
     sentence = largest_point_sentence(curve)
@@ -295,6 +318,8 @@ def curve_section(curve: pd.DataFrame, config, minutes: dict[str, float]) -> str
               "Intervals: respondent bootstrap; differences paired on the same draws. Table: "
               "`tables/learning_curve.*`; figure: `figures/learning_curve.png`.", "",
               point_table(curve).to_markdown(index=False), ""]
+    said = lever_sentence(levers) if levers is not None else None
+    lines += [said, ""] if said else []
     waiting = [name for name in runs if name not in set(curve.run)]
     if waiting:
         lines += ["Not scored yet (`make learning-curve` runs them, each committed when scored): "
@@ -324,9 +349,22 @@ def run_learning_curve(config) -> pd.DataFrame:
     write_table(curve, where.tables / TABLE, caption=f"learning curve: the panel against training respondents "
                                                      f"({config.profile})")
     curve_figure(curve, where.figures / TABLE, f"Learning curve ({config.profile})", anchor_values(config))
-    write_section(where.results, "learning_curve", curve_section(curve, config, run_minutes(config)))
+    levers = curve_levers(config, curve)
+    write_table(levers, where.tables / LEVERS, caption=f"levers on the learning curve ({config.profile})")
+    levers = read_stored(where.tables / f"{LEVERS}.csv")  # the words read the table as stored
+    write_section(where.results, "learning_curve", curve_section(curve, config, run_minutes(config), levers))
     rewrite_verdict(config)  # the verdict opens with the curve's largest point
     atomic_write_json(where.results / "provenance" / "07_learning_curve.json", provenance_record(
-        config.to_dict(), config.to_dict()["seeds"], {"learning_curve": sha256_file(where.tables / f"{TABLE}.csv")},
+        config.to_dict(), config.to_dict()["seeds"], {"learning_curve": sha256_file(where.tables / f"{TABLE}.csv"),
+                                                     LEVERS: sha256_file(where.tables / f"{LEVERS}.csv")},
         step="07_learning_curve", runs=sorted(set(curve.run), key=list(learning_curve_runs(config)).index)))
     return curve
+
+
+def check_learning_curve(config) -> list[TableCheck]:
+    """The levers table recomputed from the points' stored distributions and compared within the declared
+    tolerances (the curve's own table copies each point's checked panel tables); none before notebook 07 ran."""
+    where = config.paths()
+    if not (where.tables / f"{LEVERS}.csv").exists():
+        return []
+    return check_tables({LEVERS: curve_levers(config, collect(config))}, where.tables)
