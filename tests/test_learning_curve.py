@@ -20,8 +20,8 @@ VARIANTS = ("smollm2-135m-lora", "smollm2-135m-zeroshot", "baseline-logistic", "
 def test_points_are_runs_named_by_their_definition():
     config = load_config("default")
     runs = learning_curve_runs(config)
-    assert list(runs)[:3] == ["curve-smollm2-135m-sft-512-top8-fp32", "curve-smollm2-135m-sft-512-fp32",
-                              "curve-smollm2-135m-sft-128-top8-fp32"]
+    assert list(runs)[:4] == ["curve-smollm2-135m-sft-512-top8-fp32", "curve-smollm2-135m-sft-512-fp32",
+                              "curve-smollm2-135m-sft-all-top8-fp32", "curve-smollm2-135m-sft-512-top8-fp32-lr0.001"]
     assert "curve-smollm2-135m-options-all-top8-fp32" in runs and "curve-gemma3-270m-sft-all-top8-fp32" in runs
     assert runs["curve-smollm2-135m-sft-512-top8-fp32"] == {
         "ablation.respondent_pool": "survey", "ablation.training_respondents": 512,

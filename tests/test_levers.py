@@ -41,13 +41,15 @@ def test_a_lever_is_a_point_that_changes_one_setting_of_an_earlier_point_at_its_
                         {"model": "smollm2-135m", "learning_rate": config.training.learning_rate})
     assert pairs == [
         ("curve-smollm2-135m-sft-512-fp32", "curve-smollm2-135m-sft-512-top8-fp32", "adapted layers: top 8 to all"),
+        ("curve-smollm2-135m-sft-512-top8-fp32-lr0.001", "curve-smollm2-135m-sft-512-top8-fp32",
+         "learning rate: 0.0002 to 0.001"),
         ("curve-smollm2-135m-sft-512-top8-fp32-e3", "curve-smollm2-135m-sft-512-top8-fp32", "epochs: 1 to 3"),
         ("curve-smollm2-135m-options-512-top8-fp32", "curve-smollm2-135m-sft-512-top8-fp32",
          "objective: sft to option_likelihood"),
-        ("curve-smollm2-135m-options-all-top8-fp32", "curve-smollm2-135m-sft-all-top8-fp32",
-         "objective: sft to option_likelihood"),
         ("curve-gemma3-270m-sft-512-top8-fp32", "curve-smollm2-135m-sft-512-top8-fp32",
          "model: smollm2-135m to gemma3-270m"),
+        ("curve-smollm2-135m-options-all-top8-fp32", "curve-smollm2-135m-sft-all-top8-fp32",
+         "objective: sft to option_likelihood"),
         ("curve-gemma3-270m-sft-all-top8-fp32", "curve-smollm2-135m-sft-all-top8-fp32",
          "model: smollm2-135m to gemma3-270m")]  # 128 and 1,024 have no partner; two changes at once are no lever
     named = load_config("smoke", overrides={"learning_curve": [{"respondents": 4, "model": "smollm2-135m"},
