@@ -148,6 +148,12 @@ def test_collect_writes_table_figure_and_section(tmp_roots):
         in (config.paths().results / "README.md").read_text()
     fake_point(config, "curve-smollm2-135m-sft-all", 1700, dict(zip(VARIANTS, (0.80, 1.10, 0.82, 0.90))),
                (-0.02, -0.03, -0.01))
+    run = paths.RunPaths(config.profile, "curve-smollm2-135m-sft-all")  # trained in one session, scored in another
+    (run.results / "training_metrics.json").write_text(json.dumps(
+        {"smollm2-135m": {"lower_states_s_this_session": 40.0, "wall_time_s_this_session": 80.0}}))
+    run.executed.mkdir(parents=True)
+    for notebook, seconds in (("02_train", 5.0), ("06_panel", 180.0)):  # 02 found the adapter trained
+        (run.executed / f"{notebook}.ipynb").write_text(json.dumps({"metadata": {"papermill": {"duration": seconds}}}))
     curve = run_learning_curve(config)
     lora = curve[(curve.variant == "smollm2-135m-lora") & (curve.measure == "log_loss")]
     assert lora.set_index("training_respondents").value.to_dict() == {2: 1.30, 1700: 0.80}  # all: the count run
@@ -164,6 +170,7 @@ def test_collect_writes_table_figure_and_section(tmp_roots):
     assert sentence.startswith("At 1,700 training respondents the fine-tuned panel (`curve-smollm2-135m-sft-all`) "
                                "beats the statistician") and "-0.020 [-0.030, -0.010]" in sentence
     assert sentence in readme and readme.index("1,700") < readme.index("| curve-smollm2-135m-sft-2 ")
+    assert "for the session that finished it; panel: notebook 06): `curve-smollm2-135m-sft-all` 2.0 + 3.0." in readme
     provenance = json.loads((where.results / "provenance" / "07_learning_curve.json").read_text())
     assert provenance["runs"] == ["curve-smollm2-135m-sft-2", "curve-smollm2-135m-sft-all"]
     level = curve.copy()

@@ -72,12 +72,14 @@ def test_a_lever_is_the_difference_of_the_two_fine_tuned_panels_on_the_same_draw
     assert (rows.difference_lo <= rows.difference).all() and (rows.difference <= rows.difference_hi).all()
     assert rows.loc["log_loss", "difference_hi"] < 0 and rows.loc["subgroup_effect_slope", "difference_lo"] > 0
     said = lever_sentence(table)
-    assert "epochs: 1 to 3 at 40 respondents (`lever` against `before`): log-loss -0." in said and said.endswith(
-        ": helped.")
+    assert "epochs: 1 to 3 at 40 respondents (`lever` against `before`): log-loss -0." in said
+    assert said.count("(better)") == 2 and said.endswith("(better).")
     swapped = lever_table([("before", "lever", "epochs: 3 to 1")], {"before": 40}, distributions, population, 200, 1,
                           5, VARIABLES)
     assert swapped.difference.tolist() == pytest.approx((-table.difference).tolist())
-    assert lever_sentence(swapped).endswith(": hurt.") and lever_sentence(table.iloc[:0]) is None
+    assert lever_sentence(swapped).count("(worse)") == 2 and lever_sentence(table.iloc[:0]) is None
+    level = table.assign(difference_lo=-1.0, difference_hi=1.0)
+    assert lever_sentence(level).count("(level)") == 2
     two = {"lever": pd.concat([panel("m-lora", lambda i: 0.5), panel("n-lora", lambda i: 0.5)]),
            "before": distributions["before"]}
     with pytest.raises(ValueError, match=r"lever: expected one fine-tuned variant .*\['m-lora', 'n-lora'\]"):

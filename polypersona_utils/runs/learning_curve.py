@@ -305,7 +305,8 @@ def curve_levers(config, curve: pd.DataFrame) -> pd.DataFrame:
                        config.seeds.bootstrap, config.panel.min_cell_respondents, subgroup_variables(config.survey))
 
 
-def curve_section(curve: pd.DataFrame, config, minutes: dict[str, float], levers: pd.DataFrame | None = None) -> str:
+def curve_section(curve: pd.DataFrame, config, minutes: dict[str, tuple[float, float]],
+                  levers: pd.DataFrame | None = None) -> str:
     """The results README's section: the answer at the largest point, the points as a table, the levers tried,
     what they cost."""
     runs = learning_curve_runs(config)
@@ -325,20 +326,28 @@ def curve_section(curve: pd.DataFrame, config, minutes: dict[str, float], levers
         lines += ["Not scored yet (`make learning-curve` runs them, each committed when scored): "
                   + ", ".join(f"`{name}`" for name in waiting) + ".", ""]
     if minutes:
-        lines += ["Minutes per point (training and panel notebooks, as recorded by papermill): "
-                  + ", ".join(f"`{k}` {v:.1f}" for k, v in minutes.items()) + ".", ""]
+        lines += ["Minutes per point, training + panel (training: the frozen layers' states and the loop, as "
+                  "`training_metrics.json` records them for the session that finished it; panel: notebook 06): "
+                  + ", ".join(f"`{k}` {t:.1f} + {p:.1f}" for k, (t, p) in minutes.items()) + ".", ""]
     return "\n".join(lines)
 
 
-def run_minutes(config) -> dict[str, float]:
-    """Minutes each run's notebooks took (papermill's recorded durations of 02 and 06)."""
+def run_minutes(config) -> dict[str, tuple[float, float]]:
+    """Minutes each scored point took: (training, panel). Training: the frozen layers' states and the training loop
+    as `training_metrics.json` records them for the session that finished the training (a notebook 02 that finds
+    the adapter trained takes seconds, so its papermill duration would say nothing); panel: notebook 06's duration
+    as papermill recorded it."""
     out = {}
     for name in learning_curve_runs(config):
-        executed = paths.RunPaths(config.profile, name).executed
-        durations = [json.loads(nb.read_text(encoding="utf-8"))["metadata"].get("papermill", {}).get("duration")
-                     for nb in sorted(executed.glob("*.ipynb"))]
-        if durations and all(d is not None for d in durations):
-            out[name] = sum(durations) / 60
+        folder = paths.RunPaths(config.profile, name)
+        metrics, panel = folder.results / "training_metrics.json", folder.executed / "06_panel.ipynb"
+        if not (metrics.exists() and panel.exists()):
+            continue
+        trained = json.loads(metrics.read_text(encoding="utf-8"))
+        duration = json.loads(panel.read_text(encoding="utf-8"))["metadata"].get("papermill", {}).get("duration")
+        if duration is not None:
+            out[name] = (sum(m.get("lower_states_s_this_session", 0.0) + m["wall_time_s_this_session"]
+                             for m in trained.values()) / 60, duration / 60)
     return out
 
 

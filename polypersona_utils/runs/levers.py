@@ -79,13 +79,18 @@ def fine_tuned(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     return lora.assign(variant=name)
 
 
-def outcome(low: float, high: float) -> str:
-    """A log-loss difference's interval in words: the lever helped (below zero), hurt (above) or neither."""
-    return "helped" if high < 0 else "hurt" if low > 0 else "no measurable difference"
+def outcome(low: float, high: float, lower_is_better: bool) -> str:
+    """A paired difference's interval in words: `better` or `worse` for the lever where it excludes zero, else
+    `level`."""
+    if high < 0:
+        return "better" if lower_is_better else "worse"
+    if low > 0:
+        return "worse" if lower_is_better else "better"
+    return "level"
 
 
 def lever_sentence(table: pd.DataFrame) -> str | None:
-    """The README's words: each lever, at its size, with its paired differences and whether it helped."""
+    """The README's words: each lever, at its size, with its paired differences and which way each points."""
     if table.empty:
         return None
     parts = []
@@ -93,9 +98,10 @@ def lever_sentence(table: pd.DataFrame) -> str | None:
         by = part.set_index("measure")
         loss, slope = by.loc["log_loss"], by.loc["subgroup_effect_slope"]
         parts.append(f"{lever} at {respondents:,} respondents (`{loss.point}` against `{loss.against}`): log-loss "
-                     f"{loss.difference:+.3f} [{loss.difference_lo:+.3f}, {loss.difference_hi:+.3f}], slope "
-                     f"{slope.difference:+.3f} [{slope.difference_lo:+.3f}, {slope.difference_hi:+.3f}]: "
-                     f"{outcome(loss.difference_lo, loss.difference_hi)}")
+                     f"{loss.difference:+.3f} [{loss.difference_lo:+.3f}, {loss.difference_hi:+.3f}] "
+                     f"({outcome(loss.difference_lo, loss.difference_hi, True)}), slope "
+                     f"{slope.difference:+.3f} [{slope.difference_lo:+.3f}, {slope.difference_hi:+.3f}] "
+                     f"({outcome(slope.difference_lo, slope.difference_hi, False)})")
     return ("Levers, each point against the earlier point it changes in one setting (the fine-tuned panels paired on "
-            "the same respondents and bootstrap draws; a log-loss difference below zero and a slope difference "
-            "above zero favour the lever; table `tables/learning_curve_levers.*`): " + "; ".join(parts) + ".")
+            "the same respondents and bootstrap draws; `better`: the interval excludes zero in the lever's favour, "
+            "`level`: it holds zero; table `tables/learning_curve_levers.*`): " + "; ".join(parts) + ".")
