@@ -126,6 +126,10 @@ def fake_point(config, name: str, respondents: int, log_loss: dict[str, float], 
     pd.DataFrame([{"variant": v, "cells": 30, "correlation": 0.5, "correlation_lo": 0.0, "correlation_hi": 0.8,
                    "slope": 0.1, "slope_lo": 0.0, "slope_hi": 0.2}
                   for v in VARIANTS]).to_csv(folder.tables / "panel_effects.csv", index=False)
+    pd.DataFrame([{"variant": v, "variable": variable, "category": variable, "alignment": alignment,
+                   "alignment_lo": alignment - 0.01, "alignment_hi": alignment + 0.01}
+                  for v in VARIANTS for variable, alignment in (("all", 0.95), ("party", 0.5))]
+                 ).to_csv(folder.tables / "panel_alignment.csv", index=False)
     pd.DataFrame([{"variant": "smollm2-135m-lora", "reference": "baseline-logistic", "measure": measure,
                    "difference": difference[0], "difference_lo": difference[1], "difference_hi": difference[2],
                    "ci_method": "BCa"} for measure in ("log_loss", "subgroup_effect_slope")]
@@ -160,8 +164,9 @@ def test_collect_writes_table_figure_and_section(tmp_roots):
     paired = curve[curve.measure == "log_loss_minus_baseline-logistic"]
     assert paired[["value", "low", "high"]].values.tolist() == [[0.35, 0.30, 0.40], [-0.02, -0.03, -0.01]]
     assert "baseline-population" not in set(paired.variant)  # the statistician only, the fine-tuned model only
+    assert set(curve[curve.measure == "alignment"].value) == {0.95}  # the whole panel's row, not a subgroup's
     assert set(curve.measure) == {"log_loss", "accuracy", "subgroup_effect_correlation", "subgroup_effect_slope",
-                                  "log_loss_minus_baseline-logistic",
+                                  "alignment", "log_loss_minus_baseline-logistic",
                                   "subgroup_effect_slope_minus_baseline-logistic"}
     where = config.paths()
     assert (where.figures / "learning_curve.png").stat().st_size > 10_000

@@ -37,7 +37,9 @@ MEASURES = {  # measure -> (panel table, value column, lower, upper); higher is 
     "accuracy": ("panel_individual", "accuracy", "accuracy_lo", "accuracy_hi"),
     "subgroup_effect_correlation": ("panel_effects", "correlation", "correlation_lo", "correlation_hi"),
     "subgroup_effect_slope": ("panel_effects", "slope", "slope_lo", "slope_hi"),
+    "alignment": ("panel_alignment", "alignment", "alignment_lo", "alignment_hi"),
 }
+WHOLE_PANEL = {"panel_alignment": ("variable", "all")}  # tables with a row per subgroup: the whole panel's row
 PAIRED = {  # measure of the paired difference (fine-tuned minus the statistician) -> panel_paired's measure
     f"log_loss_minus_{STATISTICIAN}": "log_loss",
     f"subgroup_effect_slope_minus_{STATISTICIAN}": "subgroup_effect_slope",
@@ -123,7 +125,15 @@ def comparable(stored: dict | None) -> dict | None:
                                    "ablation_runs": run_record_settings(stored["training"]["ablation_runs"])}}
 
 
-PANEL_TABLES = ("panel_individual", "panel_effects", "panel_paired")
+PANEL_TABLES = ("panel_individual", "panel_effects", "panel_alignment", "panel_paired")
+
+
+def measure_rows(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """A panel table's rows that give one value per variant (`WHOLE_PANEL`: the whole panel's row)."""
+    if table in WHOLE_PANEL:
+        column, value = WHOLE_PANEL[table]
+        return frame[frame[column] == value]
+    return frame
 
 
 def scored_points(config) -> list[str]:
@@ -151,7 +161,7 @@ def collect(config) -> pd.DataFrame:
                      "levers": " ".join(point_levers(point)),
                      "training_respondents": stored.get("training_respondents", point.respondents)}
         for measure, (table, value, low, high) in MEASURES.items():
-            for row in tables[table].to_dict("records"):
+            for row in measure_rows(table, tables[table]).to_dict("records"):
                 rows.append({**described, "variant": row["variant"], "measure": measure, "value": row[value],
                              "low": row[low], "high": row[high]})
         paired = tables["panel_paired"]
@@ -170,7 +180,7 @@ def anchor_values(config) -> dict[str, dict[str, float]]:
     for measure, (table, value, *_) in MEASURES.items():
         path = folder / f"{table}.csv"
         if path.exists():
-            rows = pd.read_csv(path)
+            rows = measure_rows(table, pd.read_csv(path))
             out[measure] = {r.variant: r[value] for _, r in rows.iterrows() if r.variant in ANCHORS}
     return out
 
