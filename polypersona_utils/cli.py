@@ -70,9 +70,9 @@ def train(args) -> int:
 def check_results(args) -> int:
     """The main run and every other run with stored answers (ablation runs: metrics and maybe a panel;
     learning-curve points and new-items folds: a panel only; the main run's new-items tables from every fold's
-    held-out pairs and the curve's levers table from the points' stored distributions), each table recomputed and compared with the stored one within the
-    tolerances `reporting.checks` declares: one line per table with its largest difference, and every cell beyond
-    its tolerance named by table, row and column."""
+    held-out pairs and the curve's levers table from the points' stored distributions), each table recomputed and
+    compared with the stored one within the tolerances `reporting.checks` declares: one line per table with its
+    largest difference, and every cell beyond its tolerance named by table, row and column."""
     from . import paths
     from .config import load_run
     from .evaluation.scoring import check_results as check_metrics

@@ -80,6 +80,9 @@ def test_a_lever_is_the_difference_of_the_two_fine_tuned_panels_on_the_same_draw
     assert lever_sentence(swapped).count("(worse)") == 2 and lever_sentence(table.iloc[:0]) is None
     level = table.assign(difference_lo=-1.0, difference_hi=1.0)
     assert lever_sentence(level).count("(level)") == 2
+    both_ways = lever_table([("lever", "before", "x"), ("before", "lever", "x")], {"lever": 40, "before": 40},
+                            distributions, population, 200, 1, 5, VARIABLES)
+    assert lever_sentence(both_ways).count("x at 40 respondents") == 2  # one lever's words, two pairs
     two = {"lever": pd.concat([panel("m-lora", lambda i: 0.5), panel("n-lora", lambda i: 0.5)]),
            "before": distributions["before"]}
     with pytest.raises(ValueError, match=r"lever: expected one fine-tuned variant .*\['m-lora', 'n-lora'\]"):

@@ -309,7 +309,12 @@ def curve_levers(config, curve: pd.DataFrame) -> pd.DataFrame:
     names = {name for pair in pairs for name in pair[:2]}
     distributions = {name: read_distributions(paths.RunPaths(config.profile, name).results / DISTRIBUTIONS_FILE)
                      for name in names}
-    respondents = dict(zip(curve.run, curve.training_respondents.astype(int)))
+    counts = curve.drop_duplicates("run").set_index("run").training_respondents
+    unknown = sorted(name for name in names if pd.isna(counts[name]))
+    if unknown:
+        raise ValueError(f"{', '.join(unknown)}: no training_respondents in its panel provenance (06_panel.json); "
+                         "run its notebook 06 again")
+    respondents = {name: int(counts[name]) for name in names}
     population = population_frame(StudyRun(config)) if pairs else None
     return lever_table(pairs, respondents, distributions, population, config.metrics.bootstrap_samples,
                        config.seeds.bootstrap, config.panel.min_cell_respondents, subgroup_variables(config.survey))

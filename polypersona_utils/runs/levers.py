@@ -94,10 +94,10 @@ def lever_sentence(table: pd.DataFrame) -> str | None:
     if table.empty:
         return None
     parts = []
-    for (lever, respondents), part in table.groupby(["lever", "respondents"], sort=False):
+    for _, part in table.groupby(["point", "against"], sort=False):
         by = part.set_index("measure")
         loss, slope = by.loc["log_loss"], by.loc["subgroup_effect_slope"]
-        parts.append(f"{lever} at {respondents:,} respondents (`{loss.point}` against `{loss.against}`): log-loss "
+        parts.append(f"{loss.lever} at {loss.respondents:,} respondents (`{loss.point}` against `{loss.against}`): log-loss "
                      f"{loss.difference:+.3f} [{loss.difference_lo:+.3f}, {loss.difference_hi:+.3f}] "
                      f"({outcome(loss.difference_lo, loss.difference_hi, True)}), slope "
                      f"{slope.difference:+.3f} [{slope.difference_lo:+.3f}, {slope.difference_hi:+.3f}] "
