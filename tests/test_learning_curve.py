@@ -167,13 +167,17 @@ def test_collect_writes_table_figure_and_section(tmp_roots):
     assert set(curve[curve.measure == "alignment"].value) == {0.95}  # the whole panel's row, not a subgroup's
     assert set(curve.measure) == {"log_loss", "accuracy", "subgroup_effect_correlation", "subgroup_effect_slope",
                                   "alignment", "log_loss_minus_baseline-logistic",
-                                  "subgroup_effect_slope_minus_baseline-logistic"}
+                                  "subgroup_effect_slope_minus_baseline-logistic", "log_loss_minus_baseline-population"}
     where = config.paths()
     assert (where.figures / "learning_curve.png").stat().st_size > 10_000
     readme = (where.results / "README.md").read_text()
     sentence = largest_point_sentence(curve)
     assert sentence.startswith("At 1,700 training respondents the fine-tuned panel (`curve-smollm2-135m-sft-all`) "
                                "beats the statistician") and "-0.020 [-0.030, -0.010]" in sentence
+    assert sentence.endswith(" It is worse than the persona-blind population marginal (`baseline-population`, fitted "
+                             "on the same respondents) by +9.000 [+8.000, +10.000] (log-loss, paired) and its "
+                             "subgroups differ 0.100 [0.000, 0.200] as much as the real ones (the statistician's: "
+                             "0.100 [0.000, 0.200]).")
     assert sentence in readme and readme.index("1,700") < readme.index("| curve-smollm2-135m-sft-2 ")
     assert "for the session that finished it; panel: notebook 06): `curve-smollm2-135m-sft-all` 2.0 + 3.0." in readme
     provenance = json.loads((where.results / "provenance" / "07_learning_curve.json").read_text())

@@ -214,6 +214,46 @@ def test_cached_lower_layer_states_give_the_uncached_loss_and_lora_gradients(smo
             assert float(loss_of(model, swapped)) != pytest.approx(float(plain_loss), **TOLERANCE)
 
 
+def test_stored_lower_layer_states_are_read_back_and_a_missing_chunk_alone_is_computed(smoke_data, tiny_model_dir,
+                                                                                         tmp_path, monkeypatch):
+    """`lower_states(store=...)`: the states written a chunk a file equal the ones computed without a store; a
+    second call reads every chunk back without running the model; a chunk lost (a run killed while computing it) is
+    the only one computed again; a chunk that is not a multiple of the batch is refused (its batches would differ)."""
+    from polypersona_utils.llm import models
+    from polypersona_utils.modeling import lower_cache
+    from polypersona_utils.modeling.packed_trainer import packed_rows
+
+    tokenizer = models.load_tokenizer(str(tiny_model_dir))
+    model = top_layer_model(tiny_model_dir, "llama")
+    rows = packed_rows(respondents_records(smoke_data), tokenizer, "sft", True, 384)
+    assert len(rows) == 3
+    pad = tokenizer.pad_token_id
+    plain = lower_cache.lower_states(model, rows, pad, lower=2, batch_size=1)
+    store = tmp_path / "states"
+    stored = lower_cache.lower_states(model, rows, pad, lower=2, batch_size=1, store=store, chunk=2)
+    assert sorted(f.name for f in store.iterdir()) == ["000000.pt", "000002.pt"]
+
+    def same(a, b):
+        return all(torch.equal(x[level], y[level]) if level == "root" else
+                   all(torch.equal(u, v) for u, v in zip(x[level], y[level]))
+                   for x, y in zip(a, b) for level in ("root", "stems", "turns")) and len(a) == len(b)
+    assert same(stored, plain)
+    computed = []
+    original = lower_cache._computed_states
+    monkeypatch.setattr(lower_cache, "_computed_states", lambda m, part, *a: computed.append(len(part))
+                        or original(m, part, *a))
+    assert same(lower_cache.lower_states(model, rows, pad, lower=2, batch_size=1, store=store, chunk=2), plain)
+    assert computed == []  # all read back
+    (store / "000002.pt").unlink()
+    assert same(lower_cache.lower_states(model, rows, pad, lower=2, batch_size=1, store=store, chunk=2), plain)
+    assert computed == [1] and (store / "000002.pt").exists()  # the lost chunk (one row) alone, stored again
+    halves = lower_cache.lower_states(model, rows, pad, lower=2, batch_size=1, store=store, chunk=1)
+    assert same(halves, plain) and computed == [1, 1, 1]  # chunk 1: 000000.pt held rows 0-1, recomputed; row 1 has
+    #                                                        no file yet; 000002.pt holds row 2 alone: read back
+    with pytest.raises(ValueError, match="chunk .3. must be a multiple of batch_size .2."):
+        lower_cache.lower_states(model, rows, pad, lower=2, batch_size=2, store=store, chunk=3)
+
+
 @pytest.mark.parametrize("objective", ["sft", "option_likelihood"])
 def test_notebook_02s_packed_path_trains_every_answer_and_moves_lora_weights_only(smoke_data, tiny_model_dir,
                                                                                   objective):
@@ -261,14 +301,25 @@ def test_training_from_cached_lower_layer_states_gives_the_adapter_of_the_full_f
 
     config = tiny_config(tiny_model_dir, **{"training.packing": "respondent", "lora.top_layers": 1,
                                             "training.epochs": 2})
-    seen = []
+    from polypersona_utils.modeling import packed_trainer
+
+    seen, stores = [], []
     original = training.frozen_below
     monkeypatch.setattr(training, "frozen_below", lambda *a: seen.append(original(*a)) or seen[-1])
+    states = packed_trainer.lower_states
+
+    def stored_states(*args, store, **kwargs):
+        out = states(*args, store=store, **kwargs)
+        stores.append((store, sorted(f.name for f in store.iterdir())))
+        return out
+    monkeypatch.setattr(packed_trainer, "lower_states", stored_states)
     cached = training.train_model(config, config.models[0], run_name="cached", progress=False)
     monkeypatch.setattr(training, "frozen_below", lambda *a: seen.append(0) or 0)
     plain = training.train_model(config, config.models[0], run_name="plain", progress=False)
     assert seen == [1, 0]
     assert cached.metrics["lower_states_s_this_session"] > 0 == plain.metrics["lower_states_s_this_session"]
+    assert stores[0] == (cached.run_dir / "checkpoints" / "lower_states" / "1-b4-fp32" / "train", ["000000.pt"])
+    assert not stores[0][0].exists()  # kept on disk while the run trained, removed with the checkpoints
     assert cached.metrics["global_steps"] == plain.metrics["global_steps"] > 1
     assert cached.metrics["train_loss"] == pytest.approx(plain.metrics["train_loss"], rel=1e-4)
     assert cached.metrics["val_loss"] == pytest.approx(plain.metrics["val_loss"], rel=1e-4)

@@ -8,16 +8,23 @@ them in the batch, `lower_layers_passed` passes the lower layers while the step 
 on and grows its key-value cache by the level's length with one-wide zero keys, so that the cache sizes the model derives
 its attention masks from are the full model's. The loss and the LoRA gradients equal those of the uncached path with
 the same adapted layers up to float rounding (`tests/test_packing.py`). Memory: one float per hidden unit and token
-(SmolLM2-135M: 576 x 4 bytes a token, about 1.6 MB a default-profile respondent).
+(SmolLM2-135M: 576 x 4 bytes a token, about 1.6 MB a default-profile respondent), as much on disk while a run trains
+(`lower_states(store=...)`: a killed run reads back what it computed).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Sequence
 
 from .packing import PackedCollator, inner_model, level_states, packed_batch
 
 __all__ = ["StatesCollator", "lower_layers_passed", "lower_states"]
+log = logging.getLogger(__name__)
 
 
 def _passed_layer(layer_idx: int):
@@ -61,9 +68,49 @@ def lower_layers_passed(model, lower: int, upper_too: bool = False):
         backbone.layers, backbone.norm = layers, norm
 
 
-def lower_states(model, rows: Sequence[dict], pad_id: int, lower: int, batch_size: int = 4) -> list[dict]:
+def lower_states(model, rows: Sequence[dict], pad_id: int, lower: int, batch_size: int = 4,
+                 store: Path | None = None, chunk: int = 64) -> list[dict]:
     """Per packed row, the states entering decoder layer `lower` of its tokens, level by level: `root` (root
-    length, hidden), `stems` and `turns` (one tensor each, its own length), in the model's dtype on its device."""
+    length, hidden), `stems` and `turns` (one tensor each, its own length), in the model's dtype on its device.
+    `store`: a folder keeping them `chunk` rows a file (`<first row>.pt`, written atomically as each chunk is done,
+    with each row's token ids' hash) and reading back a chunk whose rows are the ones asked for, so that a run
+    killed while computing them (about 35 minutes for every eligible respondent here) or while training loses at
+    most one chunk; the caller keeps the folder to one model, `lower`, batch size and precision (PackedTrainer: a
+    folder named by them in the run's checkpoints, emptied when the run's fingerprint changes)."""
+    import torch
+
+    if store is not None and chunk % batch_size:
+        raise ValueError(f"lower_states: chunk ({chunk}) must be a multiple of batch_size ({batch_size}), so that "
+                         "stored and computed states come from the same batches")
+    out = []
+    for first in range(0, len(rows), chunk if store is not None else max(len(rows), 1)):
+        part = rows[first:first + chunk] if store is not None else rows
+        path = None if store is None else Path(store) / f"{first:06d}.pt"
+        signature = [row_signature(row) for row in part]
+        if path is not None and path.exists():
+            saved = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
+            if saved["rows"] == signature:
+                out += saved["states"]
+                continue
+            log.warning("%s holds other rows than the ones asked for; computed again", path)
+        states = _computed_states(model, part, pad_id, lower, batch_size)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".part")
+            torch.save({"rows": signature, "states": states}, partial)
+            os.replace(partial, path)
+            log.info("frozen layers' states: %d of %d rows stored", min(first + chunk, len(rows)), len(rows))
+        out += states
+    return out
+
+
+def row_signature(row: dict) -> str:
+    """A packed row's token ids, hashed: what its stored states are checked against."""
+    levels = [list(row["root"]), [list(x) for x in row["stems"]], [list(x) for x in row["turns"]]]
+    return hashlib.sha256(json.dumps(levels).encode()).hexdigest()
+
+
+def _computed_states(model, rows: Sequence[dict], pad_id: int, lower: int, batch_size: int) -> list[dict]:
     import torch
 
     out = []

@@ -2,11 +2,13 @@
 checkpoints and resume, as the per-record path) fed one example per respondent, several respondents a step
 (`training.per_device_batch_size` counts respondents here), for either objective: SFT (`packing.sft_loss`, the
 output head at answer positions only) or option likelihood (`packing.option_loss`). `training.packing: respondent`.
-With LoRA on the top layers only, the frozen layers below run once per respondent before training (`lower_cache`).
+With LoRA on the top layers only, the frozen layers below run once per respondent before training (`lower_cache`),
+their states kept on disk beside the checkpoints until the run finishes.
 """
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from trl import SFTTrainer
 
@@ -61,13 +63,19 @@ class PackedTrainer(SFTTrainer):
         self.lower_states_seconds = 0.0  # computing the frozen layers' states, before the training loop
         if lower_cached:
             start = time.perf_counter()
+            batch = self.args.per_device_train_batch_size
+            # kept beside the checkpoints (removed with them when the run finishes, and with the run's folder when
+            # its fingerprint changes), one folder per batch size and precision (a resume on another machine may
+            # differ in both): a run killed while computing or using them reads them back
+            precision = "bf16" if self.args.bf16 else "fp16" if self.args.fp16 else "fp32"
+            stored = Path(self.args.output_dir) / "lower_states" / f"{lower_cached}-b{batch}-{precision}"
             with self.accelerator.autocast():  # the states the uncached path's steps would compute
-                for dataset in (self.train_dataset, self.eval_dataset):
+                for split, dataset in (("train", self.train_dataset), ("eval", self.eval_dataset)):
                     if dataset is not None:
                         rows = list(dataset)
-                        self.data_collator.states.update(zip(
-                            (r["key"] for r in rows), lower_states(self.model, rows, pad, lower_cached,
-                                                                   self.args.per_device_train_batch_size)))
+                        self.data_collator.states.update(zip((r["key"] for r in rows), lower_states(
+                            self.model, rows, pad, lower_cached, batch, store=stored / split, chunk=16 * batch),
+                            strict=True))
             self.lower_states_seconds = round(time.perf_counter() - start, 1)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

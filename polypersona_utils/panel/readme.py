@@ -11,6 +11,7 @@ from .references import ANCHORS, REFERENCE_VARIANTS
 from .verdict import middle_size
 
 STATISTICIAN = "baseline-logistic"  # the same-card statistician the learning curve compares every point with
+MARGINAL = "baseline-population"  # the persona-blind population marginal, the curve's other paired reference
 
 
 def largest_point_sentence(curve: pd.DataFrame | None) -> str | None:
@@ -32,7 +33,31 @@ def largest_point_sentence(curve: pd.DataFrame | None) -> str | None:
     return (f"At {int(best.training_respondents):,} training respondents the fine-tuned panel (`{best.run}`) "
             f"{verdict} the statistician who sees the same card (`{STATISTICIAN}`, fitted on the same respondents): "
             f"log-loss difference {best.value:+.3f} [{best.low:+.3f}, {best.high:+.3f}] (paired, model minus "
-            "statistician; negative favours the model; the learning curve below).")
+            "statistician; negative favours the model; the learning curve below)." + point_details(curve, best.run))
+
+
+def point_details(curve: pd.DataFrame, run: str) -> str:
+    """` It beats the persona-blind population marginal by ... and its subgroups differ ... as much as the real
+    ones (the statistician's: ...).`: the rest of a curve point's verdict, from whichever of its rows the curve
+    has (empty when it has neither)."""
+    rows = curve[curve.run == run]
+    said = []
+    marginal = rows[rows.measure == f"log_loss_minus_{MARGINAL}"]
+    if len(marginal):
+        m = marginal.iloc[0]
+        verdict = "beats" if m.high < 0 else "is worse than" if m.low > 0 else "is level with"
+        said.append(f"it {verdict} the persona-blind population marginal (`{MARGINAL}`, fitted on the same "
+                    f"respondents) by {m.value:+.3f} [{m.low:+.3f}, {m.high:+.3f}] (log-loss, paired)")
+    slopes = rows[rows.measure == "subgroup_effect_slope"]
+    model, statistician = slopes[slopes.variant.str.endswith("-lora")], slopes[slopes.variant == STATISTICIAN]
+    if len(model) and len(statistician):
+        m, r = model.iloc[0], statistician.iloc[0]
+        said.append(f"its subgroups differ {m.value:.3f} [{m.low:.3f}, {m.high:.3f}] as much as the real ones (the "
+                    f"statistician's: {r.value:.3f} [{r.low:.3f}, {r.high:.3f}])")
+    if not said:
+        return ""
+    text = " and ".join(said)
+    return f" {text[0].upper()}{text[1:]}."
 
 
 def versus(row: pd.Series, reference: str) -> str | None:

@@ -20,7 +20,7 @@ import pandas as pd
 from .. import paths
 from ..config_runs import run_record_settings
 from ..panel.figures import WIDTH, dodged, key, off_scale, tick_size, variant_styles, wrapped
-from ..panel.readme import STATISTICIAN, largest_point_sentence
+from ..panel.readme import MARGINAL, STATISTICIAN, largest_point_sentence
 from ..panel.references import ANCHORS
 from ..panel.report import DISTRIBUTIONS_FILE, population_frame, read_distributions, result_settings, rewrite_verdict
 from ..panel.synthetic import subgroup_variables
@@ -40,9 +40,10 @@ MEASURES = {  # measure -> (panel table, value column, lower, upper); higher is 
     "alignment": ("panel_alignment", "alignment", "alignment_lo", "alignment_hi"),
 }
 WHOLE_PANEL = {"panel_alignment": ("variable", "all")}  # tables with a row per subgroup: the whole panel's row
-PAIRED = {  # measure of the paired difference (fine-tuned minus the statistician) -> panel_paired's measure
-    f"log_loss_minus_{STATISTICIAN}": "log_loss",
-    f"subgroup_effect_slope_minus_{STATISTICIAN}": "subgroup_effect_slope",
+PAIRED = {  # measure of a paired difference (fine-tuned minus a reference) -> (reference, panel_paired's measure)
+    f"log_loss_minus_{STATISTICIAN}": (STATISTICIAN, "log_loss"),
+    f"subgroup_effect_slope_minus_{STATISTICIAN}": (STATISTICIAN, "subgroup_effect_slope"),
+    f"log_loss_minus_{MARGINAL}": (MARGINAL, "log_loss"),
 }
 COLUMNS = ["run", "model", "objective", "top_layers", "base", "levers", "training_respondents", "variant", "measure",
            "value", "low", "high"]
@@ -165,8 +166,8 @@ def collect(config) -> pd.DataFrame:
                 rows.append({**described, "variant": row["variant"], "measure": measure, "value": row[value],
                              "low": row[low], "high": row[high]})
         paired = tables["panel_paired"]
-        for measure, source in PAIRED.items():
-            chosen = paired[(paired.reference == STATISTICIAN) & (paired.measure == source)
+        for measure, (reference, source) in PAIRED.items():
+            chosen = paired[(paired.reference == reference) & (paired.measure == source)
                             & paired.variant.str.endswith("-lora")]
             for row in chosen.to_dict("records"):
                 rows.append({**described, "variant": row["variant"], "measure": measure, "value": row["difference"],
@@ -277,8 +278,9 @@ def interval(value: float, low: float, high: float) -> str:
 
 
 def point_table(curve: pd.DataFrame) -> pd.DataFrame:
-    """One row per point, largest first: the fine-tuned model's log-loss and slope beside the same-card statistician's
-    (fitted on the same respondents), and the paired differences with their intervals."""
+    """One row per point, largest first: the fine-tuned model's log-loss (and its paired difference to the
+    population marginal) and slope beside the same-card statistician's (fitted on the same respondents), and the
+    paired differences with their intervals."""
     rows = []
     for run, part in curve.groupby("run", sort=False):
         lora = part[part.variant.str.endswith("-lora")].set_index("measure")
@@ -286,6 +288,7 @@ def point_table(curve: pd.DataFrame) -> pd.DataFrame:
         first = part.iloc[0]
         row = {"point": run, "respondents": int(first.training_respondents)}
         for label, frame, measure in (("log-loss", lora, "log_loss"),
+                                      (f"minus {MARGINAL}", lora, f"log_loss_minus_{MARGINAL}"),
                                       (f"{STATISTICIAN} log-loss", statistician, "log_loss"),
                                       ("difference", lora, f"log_loss_minus_{STATISTICIAN}"),
                                       ("slope", lora, "subgroup_effect_slope"),
