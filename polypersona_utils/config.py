@@ -223,9 +223,14 @@ def run_of(config: Config, run: str, overrides: dict[str, Any]) -> Config:
     return one_model(dataclasses.replace(built, source_file=config.source_file))
 
 
+def run_model(config: Config) -> str:
+    """The model a run trains and scores: `ablation_runs.model`, else the profile's first."""
+    return config.ablation_runs.model or config.models[0].name
+
+
 def one_model(config: Config) -> Config:
-    """A run trains and scores one model (`ablation_runs.model`, else the first): a run compares settings."""
-    chosen = config.ablation_runs.model or config.models[0].name
+    """A run trains and scores one model (`run_model`): a run compares settings."""
+    chosen = run_model(config)
     return dataclasses.replace(config, models=[m for m in config.models if m.name == chosen])
 
 

@@ -22,16 +22,17 @@ def test_points_are_runs_named_by_their_definition():
     runs = learning_curve_runs(config)
     assert list(runs)[:4] == ["curve-smollm2-135m-sft-512-top8-fp32", "curve-smollm2-135m-sft-512-fp32",
                               "curve-smollm2-135m-sft-all-top8-fp32", "curve-smollm2-135m-sft-512-top8-fp32-lr0.001"]
-    assert "curve-smollm2-135m-options-all-top8-fp32" in runs and "curve-gemma3-270m-sft-all-top8-fp32" in runs
+    assert {"curve-smollm2-135m-options-all-top8-fp32-lr0.001", "curve-gemma3-270m-sft-all-top8-fp32-lr0.001"} <= set(
+        runs)
     assert runs["curve-smollm2-135m-sft-512-top8-fp32"] == {
         "ablation.respondent_pool": "survey", "ablation.training_respondents": 512,
         "ablation_runs.model": "smollm2-135m", "training.packing": "respondent", "training.objective": "sft",
         "training.epochs": 1.0, "lora.top_layers": 8, "training.quantization": "none",
         "training.compute_dtype": "float32"}
-    gemma = load_run("default", "curve-gemma3-270m-sft-512-top8-fp32", runs["curve-gemma3-270m-sft-512-top8-fp32"])
+    name = "curve-gemma3-270m-sft-512-top8-fp32-lr0.001"
+    gemma = load_run("default", name, runs[name])
     assert [m.name for m in gemma.models] == ["gemma3-270m"]  # a point trains and scores its own model
-    assert run_of(config, "curve-gemma3-270m-sft-512-top8-fp32",
-                  runs["curve-gemma3-270m-sft-512-top8-fp32"]) == gemma  # a loaded config as a run: the same
+    assert run_of(config, name, runs[name]) == gemma  # a loaded config as a run: the same
     twice = load_config("smoke", overrides={"learning_curve": [{"respondents": 2}, {"respondents": 2}]})
     with pytest.raises(ValueError, match="two points define the same run"):
         learning_curve_runs(twice)
@@ -124,7 +125,8 @@ def fake_point(config, name: str, respondents: int, log_loss: dict[str, float], 
                    "log_loss_hi": log_loss[v] + 0.05, "accuracy": 0.5, "accuracy_lo": 0.4, "accuracy_hi": 0.6}
                   for v in VARIANTS]).to_csv(folder.tables / "panel_individual.csv", index=False)
     pd.DataFrame([{"variant": v, "cells": 30, "correlation": 0.5, "correlation_lo": 0.0, "correlation_hi": 0.8,
-                   "slope": 0.1, "slope_lo": 0.0, "slope_hi": 0.2}
+                   **({"slope": 0.4, "slope_lo": 0.3, "slope_hi": 0.5} if v == "baseline-logistic" else
+                      {"slope": 0.1, "slope_lo": 0.0, "slope_hi": 0.2})}
                   for v in VARIANTS]).to_csv(folder.tables / "panel_effects.csv", index=False)
     pd.DataFrame([{"variant": v, "variable": variable, "category": variable, "alignment": alignment,
                    "alignment_lo": alignment - 0.01, "alignment_hi": alignment + 0.01}
@@ -163,7 +165,6 @@ def test_collect_writes_table_figure_and_section(tmp_roots):
     assert lora.set_index("training_respondents").value.to_dict() == {2: 1.30, 1700: 0.80}  # all: the count run
     paired = curve[curve.measure == "log_loss_minus_baseline-logistic"]
     assert paired[["value", "low", "high"]].values.tolist() == [[0.35, 0.30, 0.40], [-0.02, -0.03, -0.01]]
-    assert "baseline-population" not in set(paired.variant)  # the statistician only, the fine-tuned model only
     assert set(curve[curve.measure == "alignment"].value) == {0.95}  # the whole panel's row, not a subgroup's
     assert set(curve.measure) == {"log_loss", "accuracy", "subgroup_effect_correlation", "subgroup_effect_slope",
                                   "alignment", "log_loss_minus_baseline-logistic",
@@ -177,7 +178,7 @@ def test_collect_writes_table_figure_and_section(tmp_roots):
     assert sentence.endswith(" It is worse than the persona-blind population marginal (`baseline-population`, fitted "
                              "on the same respondents) by +9.000 [+8.000, +10.000] (log-loss, paired) and its "
                              "subgroups differ 0.100 [0.000, 0.200] as much as the real ones (the statistician's: "
-                             "0.100 [0.000, 0.200]).")
+                             "0.400 [0.300, 0.500]).")
     assert sentence in readme and readme.index("1,700") < readme.index("| curve-smollm2-135m-sft-2 ")
     assert "for the session that finished it; panel: notebook 06): `curve-smollm2-135m-sft-all` 2.0 + 3.0." in readme
     provenance = json.loads((where.results / "provenance" / "07_learning_curve.json").read_text())

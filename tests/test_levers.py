@@ -43,14 +43,16 @@ def test_a_lever_is_a_point_that_changes_one_setting_of_an_earlier_point_at_its_
         ("curve-smollm2-135m-sft-512-fp32", "curve-smollm2-135m-sft-512-top8-fp32", "adapted layers: top 8 to all"),
         ("curve-smollm2-135m-sft-512-top8-fp32-lr0.001", "curve-smollm2-135m-sft-512-top8-fp32",
          "learning rate: 0.0002 to 0.001"),
+        ("curve-smollm2-135m-sft-all-top8-fp32-lr0.001", "curve-smollm2-135m-sft-all-top8-fp32",
+         "learning rate: 0.0002 to 0.001"),
         ("curve-smollm2-135m-sft-512-top8-fp32-e3", "curve-smollm2-135m-sft-512-top8-fp32", "epochs: 1 to 3"),
-        ("curve-smollm2-135m-options-512-top8-fp32", "curve-smollm2-135m-sft-512-top8-fp32",
+        ("curve-smollm2-135m-options-512-top8-fp32-lr0.001", "curve-smollm2-135m-sft-512-top8-fp32-lr0.001",
          "objective: sft to option_likelihood"),
-        ("curve-gemma3-270m-sft-512-top8-fp32", "curve-smollm2-135m-sft-512-top8-fp32",
+        ("curve-gemma3-270m-sft-512-top8-fp32-lr0.001", "curve-smollm2-135m-sft-512-top8-fp32-lr0.001",
          "model: smollm2-135m to gemma3-270m"),
-        ("curve-smollm2-135m-options-all-top8-fp32", "curve-smollm2-135m-sft-all-top8-fp32",
+        ("curve-smollm2-135m-options-all-top8-fp32-lr0.001", "curve-smollm2-135m-sft-all-top8-fp32-lr0.001",
          "objective: sft to option_likelihood"),
-        ("curve-gemma3-270m-sft-all-top8-fp32", "curve-smollm2-135m-sft-all-top8-fp32",
+        ("curve-gemma3-270m-sft-all-top8-fp32-lr0.001", "curve-smollm2-135m-sft-all-top8-fp32-lr0.001",
          "model: smollm2-135m to gemma3-270m")]  # 128 and 1,024 have no partner; two changes at once are no lever
     named = load_config("smoke", overrides={"learning_curve": [{"respondents": 4, "model": "smollm2-135m"},
                                                                {"respondents": 4, "learning_rate": 1e-3}]})
@@ -109,8 +111,14 @@ def test_notebook_07_writes_the_levers_and_check_results_recomputes_them(tmp_roo
     assert "epochs: 1 to 3 at 40 respondents (`curve-smollm2-135m-sft-40-e3` against `curve-smollm2-135m-sft-40`)" \
         in (where.results / "README.md").read_text()
     checks = check_learning_curve(config)
-    assert [c.table for c in checks] == ["learning_curve_levers"] and not checks[0].problems
+    assert [c.table for c in checks] == ["learning_curve", "learning_curve_levers"]
+    assert not any(c.problems for c in checks)
     stored.loc[0, "difference"] += 0.001
     stored.to_csv(where.tables / "learning_curve_levers.csv", index=False)
-    problems = check_learning_curve(config)[0].problems
-    assert len(problems) == 1 and "row 1 (lever=epochs: 1 to 3" in problems[0] and "column difference" in problems[0]
+    curve = pd.read_csv(where.tables / "learning_curve.csv")
+    curve.loc[0, "value"] += 0.001  # the curve's table edited by hand: it no longer copies its point's tables
+    curve.to_csv(where.tables / "learning_curve.csv", index=False)
+    table, levers = check_learning_curve(config)
+    assert len(table.problems) == 1 and "column value" in table.problems[0]
+    assert len(levers.problems) == 1 and "row 1 (lever=epochs: 1 to 3" in levers.problems[0]
+    assert "column difference" in levers.problems[0]

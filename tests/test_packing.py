@@ -218,7 +218,9 @@ def test_stored_lower_layer_states_are_read_back_and_a_missing_chunk_alone_is_co
                                                                                          tmp_path, monkeypatch):
     """`lower_states(store=...)`: the states written a chunk a file equal the ones computed without a store; a
     second call reads every chunk back without running the model; a chunk lost (a run killed while computing it) is
-    the only one computed again; a chunk that is not a multiple of the batch is refused (its batches would differ)."""
+    the only one computed again, and so is one cut short or stored for another `lower`; a turn following another
+    item changes the row's signature; a chunk that is not a multiple of the batch is refused (its batches would
+    differ)."""
     from polypersona_utils.llm import models
     from polypersona_utils.modeling import lower_cache
     from polypersona_utils.modeling.packed_trainer import packed_rows
@@ -250,6 +252,16 @@ def test_stored_lower_layer_states_are_read_back_and_a_missing_chunk_alone_is_co
     halves = lower_cache.lower_states(model, rows, pad, lower=2, batch_size=1, store=store, chunk=1)
     assert same(halves, plain) and computed == [1, 1, 1]  # chunk 1: 000000.pt held rows 0-1, recomputed; row 1 has
     #                                                        no file yet; 000002.pt holds row 2 alone: read back
+    cut = (store / "000002.pt").read_bytes()
+    (store / "000002.pt").write_bytes(cut[:len(cut) // 2])  # cut short by a crash: unreadable, computed again
+    assert same(lower_cache.lower_states(model, rows, pad, lower=2, batch_size=1, store=store, chunk=1), plain)
+    assert computed == [1, 1, 1, 1] and (store / "000002.pt").read_bytes() == cut
+    below = lower_cache.lower_states(model, rows, pad, lower=1, batch_size=1, store=store, chunk=1)
+    assert computed == [1, 1, 1, 1, 1, 1, 1] and not same(below, plain)  # another `lower`: every file computed again
+    moved = [dict(row) for row in rows]  # the same tokens, a turn following another item: another signature
+    moved[0]["turn_items"] = [1 - i if i < 2 else i for i in moved[0]["turn_items"]]
+    assert lower_cache.row_signature(moved[0]) != lower_cache.row_signature(rows[0])
+    assert not list(store.glob(".*.tmp"))  # no temporary file left behind
     with pytest.raises(ValueError, match="chunk .3. must be a multiple of batch_size .2."):
         lower_cache.lower_states(model, rows, pad, lower=2, batch_size=2, store=store, chunk=3)
 

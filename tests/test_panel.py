@@ -130,6 +130,7 @@ def test_a_model_that_knows_the_parties_scores_as_computed_by_hand():
     human = alignment.loc["human-split-half"]
     assert human.loc[("party", "Democrat"), ["respondents", "alignment", "js_distance"]].tolist() == [10, 1.0, 0.0]
     assert human.loc[("all", "all"), "respondents"] == 20 and 0.5 < human.loc[("all", "all"), "alignment"] < 1
+    assert set(human.alignment_ci_method) == {"percentile of 20 splits"}  # every interval says how it was made
     effects = tables["panel_effects"].set_index("variant").loc["model"]
     assert effects.correlation == pytest.approx(1.0) and effects.slope == pytest.approx(0.7)
     assert effects.slope_lo <= effects.slope <= effects.slope_hi  # BCa: the interval holds its estimate

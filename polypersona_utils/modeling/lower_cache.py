@@ -14,13 +14,14 @@ the same adapted layers up to float rounding (`tests/test_packing.py`). Memory: 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
+from ..provenance import atomic_write_bytes
 from .packing import PackedCollator, inner_model, level_states, packed_batch
 
 __all__ = ["StatesCollator", "lower_layers_passed", "lower_states"]
@@ -73,10 +74,11 @@ def lower_states(model, rows: Sequence[dict], pad_id: int, lower: int, batch_siz
     """Per packed row, the states entering decoder layer `lower` of its tokens, level by level: `root` (root
     length, hidden), `stems` and `turns` (one tensor each, its own length), in the model's dtype on its device.
     `store`: a folder keeping them `chunk` rows a file (`<first row>.pt`, written atomically as each chunk is done,
-    with each row's token ids' hash) and reading back a chunk whose rows are the ones asked for, so that a run
+    with `lower`, the batch size and each row's hash, `row_signature`) and reading back a chunk whose rows and
+    settings are the ones asked for (any other, or one that cannot be read, is computed again), so that a run
     killed while computing them (about 35 minutes for every eligible respondent here) or while training loses at
-    most one chunk; the caller keeps the folder to one model, `lower`, batch size and precision (PackedTrainer: a
-    folder named by them in the run's checkpoints, emptied when the run's fingerprint changes)."""
+    most one chunk; the caller keeps the folder to one model and precision (PackedTrainer: a folder named by them
+    in the run's checkpoints, emptied when the run's fingerprint changes)."""
     import torch
 
     if store is not None and chunk % batch_size:
@@ -86,27 +88,44 @@ def lower_states(model, rows: Sequence[dict], pad_id: int, lower: int, batch_siz
     for first in range(0, len(rows), chunk if store is not None else max(len(rows), 1)):
         part = rows[first:first + chunk] if store is not None else rows
         path = None if store is None else Path(store) / f"{first:06d}.pt"
-        signature = [row_signature(row) for row in part]
-        if path is not None and path.exists():
-            saved = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
-            if saved["rows"] == signature:
+        signature = {"lower": lower, "batch_size": batch_size, "rows": [row_signature(row) for row in part]}
+        saved = _stored(path, next(model.parameters()).device)
+        if saved is not None:
+            if {k: saved.get(k) for k in signature} == signature:
                 out += saved["states"]
                 continue
-            log.warning("%s holds other rows than the ones asked for; computed again", path)
+            log.warning("%s holds other rows or settings than the ones asked for; computed again", path)
         states = _computed_states(model, part, pad_id, lower, batch_size)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".part")
-            torch.save({"rows": signature, "states": states}, partial)
-            os.replace(partial, path)
+            buffer = io.BytesIO()
+            torch.save({**signature, "states": states}, buffer)
+            atomic_write_bytes(path, buffer.getvalue())  # a temporary file of its own, synced, then renamed
             log.info("frozen layers' states: %d of %d rows stored", min(first + chunk, len(rows)), len(rows))
         out += states
     return out
 
 
+def _stored(path: Path | None, device) -> dict | None:
+    """A stored chunk, or None where there is none or it cannot be read (a file cut short by a crash: warned,
+    computed again)."""
+    import pickle
+
+    import torch
+
+    if path is None or not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        log.warning("%s cannot be read (%s); computed again", path, exc)
+        return None
+
+
 def row_signature(row: dict) -> str:
-    """A packed row's token ids, hashed: what its stored states are checked against."""
-    levels = [list(row["root"]), [list(x) for x in row["stems"]], [list(x) for x in row["turns"]]]
+    """A packed row's token ids and which item each turn follows, hashed: what its stored states are checked
+    against."""
+    levels = [list(row["root"]), [list(x) for x in row["stems"]], [list(x) for x in row["turns"]],
+              list(row["turn_items"])]
     return hashlib.sha256(json.dumps(levels).encode()).hexdigest()
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .. import paths
+from ..config import run_model, run_of
 from ..config_runs import run_record_settings
 from ..panel.figures import WIDTH, dodged, key, off_scale, tick_size, variant_styles, wrapped
 from ..panel.readme import MARGINAL, STATISTICIAN, largest_point_sentence
@@ -51,12 +52,16 @@ COLUMNS = ["run", "model", "objective", "top_layers", "base", "levers", "trainin
 
 def point_name(point, config) -> str:
     """A point's run name from its definition: `curve-<model>-<sft|options>-<k|all>[-top<L>][-fp32][-e<E>][-lr<LR>]`."""
-    model = point.model or config.ablation_runs.model or config.models[0].name
-    parts = ["curve", model, "sft" if point.objective == "sft" else "options",
+    parts = ["curve", point_model(point, config), "sft" if point.objective == "sft" else "options",
              "all" if point.respondents is None else str(point.respondents)]
     parts += [f"top{point.top_layers}"] if point.top_layers else []
     parts += ["fp32"] if point.quantization == "none" else []
     return "-".join(parts + point_levers(point))
+
+
+def point_model(point, config) -> str:
+    """The model a point trains: its own, else the one every run trains (`config.run_model`)."""
+    return point.model or run_model(config)
 
 
 def point_levers(point) -> list[str]:
@@ -68,9 +73,8 @@ def point_levers(point) -> list[str]:
 
 def point_overrides(point, config) -> dict:
     """The settings a point's run changes: survey respondents, packed by respondent, and the point's levers."""
-    model = point.model or config.ablation_runs.model or config.models[0].name
     out = {"ablation.respondent_pool": "survey", "ablation.training_respondents": point.respondents,
-           "ablation_runs.model": model, "training.packing": "respondent", "training.objective": point.objective,
+           "ablation_runs.model": point_model(point, config), "training.packing": "respondent", "training.objective": point.objective,
            "training.epochs": point.epochs, "lora.top_layers": point.top_layers,
            "training.quantization": point.quantization}
     if point.quantization == "none":
@@ -105,7 +109,6 @@ def missing_points(config, runs: dict[str, dict] | None = None) -> list[str]:
     panel they have now (never scored, scored with other settings, or scored on other respondents: the panel is
     drawn outside the dataset's personas, so a dataset with other real respondents moves it), in order: what
     `make learning-curve` (and `make new-items`) runs."""
-    from ..config import run_of
     from ..study import StudyRun
 
     missing = []
@@ -306,7 +309,7 @@ def curve_levers(config, curve: pd.DataFrame) -> pd.DataFrame:
 
     scored = set(curve.run)
     points = [(p, n) for p, n in zip(config.learning_curve, learning_curve_runs(config)) if n in scored]
-    defaults = {"model": config.ablation_runs.model or config.models[0].name,
+    defaults = {"model": run_model(config),
                 "learning_rate": config.training.learning_rate}
     pairs = lever_pairs(points, defaults)
     names = {name for pair in pairs for name in pair[:2]}
@@ -389,9 +392,9 @@ def run_learning_curve(config) -> pd.DataFrame:
 
 
 def check_learning_curve(config) -> list[TableCheck]:
-    """The levers table recomputed from the points' stored distributions and compared within the declared
-    tolerances (the curve's own table copies each point's checked panel tables); none before notebook 07 ran."""
-    where = config.paths()
-    if not (where.tables / f"{LEVERS}.csv").exists():
+    """The curve's table collected again from the points' checked panel tables and its levers recomputed from their
+    stored distributions, each compared within the declared tolerances; none before notebook 07 ran."""
+    if not (config.paths().tables / f"{LEVERS}.csv").exists():
         return []
-    return check_tables({LEVERS: curve_levers(config, collect(config))}, where.tables)
+    curve = collect(config)
+    return check_tables({TABLE: curve, LEVERS: curve_levers(config, curve)}, config.paths().tables)
