@@ -118,7 +118,8 @@ def human_split_half(frame: pd.DataFrame, population: pd.DataFrame, seed: int, v
                      "items": panel[panel.persona_id.isin(part.persona_id)].question_id.nunique(),
                      "alignment": float(np.mean(draws)), "alignment_lo": float(np.percentile(draws, 2.5)),
                      "alignment_hi": float(np.percentile(draws, 97.5)),
-                     "alignment_ci_method": f"percentile of {resamples} splits", "js_distance": float(np.mean(distances))})
+                     "alignment_ci_method": f"percentile of {resamples} splits",
+                     "js_distance": float(np.mean(distances))})
     return pd.DataFrame(rows)
 
 

@@ -74,9 +74,9 @@ def point_levers(point) -> list[str]:
 def point_overrides(point, config) -> dict:
     """The settings a point's run changes: survey respondents, packed by respondent, and the point's levers."""
     out = {"ablation.respondent_pool": "survey", "ablation.training_respondents": point.respondents,
-           "ablation_runs.model": point_model(point, config), "training.packing": "respondent", "training.objective": point.objective,
-           "training.epochs": point.epochs, "lora.top_layers": point.top_layers,
-           "training.quantization": point.quantization}
+           "ablation_runs.model": point_model(point, config), "training.packing": "respondent",
+           "training.objective": point.objective, "training.epochs": point.epochs,
+           "lora.top_layers": point.top_layers, "training.quantization": point.quantization}
     if point.quantization == "none":
         out["training.compute_dtype"] = "float32"
     if point.learning_rate is not None:
@@ -309,8 +309,7 @@ def curve_levers(config, curve: pd.DataFrame) -> pd.DataFrame:
 
     scored = set(curve.run)
     points = [(p, n) for p, n in zip(config.learning_curve, learning_curve_runs(config)) if n in scored]
-    defaults = {"model": run_model(config),
-                "learning_rate": config.training.learning_rate}
+    defaults = {"model": run_model(config), "learning_rate": config.training.learning_rate}
     pairs = lever_pairs(points, defaults)
     names = {name for pair in pairs for name in pair[:2]}
     distributions = {name: read_distributions(paths.RunPaths(config.profile, name).results / DISTRIBUTIONS_FILE)
