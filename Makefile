@@ -273,11 +273,12 @@ serve: $(SERVE_INSTALLED)
 
 ## test: run the whole test suite, notebooks, training and a real llama.cpp server included (installs first; what
 ## CI runs). Two workers (TEST_WORKERS), one thread each: each test file stays on one worker, in its order (the
-## notebooks' tests share one workspace), so the notebooks' file runs beside the others
+## notebooks' tests share a workspace per file), files handed out in collection order, the two long notebook files
+## first (tests/conftest.py), so that they run beside each other and the rest fills in around them
 TEST_WORKERS ?= 2
 .PHONY: test
 test: $(INSTALLED) $(SERVE_INSTALLED)
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 ## test-fast: the tests not marked slow: no notebook, no real-model training (about 2 minutes; the edit-test loop)
 .PHONY: test-fast

@@ -76,7 +76,7 @@ def check_results(args) -> int:
     from . import paths
     from .config import load_run
     from .evaluation.scoring import check_results as check_metrics
-    from .panel.report import DISTRIBUTIONS_FILE, check_panel
+    from .panel.report import check_panel
     from .runs.learning_curve import check_learning_curve
     from .runs.new_items import check_new_items
 
@@ -88,12 +88,14 @@ def check_results(args) -> int:
     for config in configs:
         name = config.paths().name
         scored = (config.paths().results / "per_example_scores.csv").exists()
-        if not scored and not (config.paths().results / DISTRIBUTIONS_FILE).exists():
+        # the main run also holds the profile's new-items and curve tables, checked even where its own panel is
+        # not there (a workspace that ran only `make new-items` or `make learning-curve`)
+        checks = (check_metrics(config) if scored else []) + check_panel(config) + (
+            [] if config.run else check_new_items(config) + check_learning_curve(config))
+        if not checks:
             print(f"results/{name}: no stored answers (an unfinished run); nothing to check")
             continue
         print(f"results/{name}:")
-        checks = (check_metrics(config) if scored else []) + check_panel(config)
-        checks += [] if config.run else check_new_items(config) + check_learning_curve(config)
         for check in checks:
             print(f"  {check.line()}")
         problems = [problem for check in checks for problem in check.problems]

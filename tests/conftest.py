@@ -4,16 +4,29 @@ import hashlib
 import json
 import shlex
 import shutil
+import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 from polypersona_utils import paths
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+# The two files that take minutes each (notebooks run by make on the smoke profile): collected first, so that under
+# `make test` (`--dist loadfile --no-loadscope-reorder`: whole files, in collection order) each worker starts with
+# one of them and the short files fill in around them; the suite's wall time is its busiest worker's.
+LONG_FILES = ("test_notebooks.py", "test_notebook_runs.py")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))  # stable: each file keeps its order
 
 
 def stand_in_venv(folder: Path) -> Path:
@@ -167,3 +180,41 @@ def openai_server():
     yield url, seen
     server.shutdown()
 
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, tiny_model_dir):
+    """For the notebooks' tests (tests/test_notebooks.py, tests/test_notebook_runs.py), one per test file: a
+    workspace holding copies of the shipped profiles; `paths` and every make call point at it. Its smoke
+    profile trains, answers and scores with the tiny random Llama (SmolLM2's tokenizer and chat template, two layers
+    of width 32) under SmolLM2's name; the teacher that writes the dataset's answers stays SmolLM2 (a random model's
+    answers would be dropped as unparseable). These tests check the study's plumbing; the real model's numbers are
+    checked where they matter (4-bit training and scoring in test_training.py and test_panel.py, a real server in
+    test_served_server.py, Gemma in test_gemma.py)."""
+    root = tmp_path_factory.mktemp("workspace")
+    shutil.copytree(paths.PARAMS_DIR, root / "params")
+    smoke = root / "params" / "smoke.yaml"
+    profile = yaml.safe_load(smoke.read_text())
+    profile["models"] = [{"name": "smollm2-135m", "model_id": str(tiny_model_dir)}]
+    smoke.write_text(yaml.safe_dump(profile, sort_keys=False))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("POLYPERSONA_WORKSPACE", str(root))
+        for name, value in (("WORKSPACE", root), ("PARAMS_DIR", root / "params"),
+                            ("ARTIFACTS_ROOT", root / "artifacts"), ("RESULTS_ROOT", root / "results")):
+            patch.setattr(paths, name, value)
+        yield root
+
+
+def make(*args, check=True, capture=False):
+    return subprocess.run(["make", *args], cwd=paths.PROJECT_ROOT, check=check, text=True,
+                          capture_output=capture)
+
+
+def up_to_date(*args) -> bool:
+    return make("-q", *args, check=False).returncode == 0
+
+
+def executed_without_error(name: str) -> dict:
+    notebook = json.loads((paths.RunPaths("smoke").executed / name).read_text())
+    assert notebook["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
+    assert not any(o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", []))
+    return notebook

@@ -1,6 +1,7 @@
 """Notebooks through the same Make targets a user runs, on the smoke profile, in a temporary workspace: the tests
 write nothing into the checkout (`POLYPERSONA_WORKSPACE`, see paths.py). The Make tests share one workspace and
-run in file order: data, train, metrics, then the whole smoke study."""
+run in file order: data, train, metrics, then the whole smoke study and its learning curve (the new-items folds:
+tests/test_notebook_runs.py, a workspace of their own, so that the two files run beside each other)."""
 import ast
 import json
 import os
@@ -12,33 +13,12 @@ import sys
 
 import pandas as pd
 import pytest
-import yaml
 
 from polypersona_utils import paths
 from polypersona_utils.dataset.splits import check_leakage
 from polypersona_utils.provenance import read_jsonl
 
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory, tiny_model_dir):
-    """A workspace holding copies of the shipped profiles; `paths` and every make call point at it. Its smoke
-    profile trains, answers and scores with the tiny random Llama (SmolLM2's tokenizer and chat template, two layers
-    of width 32) under SmolLM2's name; the teacher that writes the dataset's answers stays SmolLM2 (a random model's
-    answers would be dropped as unparseable). These tests check the study's plumbing; the real model's numbers are
-    checked where they matter (4-bit training and scoring in test_training.py and test_panel.py, a real server in
-    test_served_server.py, Gemma in test_gemma.py)."""
-    root = tmp_path_factory.mktemp("workspace")
-    shutil.copytree(paths.PARAMS_DIR, root / "params")
-    smoke = root / "params" / "smoke.yaml"
-    profile = yaml.safe_load(smoke.read_text())
-    profile["models"] = [{"name": "smollm2-135m", "model_id": str(tiny_model_dir)}]
-    smoke.write_text(yaml.safe_dump(profile, sort_keys=False))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("POLYPERSONA_WORKSPACE", str(root))
-        for name, value in (("WORKSPACE", root), ("PARAMS_DIR", root / "params"),
-                            ("ARTIFACTS_ROOT", root / "artifacts"), ("RESULTS_ROOT", root / "results")):
-            patch.setattr(paths, name, value)
-        yield root
+from conftest import executed_without_error, make, up_to_date
 
 
 def test_source_notebooks_have_no_outputs_and_one_parameters_cell_of_plain_values():
@@ -55,15 +35,6 @@ def test_source_notebooks_have_no_outputs_and_one_parameters_cell_of_plain_value
                 f"{path.name}: parameters cell computes: {ast.unparse(statement)}")
 
 
-def make(*args, check=True, capture=False):
-    return subprocess.run(["make", *args], cwd=paths.PROJECT_ROOT, check=check, text=True,
-                          capture_output=capture)
-
-
-def up_to_date(*args) -> bool:
-    return make("-q", *args, check=False).returncode == 0
-
-
 @pytest.mark.slow
 def test_make_data_runs_notebook_01_on_smoke_and_then_does_nothing(workspace):
     make("data", "PROFILE=smoke")
@@ -75,13 +46,6 @@ def test_make_data_runs_notebook_01_on_smoke_and_then_does_nothing(workspace):
     assert all(splits.values())
     # Nothing changed: the target is up to date and make has no work to do.
     assert up_to_date("data", "PROFILE=smoke")
-
-
-def executed_without_error(name: str) -> dict:
-    notebook = json.loads((paths.RunPaths("smoke").executed / name).read_text())
-    assert notebook["metadata"]["papermill"]["parameters"] == {"profile": "smoke"}
-    assert not any(o.get("output_type") == "error" for c in notebook["cells"] for o in c.get("outputs", []))
-    return notebook
 
 
 @pytest.mark.slow
@@ -243,30 +207,6 @@ def test_make_learning_curve_runs_each_missing_point_then_notebook_07_and_then_n
     assert "## Learning curve" in (paths.results_dir("smoke") / "README.md").read_text()
     again = make("learning-curve", "PROFILE=smoke", capture=True)
     assert "learning-curve point" not in again.stdout and "02_train" not in again.stdout
-
-
-@pytest.mark.slow
-def test_make_new_items_runs_each_fold_then_notebook_08(workspace):
-    """The smoke profile's two folds trained on the other items and scored on their held-out items by notebooks 02
-    and 06, then put together by notebook 08; every panel pair is held out by exactly one fold."""
-    from polypersona_utils.config import load_config
-    from polypersona_utils.runs.new_items import fold_items, new_items_runs
-
-    config = load_config("smoke")
-    done = make("new-items", "PROFILE=smoke", capture=True)
-    assert all(f"new-items fold {name}" in done.stdout for name in new_items_runs(config))
-    executed_without_error("08_new_items.ipynb")
-    stored = pd.read_csv(paths.results_dir("smoke") / "new_items_distributions.csv")
-    assert not stored.duplicated(["variant", "persona_id", "question_id"]).any()  # each pair held out once
-    for _, variant in stored.groupby("variant"):  # the zero-shot's cached whole-panel rows are not reused
-        assert set(variant.question_id) == {q for fold in fold_items(config) for q in fold}
-    table = pd.read_csv(paths.tables_dir("smoke") / "panel_new_items.csv")
-    assert {"smollm2-135m-lora", "uniform", "pooled-marginal", "pooled-logistic", "baseline-logistic"} <= set(
-        table.variant)
-    assert (table.log_loss_lo <= table.log_loss).all() and (paths.figures_dir("smoke") / "panel_new_items.png").exists()
-    assert "## New questions" in (paths.results_dir("smoke") / "README.md").read_text()
-    assert "new-items fold" not in make("new-items", "PROFILE=smoke", capture=True).stdout
-    assert make("check-results", "PROFILE=smoke", capture=True).returncode == 0
 
 
 def test_make_ablation_panels_scores_each_standard_run_then_collects(workspace):
