@@ -240,9 +240,19 @@ def load_causal_lm(
         device_map = "cuda" if torch.cuda.is_available() else "cpu"
     quant = quantization_config(quantization, compute_dtype)
     dtype = getattr(torch, compute_dtype) if quant is None else None
-    return AutoModelForCausalLM.from_pretrained(
+    model = AutoModelForCausalLM.from_pretrained(
         folder, quantization_config=quant, dtype=dtype, device_map=device_map
     )
+    if quant is not None:
+        # On a CPU with AVX-512 BF16, bitsandbytes repacks a 4-bit layer's weights for its CPU kernel the first time
+        # the layer runs without gradients (an evaluation step), and fails ("shape '[32, 0]' is invalid") for a layer
+        # whose input width is not a whole number of quantisation blocks; such layers keep the plain 4-bit path
+        for module in model.modules():
+            state = getattr(getattr(module, "weight", None), "quant_state", None)
+            if state is not None and hasattr(module, "support_avx512bf16_for_cpu") \
+                    and module.in_features % state.blocksize:
+                module.support_avx512bf16_for_cpu = False
+    return model
 
 
 def inference_dtype(setting: str) -> str:
