@@ -198,10 +198,8 @@ def workspace(tmp_path_factory, tiny_model_dir):
     smoke.write_text(yaml.safe_dump(profile, sort_keys=False))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("POLYPERSONA_WORKSPACE", str(root))
-        for name, value in (("WORKSPACE", root), ("PARAMS_DIR", root / "params"),
-                            ("ARTIFACTS_ROOT", root / "artifacts"), ("RESULTS_ROOT", root / "results")):
-            patch.setattr(paths, name, value)
-        yield root
+        patch.setattr(paths, "PARAMS_DIR", root / "params")
+        yield use_workspace(patch, root)
 
 
 def make(*args, check=True, capture=False):
