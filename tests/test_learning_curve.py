@@ -2,6 +2,7 @@
 are missing, and the table, figure and README section built from their panel tables."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -191,7 +192,7 @@ def test_collect_writes_table_figure_and_section(tmp_roots):
 def test_the_figure_draws_a_far_zero_shot_point_as_an_arrow_with_its_value(tmp_roots):
     """A zero-shot log-loss far above the rest would squash the points that matter into a line: it is an arrow at
     the axis' edge with its value written, and every other point and interval stays inside the axis."""
-    from polypersona_utils.runs.learning_curve import draw_curve
+    from polypersona_utils.runs.curve_figure import draw_curve
 
     config = load_config("smoke", overrides={"learning_curve": [{"respondents": 512}]})
     fake_point(config, "curve-smollm2-135m-sft-512", 512, dict(zip(VARIANTS, (0.89, 2.08, 0.82, 0.87))),
@@ -207,10 +208,33 @@ def test_the_figure_draws_a_far_zero_shot_point_as_an_arrow_with_its_value(tmp_r
     assert not fig.axes[1].texts and slope_low < 0.0 and slope_high > 0.2  # nothing far there: every point drawn
 
 
+def test_arrows_side_by_side_share_one_label_and_slopes_are_all_drawn(tmp_roots):
+    """Two zero-shot models far above the rest sit side by side at 0 respondents: their values are written once,
+    left to right, not over each other; a statistician's slope far above the panel's is drawn with its interval, not
+    made an arrow (slopes share one scale)."""
+    from polypersona_utils.runs.curve_figure import draw_curve, nearby
+
+    assert nearby([(100, "a", 1.1), (130, "b", 1.1), (300, "c", 1.1), (110, "d", 0.7)], 40) == [
+        [(110, "d", 0.7)], [(100, "a", 1.1), (130, "b", 1.1)], [(300, "c", 1.1)]]
+    config = load_config("smoke", overrides={"learning_curve": [{"respondents": 512}]})
+    fake_point(config, "curve-smollm2-135m-sft-512", 512, dict(zip(VARIANTS, (0.89, 2.08, 0.82, 0.87))),
+               (0.07, 0.06, 0.09))
+    curve = collect(config)
+    zero = curve[curve.variant == "smollm2-135m-zeroshot"]
+    gemma = zero.assign(variant="gemma3-270m-zeroshot", model="gemma3-270m",
+                        value=zero.value + np.where(zero.measure == "log_loss", 0.42, 0.0))
+    curve = pd.concat([curve, gemma], ignore_index=True)
+    curve.loc[(curve.variant == "baseline-logistic") & (curve.measure == "subgroup_effect_slope"),
+              ["value", "low", "high"]] = (0.9, 0.85, 0.95)
+    fig = draw_curve(curve, "t")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["2.08, 2.50"]
+    assert not fig.axes[1].texts and fig.axes[1].get_ylim()[1] > 0.95
+
+
 def test_a_lever_is_a_point_of_its_own_on_the_curve(tmp_roots):
     """Three epochs at 512 beside one epoch at 512: two runs, two lines of the figure (not one point dropped as a
     repeat), the lever named in the table."""
-    from polypersona_utils.runs.learning_curve import curve_series
+    from polypersona_utils.runs.curve_figure import curve_series
 
     points = [{"respondents": 512}, {"respondents": 512, "epochs": 3}, {"respondents": 512, "learning_rate": 1e-3}]
     config = load_config("smoke", overrides={"learning_curve": points})
