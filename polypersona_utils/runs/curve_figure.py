@@ -42,9 +42,9 @@ def draw_curve(curve: pd.DataFrame, title: str, anchors: dict[str, dict[str, flo
     models, stays on the axis), side by side to be read at page width; each line (`curve_series`) its own colour and
     marker, set slightly apart along the axis so that no interval hides another; a point far beyond the others
     (`panel.figures.off_scale` around the panel's median: a zero-shot model's log-loss; slopes are all drawn) an arrow
-    at the axis' edge with its value written, the values of arrows side by side in one label, so that the points that
-    matter can be told apart; the main run's anchors (fitted on
-    every respondent outside the panel) as horizontal lines named in the legend, below the panels."""
+    at the axis' edge with its value written (`nearby` arrows' values in one label), so that the points that matter
+    can be told apart; the main run's anchors (fitted on every respondent outside the panel) as horizontal lines
+    named in the legend, below the panels."""
     plt = pyplot()
     series = curve_series(curve)
     lines = list(dict.fromkeys(series.series))
@@ -103,8 +103,8 @@ def draw_curve(curve: pd.DataFrame, title: str, anchors: dict[str, dict[str, flo
 
 
 def nearby(arrows: list[tuple], gap: float) -> list[list[tuple]]:
-    """Arrows (x in points first, then anything) grouped left to right per edge (the y in third place): a new group
-    where the next arrow is more than `gap` points to the right of the last one."""
+    """Arrows `(x in points, x, edge, value)` grouped left to right per edge: a new group where the next arrow on the
+    same edge is more than `gap` points to the right of the last one."""
     groups = []
     for arrow in sorted(arrows, key=lambda a: (a[2], a[0])):
         if groups and groups[-1][-1][2] == arrow[2] and arrow[0] - groups[-1][-1][0] <= gap:
